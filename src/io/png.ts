@@ -1,0 +1,317 @@
+/**
+ * PNG input: turns any reasonable PNG into one MNIST-shaped gray digit (28x28 uint8, row-major,
+ * light strokes on a dark background). Callers normalise the pixels the MNIST way elsewhere.
+ *
+ * Pipeline: signature + IHDR checks (size limit before any allocation) → chunk walk and our own
+ * capped inflate of the image data → pngjs decode (raw sample depth kept) → gray, alpha over black
+ * → area-average resize to 28x28 if needed → inversion ('auto': when the 28x28 result's border is
+ * mostly light, i.e. a dark digit on a light background).
+ */
+import { readFileSync } from 'node:fs';
+import { inflateSync } from 'node:zlib';
+import { PNG } from 'pngjs';
+import { InputError } from '../errors.ts';
+import { IMAGE_SIDE } from '../engine/architecture.ts';
+
+export type InvertMode = 'auto' | 'yes' | 'no';
+
+export interface LoadedDigit {
+  /** IMAGE_SIDE*IMAGE_SIDE gray pixels after resize and inversion. */
+  pixels: Uint8Array;
+  /** Size of the image as stored in the file. */
+  width: number;
+  height: number;
+  /** Whether the gray image was inverted (255 - p). */
+  inverted: boolean;
+  /** Human-readable notes for stderr, e.g. that the image was resized. */
+  warnings: string[];
+}
+
+export interface DecodeOptions {
+  invert?: InvertMode;
+}
+
+/** Refuse images bigger than this before decoding: a hostile header must not allocate gigabytes. */
+export const MAX_PIXELS = 50_000_000;
+
+const PNG_SIGNATURE = [0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a];
+/** 8 signature + 4 length + 4 type + 13 IHDR data + 4 CRC. */
+const MIN_HEADER_BYTES = 33;
+const COLOR_TYPE_PALETTE = 3;
+/** PNG spec: samples per pixel and the bit depths allowed, by colour type. */
+const CHANNELS: Record<number, number> = { 0: 1, 2: 3, 3: 1, 4: 2, 6: 4 };
+const ALLOWED_DEPTHS: Record<number, number[]> = { 0: [1, 2, 4, 8, 16], 2: [8, 16], 3: [1, 2, 4, 8], 4: [8, 16], 6: [8, 16] };
+/** Adam7 passes: x start, y start, x step, y step. */
+const ADAM7 = [[0, 0, 8, 8], [4, 0, 8, 8], [0, 4, 4, 8], [2, 0, 4, 4], [0, 2, 2, 4], [1, 0, 2, 2], [0, 1, 1, 2]] as const;
+
+interface Header {
+  width: number;
+  height: number;
+  bitDepth: number;
+  colorType: number;
+  interlaced: boolean;
+}
+
+/**
+ * Gray values are carried as fixed point with this many steps per gray level, so that the resize
+ * sums are exact integers in float64 (max 255*4096*50e6 ≈ 5.2e13 < 2^53) and the only rounding to
+ * uint8 happens once, at the end.
+ */
+const FIX = 4096;
+
+/** auto-invert when the mean of the outermost ring of the 28x28 image is above this. */
+const LIGHT_BORDER_THRESHOLD = 127.5;
+
+/** Reads a PNG file and decodes it as a digit; the path is used as the label in messages. */
+export function readDigitPng(path: string, opts: DecodeOptions = {}): LoadedDigit {
+  let bytes: Buffer;
+  try {
+    bytes = readFileSync(path);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT') throw new InputError(`${path}: file not found`);
+    if (code === 'EISDIR') throw new InputError(`${path}: is a directory, expected a PNG file`);
+    throw new InputError(`${path}: cannot read file (${code ?? (err as Error).message})`);
+  }
+  return decodeDigitPng(bytes, path, opts);
+}
+
+/** Decodes PNG bytes as a digit. `label` names the source (usually the path) in errors and warnings. */
+export function decodeDigitPng(bytes: Uint8Array, label: string, opts: DecodeOptions = {}): LoadedDigit {
+  const invert = opts.invert ?? 'auto';
+  if (invert !== 'auto' && invert !== 'yes' && invert !== 'no') {
+    throw new InputError(`${label}: invert must be 'auto', 'yes' or 'no', got '${String(invert)}'`);
+  }
+  const header = checkHeader(bytes, label);
+  const { width, height } = header;
+  checkImageData(collectImageData(bytes, label), header, label);
+
+  let decoded: { width: number; height: number; depth: number; colorType: number; data: ArrayLike<number> };
+  try {
+    // skipRescale keeps 16-bit (and 1/2/4-bit gray) samples at their stored depth; pngjs would
+    // otherwise round them to 8 bits before we compute luminance. Palette images always come out
+    // as 8-bit RGBA from the palette (tRNS applied as palette alpha).
+    decoded = PNG.sync.read(Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength), { skipRescale: true });
+  } catch (err) {
+    throw new InputError(`${label}: corrupt PNG (${oneLine(err)})`);
+  }
+  if (decoded.width !== width || decoded.height !== height || decoded.data.length !== width * height * 4) {
+    throw new InputError(`${label}: corrupt PNG (decoded size does not match its header)`);
+  }
+
+  const maxSample = decoded.colorType === COLOR_TYPE_PALETTE ? 255 : 2 ** decoded.depth - 1;
+  const gray = toGrayFixed(decoded.data, width * height, maxSample);
+
+  const warnings: string[] = [];
+  let pixels: Uint8Array;
+  if (width === IMAGE_SIDE && height === IMAGE_SIDE) {
+    pixels = new Uint8Array(IMAGE_SIDE * IMAGE_SIDE);
+    for (let i = 0; i < pixels.length; i++) pixels[i] = roundRatio(gray[i]!, FIX);
+  } else {
+    pixels = resizeAreaAverage(gray, width, height, IMAGE_SIDE, IMAGE_SIDE);
+    const aspect = width === height ? '' : ' (aspect ratio not kept)';
+    warnings.push(`${label} is ${width}x${height}; resized to ${IMAGE_SIDE}x${IMAGE_SIDE}${aspect}`);
+  }
+
+  const inverted = invert === 'yes' || (invert === 'auto' && borderMean(pixels, IMAGE_SIDE, IMAGE_SIDE) > LIGHT_BORDER_THRESHOLD);
+  if (inverted) {
+    for (let i = 0; i < pixels.length; i++) pixels[i] = 255 - pixels[i]!;
+  }
+  return { pixels, width, height, inverted, warnings };
+}
+
+/** Encodes 8-bit gray pixels (row-major) as a gray PNG. */
+export function encodeGrayPng(pixels: Uint8Array, width: number, height: number): Buffer {
+  if (!Number.isInteger(width) || !Number.isInteger(height) || width < 1 || height < 1) {
+    throw new InputError(`encodeGrayPng: width and height must be positive integers, got ${width}x${height}`);
+  }
+  if (pixels.length !== width * height) {
+    throw new InputError(`encodeGrayPng: ${pixels.length} pixels given for a ${width}x${height} image (expected ${width * height})`);
+  }
+  const png = new PNG({ width, height, colorType: 0, inputColorType: 0, bitDepth: 8, inputHasAlpha: false });
+  png.data = Buffer.from(pixels);
+  return PNG.sync.write(png, { colorType: 0, inputColorType: 0, bitDepth: 8, inputHasAlpha: false });
+}
+
+/**
+ * Checks the signature and reads width/height from IHDR ourselves (bytes 16..23, big-endian), so
+ * that absurd sizes are refused before pngjs allocates anything.
+ */
+function checkHeader(bytes: Uint8Array, label: string): Header {
+  if (bytes.length === 0) throw new InputError(`${label}: file is empty (0 bytes)`);
+  const hasSignature = bytes.length >= PNG_SIGNATURE.length && PNG_SIGNATURE.every((b, i) => bytes[i] === b);
+  if (!hasSignature) throw new InputError(`${label}: not a PNG file (bad signature)`);
+  if (bytes.length < MIN_HEADER_BYTES) throw new InputError(`${label}: truncated PNG (ends inside the header)`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const chunkType = String.fromCharCode(bytes[12]!, bytes[13]!, bytes[14]!, bytes[15]!);
+  if (view.getUint32(8) !== 13 || chunkType !== 'IHDR') {
+    throw new InputError(`${label}: corrupt PNG (first chunk is not a valid IHDR)`);
+  }
+  const width = view.getUint32(16);
+  const height = view.getUint32(20);
+  if (width === 0 || height === 0) throw new InputError(`${label}: corrupt PNG (image is ${width}x${height})`);
+  if (width * height > MAX_PIXELS) {
+    throw new InputError(`${label}: image is ${width}x${height}, larger than the ${MAX_PIXELS / 1e6} megapixel limit`);
+  }
+  const bitDepth = bytes[24]!;
+  const colorType = bytes[25]!;
+  const interlaced = bytes[28] === 1;
+  if (!ALLOWED_DEPTHS[colorType]?.includes(bitDepth)) {
+    throw new InputError(`${label}: corrupt PNG (colour type ${colorType} with bit depth ${bitDepth} is not valid)`);
+  }
+  return { width, height, bitDepth, colorType, interlaced };
+}
+
+/**
+ * Walks the chunk lengths (no CRC or content checks) and returns the IDAT payloads joined. A cut-off
+ * file gets a plain "truncated" message here; pngjs's own wording for that case is cryptic.
+ */
+function collectImageData(bytes: Uint8Array, label: string): Buffer {
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const idat: Uint8Array[] = [];
+  let at = PNG_SIGNATURE.length;
+  while (at + 8 <= bytes.length) {
+    const length = view.getUint32(at);
+    const type = String.fromCharCode(bytes[at + 4]!, bytes[at + 5]!, bytes[at + 6]!, bytes[at + 7]!);
+    const end = at + 12 + length; // length + type + data + CRC
+    if (end > bytes.length) throw new InputError(`${label}: truncated PNG (file ends inside its ${type} chunk)`);
+    if (type === 'IDAT') idat.push(bytes.subarray(at + 8, at + 8 + length));
+    if (type === 'IEND') {
+      if (idat.length === 0) throw new InputError(`${label}: corrupt PNG (no image data)`);
+      return Buffer.concat(idat);
+    }
+    at = end;
+  }
+  if (at < bytes.length) throw new InputError(`${label}: truncated PNG (file ends inside a chunk header)`);
+  throw new InputError(`${label}: truncated PNG (no IEND chunk)`);
+}
+
+/**
+ * Inflates the image data ourselves, capped at the exact size the header implies, and insists on
+ * that size. Why: pngjs's sync inflater does not reliably throw on a broken zlib stream and can
+ * hand back uninitialised memory as pixels; the cap also stops a small file inflating to gigabytes.
+ */
+function checkImageData(idat: Buffer, header: Header, label: string): void {
+  const expected = rawDataBytes(header);
+  let inflated: Buffer;
+  try {
+    inflated = inflateSync(idat, { maxOutputLength: expected + 1 });
+  } catch (err) {
+    if (err instanceof RangeError) throw new InputError(`${label}: corrupt PNG (image data is larger than its ${header.width}x${header.height} header allows)`);
+    throw new InputError(`${label}: corrupt PNG (image data does not inflate: ${oneLine(err)})`);
+  }
+  if (inflated.length !== expected) {
+    throw new InputError(`${label}: corrupt PNG (image data is ${inflated.length} bytes, expected ${expected} for ${header.width}x${header.height})`);
+  }
+}
+
+/** Size of the filtered scanlines (a filter byte + packed samples per row), per Adam7 pass if interlaced. */
+function rawDataBytes(h: Header): number {
+  const bitsPerPixel = CHANNELS[h.colorType]! * h.bitDepth;
+  const scanlines = (w: number, rows: number) => (w === 0 || rows === 0 ? 0 : rows * (1 + Math.ceil((w * bitsPerPixel) / 8)));
+  if (!h.interlaced) return scanlines(h.width, h.height);
+  let total = 0;
+  for (const [x0, y0, dx, dy] of ADAM7) {
+    total += scanlines(Math.ceil((h.width - x0) / dx), Math.ceil((h.height - y0) / dy));
+  }
+  return total;
+}
+
+/**
+ * RGBA samples (each 0..maxSample) → gray in fixed point (0..255*FIX).
+ * Luminance is ITU-R BT.601: 0.299 R + 0.587 G + 0.114 B, done in integer thousandths so that a
+ * gray pixel (R=G=B) maps exactly to itself. Alpha is composited over black, i.e. gray * alpha/max.
+ */
+function toGrayFixed(rgba: ArrayLike<number>, count: number, maxSample: number): Uint32Array {
+  const out = new Uint32Array(count);
+  // Numerator and denominator stay below 2^53, so the division is correctly rounded.
+  const denom = 1000 * maxSample * maxSample;
+  const scale = 255 * FIX;
+  for (let p = 0, i = 0; p < count; p++, i += 4) {
+    const lum1000 = 299 * rgba[i]! + 587 * rgba[i + 1]! + 114 * rgba[i + 2]!;
+    out[p] = Math.round(((lum1000 * rgba[i + 3]!) / denom) * scale);
+  }
+  return out;
+}
+
+/** round(num / den) with halves rounded up, exact for non-negative integers below 2^52. */
+function roundRatio(num: number, den: number): number {
+  return Math.floor((2 * num + den) / (2 * den));
+}
+
+/**
+ * For each output index, the source indices it overlaps and the overlap lengths. Coordinates are
+ * measured in units of 1/(srcLen*dstLen): source pixel j spans [j*dstLen, (j+1)*dstLen) and output
+ * pixel i spans [i*srcLen, (i+1)*srcLen), so every overlap is an integer and each output's weights
+ * sum to srcLen exactly.
+ */
+function overlapWeights(srcLen: number, dstLen: number): { index: number[]; weight: number[] }[] {
+  const result: { index: number[]; weight: number[] }[] = [];
+  for (let i = 0; i < dstLen; i++) {
+    const start = i * srcLen;
+    const end = start + srcLen;
+    const index: number[] = [];
+    const weight: number[] = [];
+    for (let j = Math.floor(start / dstLen); j * dstLen < end; j++) {
+      const overlap = Math.min(end, (j + 1) * dstLen) - Math.max(start, j * dstLen);
+      if (overlap > 0) {
+        index.push(j);
+        weight.push(overlap);
+      }
+    }
+    result.push({ index, weight });
+  }
+  return result;
+}
+
+/**
+ * Area-averaging (box) resize, used for both down- and upscaling: each output pixel is the mean of
+ * the source area it covers. Integer weights make it exact and deterministic; a uniform image keeps
+ * its value exactly. Separable: rows first, then columns.
+ */
+function resizeAreaAverage(gray: Uint32Array, srcW: number, srcH: number, dstW: number, dstH: number): Uint8Array {
+  const wx = overlapWeights(srcW, dstW);
+  const wy = overlapWeights(srcH, dstH);
+  // Horizontal pass: srcH rows of dstW sums (each weighted by up to srcW).
+  const rows = new Float64Array(srcH * dstW);
+  for (let y = 0; y < srcH; y++) {
+    const rowBase = y * srcW;
+    for (let x = 0; x < dstW; x++) {
+      const { index, weight } = wx[x]!;
+      let sum = 0;
+      for (let k = 0; k < index.length; k++) sum += gray[rowBase + index[k]!]! * weight[k]!;
+      rows[y * dstW + x] = sum;
+    }
+  }
+  const out = new Uint8Array(dstW * dstH);
+  const den = srcW * srcH * FIX;
+  for (let y = 0; y < dstH; y++) {
+    const { index, weight } = wy[y]!;
+    for (let x = 0; x < dstW; x++) {
+      let sum = 0;
+      for (let k = 0; k < index.length; k++) sum += rows[index[k]! * dstW + x]! * weight[k]!;
+      out[y * dstW + x] = roundRatio(sum, den);
+    }
+  }
+  return out;
+}
+
+/** Mean of the outermost ring of pixels. */
+function borderMean(pixels: Uint8Array, w: number, h: number): number {
+  let sum = 0;
+  let n = 0;
+  for (let y = 0; y < h; y++) {
+    for (let x = 0; x < w; x++) {
+      if (y === 0 || y === h - 1 || x === 0 || x === w - 1) {
+        sum += pixels[y * w + x]!;
+        n++;
+      }
+    }
+  }
+  return sum / n;
+}
+
+function oneLine(err: unknown): string {
+  const msg = err instanceof Error ? err.message : String(err);
+  return msg.replace(/\s+/g, ' ').trim();
+}
