@@ -1,0 +1,29 @@
+/** ReLU over any flat tensor (all M models at once: elementwise ops need no model index). */
+import type { KernelSpec, KernelThis } from './spec.ts';
+
+export interface ElementwiseInfo { n: number }
+
+/** y = max(x, 0). Grid [n]. */
+export function reluForward(info: ElementwiseInfo): KernelSpec {
+  return {
+    name: 'relu.forward',
+    fn: function (this: KernelThis<ElementwiseInfo>, x: Float32Array): number {
+      return Math.max(x[this.thread.x], 0);
+    },
+    output: [info.n], constants: { ...info }, flops: info.n,
+  };
+}
+
+/** dx = dy where x > 0, else 0 (PyTorch's gradient at exactly 0 is 0). Grid [n]. */
+export function reluBackward(info: ElementwiseInfo): KernelSpec {
+  return {
+    name: 'relu.backward',
+    fn: function (this: KernelThis<ElementwiseInfo>, x: Float32Array, dy: Float32Array): number {
+      if (x[this.thread.x] > 0) {
+        return dy[this.thread.x];
+      }
+      return 0;
+    },
+    output: [info.n], constants: { ...info }, flops: info.n,
+  };
+}

@@ -1,0 +1,59 @@
+/**
+ * Shape arithmetic for every kernel, in one place: kernel files declare math, this file derives sizes.
+ * `M` is the number of models, `B` the batch per model. `xModelStride` is the distance between two models'
+ * inputs: 0 when every model reads the same batch (ensembling), B * (one sample's size) when each model has
+ * its own batch (training several models at once).
+ */
+export interface Conv2DInfo {
+  M: number; B: number;
+  inC: number; inH: number; inW: number;
+  outC: number; K: number; outH: number; outW: number;
+  xModelStride: number;
+}
+
+export function computeConv2DInfo(p: {
+  M: number; B: number; inC: number; inH: number; inW: number; outC: number; K: number; sharedInput?: boolean;
+}): Conv2DInfo {
+  const outH = p.inH - p.K + 1;
+  const outW = p.inW - p.K + 1;
+  if (outH < 1 || outW < 1) throw new Error(`conv2d: a ${p.K}x${p.K} kernel does not fit a ${p.inH}x${p.inW} input`);
+  checkCounts({ M: p.M, B: p.B, inC: p.inC, outC: p.outC, K: p.K });
+  return {
+    M: p.M, B: p.B, inC: p.inC, inH: p.inH, inW: p.inW, outC: p.outC, K: p.K, outH, outW,
+    xModelStride: p.sharedInput ? 0 : p.B * p.inC * p.inH * p.inW,
+  };
+}
+
+/** 2x2 max pooling, stride 2; odd rows/columns are dropped (floor), as PyTorch does. */
+export interface Pool2DInfo { M: number; B: number; C: number; inH: number; inW: number; outH: number; outW: number }
+
+export function computePool2DInfo(p: { M: number; B: number; C: number; inH: number; inW: number }): Pool2DInfo {
+  const outH = Math.floor(p.inH / 2);
+  const outW = Math.floor(p.inW / 2);
+  if (outH < 1 || outW < 1) throw new Error(`max_pool2d: a ${p.inH}x${p.inW} input is smaller than the 2x2 window`);
+  checkCounts({ M: p.M, B: p.B, C: p.C });
+  return { ...p, outH, outW };
+}
+
+export interface LinearInfo { M: number; B: number; inF: number; outF: number; xModelStride: number }
+
+export function computeLinearInfo(p: { M: number; B: number; inF: number; outF: number; sharedInput?: boolean }): LinearInfo {
+  checkCounts({ ...p });
+  return { M: p.M, B: p.B, inF: p.inF, outF: p.outF, xModelStride: p.sharedInput ? 0 : p.B * p.inF };
+}
+
+/** Row-wise ops over [M, B, C] (log-softmax, NLL). */
+export interface RowsInfo { M: number; B: number; C: number }
+
+export function computeRowsInfo(p: RowsInfo): RowsInfo {
+  checkCounts({ ...p });
+  return { M: p.M, B: p.B, C: p.C };
+}
+
+function checkCounts(counts: Record<string, number | boolean | undefined>): void {
+  for (const [name, v] of Object.entries(counts)) {
+    if (typeof v === 'number' && (!Number.isInteger(v) || v < 1)) {
+      throw new Error(`shape: ${name} must be a positive integer, got ${v}`);
+    }
+  }
+}

@@ -1,0 +1,33 @@
+/**
+ * What a kernel file exports: a declaration of one GPU.js kernel (its per-cell function, output grid and
+ * constants), with no GPU instance and no I/O. The engine's Device compiles specs into kernels and caches them.
+ *
+ * Conventions shared by every kernel:
+ * - every argument is a flat Float32Array in PyTorch's row-major layout, with M (the model count) as the leading
+ *   dimension of weights and activations; M = 1 is the ordinary single-model case;
+ * - sizes are `constants`, so loops have fixed bounds and the compiled kernel is specialised per shape;
+ * - the output grid is [x, y, z] with x fastest, and the flat result is read in that order, so a grid of
+ *   [W, H, M*B*C] yields exactly the [M, B, C, H, W] layout.
+ */
+import type { IKernelFunctionThis } from 'gpu.js';
+
+export type Constants = Record<string, number>;
+
+/** `this` inside a kernel body whose constants are C. */
+export type KernelThis<C> = IKernelFunctionThis<C>;
+
+export interface KernelSpec {
+  /** Family and operation, e.g. 'conv2d.forward'; with the constants it identifies the compiled kernel. */
+  name: string;
+  /** The per-cell function, transpiled by GPU.js. It may read `this.constants.*` only inline. */
+  fn: (...args: any[]) => number;
+  /** Output grid [x] | [x, y] | [x, y, z]. */
+  output: number[];
+  constants: Constants;
+  /** Floating-point operations of one call (multiply-add = 2), for GFLOP/s in benchmarks. */
+  flops: number;
+}
+
+export function outputSize(spec: KernelSpec): number {
+  return spec.output.reduce((a, b) => a * b, 1);
+}

@@ -1,0 +1,172 @@
+/**
+ * The CNN for M models at once, composed from the kernels: one dispatch per layer for all M models
+ * (M = 1 is an ordinary single model). Parameters are stacked along a leading model dimension, PyTorch layout.
+ *
+ * Two input modes: `sharedInput` (every model sees the same batch x [B,1,28,28], for ensembles and serving)
+ * and per-model batches (x [M,B,1,28,28], for training M models on different shuffles).
+ */
+import {
+  CONV1, CONV2, DROPOUT1, DROPOUT2, FC1, FC2, IMAGE_SIDE, NUM_CLASSES, PARAM_SPECS, elementCount,
+  type ParamName, type ParamSet,
+} from './architecture.ts';
+import type { Device } from './device.ts';
+import { computeConv2DInfo, computeLinearInfo, computePool2DInfo, computeRowsInfo } from '../../kernels/shapes.ts';
+import { conv2dForward, conv2dGradBias, conv2dGradInput, conv2dGradWeight } from '../../kernels/conv2d.ts';
+import { reluBackward, reluForward } from '../../kernels/relu.ts';
+import { maxPool2dArgmax, maxPool2dBackward, maxPool2dForward } from '../../kernels/pool.ts';
+import { computeDropoutInfo, dropoutApply } from '../../kernels/dropout.ts';
+import { linearForward, linearGradBias, linearGradInput, linearGradWeight } from '../../kernels/linear.ts';
+import { logSoftmaxForward, logSoftmaxNllBackward, nllLoss } from '../../kernels/log-softmax-nll.ts';
+
+/** 0/1 masks for the two dropout layers: drop1 [M,B,9216] after the pool, drop2 [M,B,128] after fc1's ReLU. */
+export interface DropoutMasks { drop1: Float32Array; drop2: Float32Array }
+
+export interface ForwardOptions {
+  sharedInput: boolean;
+  /** Present in training: dropout is applied and activations are kept for the backward pass. */
+  dropout?: DropoutMasks;
+}
+
+/** What the backward pass needs from the forward pass. */
+export interface ForwardCache {
+  B: number; sharedInput: boolean; masks: DropoutMasks;
+  x: Float32Array; h1: Float32Array; h2: Float32Array; argmax: Float32Array;
+  d1: Float32Array; h3: Float32Array; d2: Float32Array; logp: Float32Array;
+}
+
+export interface ForwardResult {
+  /** log-probabilities [M, B, 10] */
+  logp: Float32Array;
+  cache?: ForwardCache;
+}
+
+export interface BackwardResult {
+  /** mean NLL loss of each model over its batch */
+  loss: Float32Array;
+  grads: ParamSet;
+}
+
+export const POOLED_FEATURES = FC1.inFeatures;
+
+/** Every kernel spec of the network for one (M, B, input mode), derived once from the architecture. */
+function buildLayers(M: number, B: number, sharedInput: boolean) {
+  const conv1 = computeConv2DInfo({ M, B, inC: CONV1.inChannels, inH: IMAGE_SIDE, inW: IMAGE_SIDE, outC: CONV1.outChannels, K: CONV1.kernel, sharedInput });
+  const conv2 = computeConv2DInfo({ M, B, inC: CONV2.inChannels, inH: conv1.outH, inW: conv1.outW, outC: CONV2.outChannels, K: CONV2.kernel });
+  const pool = computePool2DInfo({ M, B, C: conv2.outC, inH: conv2.outH, inW: conv2.outW });
+  const fc1 = computeLinearInfo({ M, B, inF: pool.C * pool.outH * pool.outW, outF: FC1.outFeatures });
+  const fc2 = computeLinearInfo({ M, B, inF: FC2.inFeatures, outF: FC2.outFeatures });
+  const rows = computeRowsInfo({ M, B, C: NUM_CLASSES });
+  const h1 = { n: M * B * conv1.outC * conv1.outH * conv1.outW };
+  const h2 = { n: M * B * conv2.outC * conv2.outH * conv2.outW };
+  const h3 = { n: M * B * fc1.outF };
+  return {
+    conv1: conv2dForward(conv1), relu1: reluForward(h1),
+    conv2: conv2dForward(conv2), relu2: reluForward(h2),
+    pool: maxPool2dForward(pool), poolArgmax: maxPool2dArgmax(pool),
+    drop1: dropoutApply(computeDropoutInfo(M * B * fc1.inF, DROPOUT1)),
+    fc1: linearForward(fc1), relu3: reluForward(h3),
+    drop2: dropoutApply(computeDropoutInfo(h3.n, DROPOUT2)),
+    fc2: linearForward(fc2), logSoftmax: logSoftmaxForward(rows),
+    nll: nllLoss(rows), logSoftmaxNllBack: logSoftmaxNllBackward(rows),
+    fc2GradW: linearGradWeight(fc2), fc2GradB: linearGradBias(fc2), fc2GradIn: linearGradInput(fc2),
+    relu3Back: reluBackward(h3),
+    fc1GradW: linearGradWeight(fc1), fc1GradB: linearGradBias(fc1), fc1GradIn: linearGradInput(fc1),
+    poolBack: maxPool2dBackward(pool), relu2Back: reluBackward(h2),
+    conv2GradW: conv2dGradWeight(conv2), conv2GradB: conv2dGradBias(conv2), conv2GradIn: conv2dGradInput(conv2),
+    relu1Back: reluBackward(h1),
+    conv1GradW: conv2dGradWeight(conv1), conv1GradB: conv2dGradBias(conv1),
+  };
+}
+type Layers = ReturnType<typeof buildLayers>;
+
+export class Net {
+  readonly device: Device;
+  readonly numModels: number;
+  /** Stacked parameters [M, ...]; the optimizer replaces these arrays after each step. */
+  params: ParamSet;
+  private readonly layers = new Map<string, Layers>();
+
+  constructor(device: Device, numModels: number, params: ParamSet) {
+    for (const spec of PARAM_SPECS) {
+      const expected = numModels * elementCount(spec.shape);
+      if (params[spec.name]?.length !== expected) {
+        throw new Error(`Net: ${spec.name} holds ${params[spec.name]?.length} values, expected ${expected} for ${numModels} model(s)`);
+      }
+    }
+    this.device = device;
+    this.numModels = numModels;
+    this.params = params;
+  }
+
+  private layersFor(B: number, sharedInput: boolean): Layers {
+    const key = `${B}|${sharedInput}`;
+    let layers = this.layers.get(key);
+    if (!layers) {
+      layers = buildLayers(this.numModels, B, sharedInput);
+      this.layers.set(key, layers);
+    }
+    return layers;
+  }
+
+  /** x: [B,1,28,28] when sharedInput, else [M,B,1,28,28], normalised pixels. */
+  async forward(x: Float32Array, B: number, opts: ForwardOptions): Promise<ForwardResult> {
+    const M = this.numModels;
+    const pixels = IMAGE_SIDE * IMAGE_SIDE;
+    const expected = (opts.sharedInput ? 1 : M) * B * pixels;
+    if (x.length !== expected) throw new Error(`Net.forward: input holds ${x.length} values, expected ${expected}`);
+    const L = this.layersFor(B, opts.sharedInput);
+    const p = this.params;
+    const d = this.device;
+    const h1 = await d.run(L.relu1, await d.run(L.conv1, x, p['conv1.weight'], p['conv1.bias']));
+    const h2 = await d.run(L.relu2, await d.run(L.conv2, h1, p['conv2.weight'], p['conv2.bias']));
+    const pooled = await d.run(L.pool, h2);
+    const masks = opts.dropout;
+    if (!masks) {
+      const h3 = await d.run(L.relu3, await d.run(L.fc1, pooled, p['fc1.weight'], p['fc1.bias']));
+      const logp = await d.run(L.logSoftmax, await d.run(L.fc2, h3, p['fc2.weight'], p['fc2.bias']));
+      return { logp };
+    }
+    if (masks.drop1.length !== M * B * POOLED_FEATURES || masks.drop2.length !== M * B * FC1.outFeatures) {
+      throw new Error('Net.forward: dropout masks do not match [M, B, features]');
+    }
+    const argmax = await d.run(L.poolArgmax, h2);
+    const d1 = await d.run(L.drop1, pooled, masks.drop1);
+    const h3 = await d.run(L.relu3, await d.run(L.fc1, d1, p['fc1.weight'], p['fc1.bias']));
+    const d2 = await d.run(L.drop2, h3, masks.drop2);
+    const logp = await d.run(L.logSoftmax, await d.run(L.fc2, d2, p['fc2.weight'], p['fc2.bias']));
+    return { logp, cache: { B, sharedInput: opts.sharedInput, masks, x, h1, h2, argmax, d1, h3, d2, logp } };
+  }
+
+  /** Gradients of each model's mean NLL loss; targets [M, B] class indices. */
+  async backward(cache: ForwardCache, targets: Float32Array): Promise<BackwardResult> {
+    const M = this.numModels;
+    if (targets.length !== M * cache.B) throw new Error(`Net.backward: ${targets.length} targets, expected ${M * cache.B}`);
+    const L = this.layersFor(cache.B, cache.sharedInput);
+    const p = this.params;
+    const d = this.device;
+    const loss = await d.run(L.nll, cache.logp, targets);
+    const dz2 = await d.run(L.logSoftmaxNllBack, cache.logp, targets);
+    const grads = {} as ParamSet;
+    grads['fc2.weight'] = await d.run(L.fc2GradW, dz2, cache.d2);
+    grads['fc2.bias'] = await d.run(L.fc2GradB, dz2);
+    const dh3 = await d.run(L.drop2, await d.run(L.fc2GradIn, dz2, p['fc2.weight']), cache.masks.drop2);
+    const dz1 = await d.run(L.relu3Back, cache.h3, dh3);
+    grads['fc1.weight'] = await d.run(L.fc1GradW, dz1, cache.d1);
+    grads['fc1.bias'] = await d.run(L.fc1GradB, dz1);
+    const dPooled = await d.run(L.drop1, await d.run(L.fc1GradIn, dz1, p['fc1.weight']), cache.masks.drop1);
+    const da2 = await d.run(L.relu2Back, cache.h2, await d.run(L.poolBack, cache.argmax, dPooled));
+    grads['conv2.weight'] = await d.run(L.conv2GradW, da2, cache.h1);
+    grads['conv2.bias'] = await d.run(L.conv2GradB, da2);
+    const da1 = await d.run(L.relu1Back, cache.h1, await d.run(L.conv2GradIn, da2, p['conv2.weight']));
+    grads['conv1.weight'] = await d.run(L.conv1GradW, da1, cache.x);
+    grads['conv1.bias'] = await d.run(L.conv1GradB, da1);
+    return { loss, grads };
+  }
+}
+
+/** Total parameter count of one model. */
+export function paramCount(): number {
+  return PARAM_SPECS.reduce((n, s) => n + elementCount(s.shape), 0);
+}
+
+export type { ParamName };
