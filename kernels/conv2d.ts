@@ -37,34 +37,50 @@ export function conv2dForward(info: Conv2DInfo): KernelSpec {
 }
 
 /**
- * dx[m,b,ci,iy,ix] = Σ_co,ky,kx dy[m,b,co,iy-ky,ix-kx] · w[m,co,ci,ky,kx], over taps inside dy.
- * Always per model (also for a shared input: each model's loss has its own gradient). Grid [inW, inH, M*B*inC].
+ * The input gradient is itself a convolution: dx = conv2d(pad(dy, K-1), flip(wᵀ)), where flip(wᵀ)[m,ci,co,ky,kx] =
+ * w[m,co,ci,K-1-ky,K-1-kx]. Expressing it so (as TF.js does) reuses the forward kernel, branch-free, instead of
+ * a loop that tests every tap against dy's borders. These two kernels prepare its operands; the engine chains
+ * them with `conv2dForward(conv2dGradInputInfo(info))`.
  */
-export function conv2dGradInput(info: Conv2DInfo): KernelSpec {
+export function conv2dGradInputInfo(info: Conv2DInfo): Conv2DInfo {
+  const pad = 2 * (info.K - 1);
   return {
-    name: 'conv2d.gradInput',
-    fn: function (this: This, dy: Float32Array, w: Float32Array): number {
-      const ci = this.thread.z % this.constants.inC;
-      const mb = Math.floor(this.thread.z / this.constants.inC);
-      const m = Math.floor(mb / this.constants.B);
-      let sum = 0;
-      for (let co = 0; co < this.constants.outC; co++) {
-        for (let ky = 0; ky < this.constants.K; ky++) {
-          for (let kx = 0; kx < this.constants.K; kx++) {
-            const oy = this.thread.y - ky;
-            const ox = this.thread.x - kx;
-            if (oy >= 0 && oy < this.constants.outH && ox >= 0 && ox < this.constants.outW) {
-              sum += dy[((mb * this.constants.outC + co) * this.constants.outH + oy) * this.constants.outW + ox]
-                * w[(((m * this.constants.outC + co) * this.constants.inC + ci) * this.constants.K + ky) * this.constants.K + kx];
-            }
-          }
-        }
+    M: info.M, B: info.B, inC: info.outC, inH: info.outH + pad, inW: info.outW + pad,
+    outC: info.inC, K: info.K, outH: info.inH, outW: info.inW, xModelStride: info.B * info.outC * (info.outH + pad) * (info.outW + pad),
+  };
+}
+
+/** dy [M,B,outC,outH,outW] zero-padded by K-1 on every side. Grid [outW+2(K-1), outH+2(K-1), M*B*outC]. */
+export function conv2dPadOutputGrad(info: Conv2DInfo): KernelSpec {
+  return {
+    name: 'conv2d.padOutputGrad',
+    fn: function (this: This, dy: Float32Array): number {
+      const oy = this.thread.y - (this.constants.K - 1);
+      const ox = this.thread.x - (this.constants.K - 1);
+      if (oy >= 0 && oy < this.constants.outH && ox >= 0 && ox < this.constants.outW) {
+        return dy[(this.thread.z * this.constants.outH + oy) * this.constants.outW + ox];
       }
-      return sum;
+      return 0;
     },
-    output: [info.inW, info.inH, info.M * info.B * info.inC],
+    output: [info.outW + 2 * (info.K - 1), info.outH + 2 * (info.K - 1), info.M * info.B * info.outC],
     constants: { ...info },
-    flops: 2 * info.M * info.B * info.outC * info.outH * info.outW * info.inC * info.K * info.K,
+    flops: 0,
+  };
+}
+
+/** flip(wᵀ)[m,ci,co,ky,kx] = w[m,co,ci,K-1-ky,K-1-kx]. Grid [K*K, outC, M*inC]. */
+export function conv2dFlipWeights(info: Conv2DInfo): KernelSpec {
+  return {
+    name: 'conv2d.flipWeights',
+    fn: function (this: This, w: Float32Array): number {
+      const ci = this.thread.z % this.constants.inC;
+      const m = Math.floor(this.thread.z / this.constants.inC);
+      const kk = this.constants.K * this.constants.K - 1 - this.thread.x;
+      return w[((m * this.constants.outC + this.thread.y) * this.constants.inC + ci) * this.constants.K * this.constants.K + kk];
+    },
+    output: [info.K * info.K, info.outC, info.M * info.inC],
+    constants: { ...info },
+    flops: 0,
   };
 }
 

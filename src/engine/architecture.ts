@@ -1,3 +1,5 @@
+import { InputError } from '../errors.ts';
+
 /**
  * The PyTorch-examples MNIST CNN, described once. Every other module (model files, kernels' shapes,
  * the Net) derives its sizes from here.
@@ -44,3 +46,35 @@ export function elementCount(shape: readonly number[]): number {
 
 /** One model's parameters (or M models' stacked along a leading dimension), flat float32, PyTorch layout. */
 export type ParamSet = Record<ParamName, Float32Array>;
+
+/** Model `index` out of a stack (views, no copy). */
+export function sliceParams(stacked: ParamSet, index: number): ParamSet {
+  const one = {} as ParamSet;
+  for (const { name, shape } of PARAM_SPECS) {
+    const n = elementCount(shape);
+    one[name] = stacked[name].subarray(index * n, (index + 1) * n);
+  }
+  return one;
+}
+
+/** Concatenate single models along a new leading dimension (fresh arrays). */
+export function stackParams(models: readonly ParamSet[]): ParamSet {
+  if (models.length === 0) throw new InputError('cannot stack models: no models given');
+  const out = {} as ParamSet;
+  for (const spec of PARAM_SPECS) {
+    const count = elementCount(spec.shape);
+    const stacked = new Float32Array(models.length * count);
+    models.forEach((m, i) => {
+      const data = m[spec.name];
+      if (!(data instanceof Float32Array) || data.length !== count) {
+        throw new InputError(
+          `cannot stack models: model ${i} tensor "${spec.name}" has ${data instanceof Float32Array ? data.length : 'no'} values, expected ${count}`,
+        );
+      }
+      stacked.set(data, i * count);
+    });
+    out[spec.name] = stacked;
+  }
+  return out;
+}
+

@@ -11,7 +11,9 @@ import {
 } from './architecture.ts';
 import type { Device } from './device.ts';
 import { computeConv2DInfo, computeLinearInfo, computePool2DInfo, computeRowsInfo } from '../../kernels/shapes.ts';
-import { conv2dForward, conv2dGradBias, conv2dGradInput, conv2dGradWeight } from '../../kernels/conv2d.ts';
+import {
+  conv2dFlipWeights, conv2dForward, conv2dGradBias, conv2dGradInputInfo, conv2dGradWeight, conv2dPadOutputGrad,
+} from '../../kernels/conv2d.ts';
 import { reluBackward, reluForward } from '../../kernels/relu.ts';
 import { maxPool2dArgmax, maxPool2dBackward, maxPool2dForward } from '../../kernels/pool.ts';
 import { computeDropoutInfo, dropoutApply } from '../../kernels/dropout.ts';
@@ -72,7 +74,9 @@ function buildLayers(M: number, B: number, sharedInput: boolean) {
     relu3Back: reluBackward(h3),
     fc1GradW: linearGradWeight(fc1), fc1GradB: linearGradBias(fc1), fc1GradIn: linearGradInput(fc1),
     poolBack: maxPool2dBackward(pool), relu2Back: reluBackward(h2),
-    conv2GradW: conv2dGradWeight(conv2), conv2GradB: conv2dGradBias(conv2), conv2GradIn: conv2dGradInput(conv2),
+    conv2GradW: conv2dGradWeight(conv2), conv2GradB: conv2dGradBias(conv2),
+    conv2PadGrad: conv2dPadOutputGrad(conv2), conv2FlipW: conv2dFlipWeights(conv2),
+    conv2GradIn: conv2dForward(conv2dGradInputInfo(conv2)), conv2GradInZeroBias: new Float32Array(M * conv2.inC),
     relu1Back: reluBackward(h1),
     conv1GradW: conv2dGradWeight(conv1), conv1GradB: conv2dGradBias(conv1),
   };
@@ -157,7 +161,11 @@ export class Net {
     const da2 = await d.run(L.relu2Back, cache.h2, await d.run(L.poolBack, cache.argmax, dPooled));
     grads['conv2.weight'] = await d.run(L.conv2GradW, da2, cache.h1);
     grads['conv2.bias'] = await d.run(L.conv2GradB, da2);
-    const da1 = await d.run(L.relu1Back, cache.h1, await d.run(L.conv2GradIn, da2, p['conv2.weight']));
+    // conv2's input gradient is the forward convolution of the padded gradient with flipped weights
+    const da2Padded = await d.run(L.conv2PadGrad, da2);
+    const flipped = await d.run(L.conv2FlipW, p['conv2.weight']);
+    const dh1 = await d.run(L.conv2GradIn, da2Padded, flipped, L.conv2GradInZeroBias);
+    const da1 = await d.run(L.relu1Back, cache.h1, dh1);
     grads['conv1.weight'] = await d.run(L.conv1GradW, da1, cache.x);
     grads['conv1.bias'] = await d.run(L.conv1GradB, da1);
     return { loss, grads };

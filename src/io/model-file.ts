@@ -13,7 +13,7 @@
  */
 import fs from 'node:fs';
 import { InputError } from '../errors.ts';
-import { PARAM_SPECS, elementCount, type ParamName, type ParamSet } from '../engine/architecture.ts';
+import { PARAM_SPECS, elementCount, sliceParams, stackParams, type ParamName, type ParamSet } from '../engine/architecture.ts';
 import { decodeSafetensors, encodeSafetensors, type DecodedTensor } from './safetensors.ts';
 import { writeFileAtomic } from './atomic-write.ts';
 
@@ -152,34 +152,11 @@ export function sliceModel(file: ModelFile, index: number): ParamSet {
   if (!Number.isSafeInteger(index) || index < 0 || index >= file.numModels) {
     throw new InputError(`model index ${index} is out of range: the file holds ${file.numModels} model(s)`);
   }
-  const out = {} as ParamSet;
-  for (const spec of PARAM_SPECS) {
-    const count = elementCount(spec.shape);
-    out[spec.name] = file.params[spec.name].subarray(index * count, (index + 1) * count);
-  }
-  return out;
+  return sliceParams(file.params, index);
 }
 
 /** Concatenate single models along a new leading dimension (fresh arrays). */
-export function stackModels(models: readonly ParamSet[]): ParamSet {
-  if (models.length === 0) throw new InputError('cannot stack models: no models given');
-  const out = {} as ParamSet;
-  for (const spec of PARAM_SPECS) {
-    const count = elementCount(spec.shape);
-    const stacked = new Float32Array(models.length * count);
-    models.forEach((m, i) => {
-      const data = m[spec.name];
-      if (!(data instanceof Float32Array) || data.length !== count) {
-        throw new InputError(
-          `cannot stack models: model ${i} tensor "${spec.name}" has ${data instanceof Float32Array ? data.length : 'no'} values, expected ${count}`,
-        );
-      }
-      stacked.set(data, i * count);
-    });
-    out[spec.name] = stacked;
-  }
-  return out;
-}
+export const stackModels = stackParams;
 
 function layoutOf(t: DecodedTensor, single: readonly number[]): { stacked: boolean; n: number } | undefined {
   if (sameShape(t.shape, single)) return { stacked: false, n: 1 };
