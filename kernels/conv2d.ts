@@ -1,5 +1,5 @@
 /**
- * conv2d, 3x3-style square kernels, stride 1, no padding (cross-correlation, as PyTorch), with its three
+ * conv2d with 3x3 kernels, stride 1, no padding (cross-correlation, as PyTorch), with its three
  * gradients. Shapes: x [M or shared, B, inC, inH, inW], w [M, outC, inC, K, K], b [M, outC],
  * y / dy [M, B, outC, outH, outW].
  */
@@ -8,31 +8,88 @@ import type { KernelSpec, KernelThis } from './spec.ts';
 
 type This = KernelThis<Conv2DInfo>;
 
-/** y[m,b,co,oy,ox] = b[m,co] + Σ_ci,ky,kx x[m,b,ci,oy+ky,ox+kx] · w[m,co,ci,ky,kx]. Grid [outW, outH, M*B*outC]. */
+/**
+ * y[m,b,co,oy,ox] = b[m,co] + Σ_ci,ky,kx x[m,b,ci,oy+ky,ox+kx] · w[m,co,ci,ky,kx], four output channels per cell
+ * with the 3x3 taps written out: each x read (lane-dependent, the costly kind on webasm) feeds four sums, and
+ * index arithmetic on thread ids stays integer. Measured 2–3x faster than one channel per cell with tap loops.
+ * Grid [outW, outH, M*B*outC/4], Array(4): the result is laid out [M, B, outC/4, outH, outW, 4];
+ * `conv2dLayout` turns it into [M, B, outC, outH, outW].
+ */
 export function conv2dForward(info: Conv2DInfo): KernelSpec {
   return {
     name: 'conv2d.forward',
-    fn: function (this: This, x: Float32Array, w: Float32Array, bias: Float32Array): number {
-      const co = this.thread.z % this.constants.outC;
-      const mb = Math.floor(this.thread.z / this.constants.outC);
+    fn: function (this: This, x: Float32Array, w: Float32Array, bias: Float32Array): number[] {
+      const groups = this.constants.outC / 4;
+      const mb = Math.floor(this.thread.z / groups);
+      const co = (this.thread.z - mb * groups) * 4;
       const m = Math.floor(mb / this.constants.B);
       const b = mb - m * this.constants.B;
-      let sum = bias[m * this.constants.outC + co];
+      const wc = this.constants.inC * 9;
+      let s0 = bias[m * this.constants.outC + co];
+      let s1 = bias[m * this.constants.outC + co + 1];
+      let s2 = bias[m * this.constants.outC + co + 2];
+      let s3 = bias[m * this.constants.outC + co + 3];
       for (let ci = 0; ci < this.constants.inC; ci++) {
-        for (let ky = 0; ky < this.constants.K; ky++) {
-          for (let kx = 0; kx < this.constants.K; kx++) {
-            sum += x[m * this.constants.xModelStride
-                + ((b * this.constants.inC + ci) * this.constants.inH + this.thread.y + ky) * this.constants.inW
-                + this.thread.x + kx]
-              * w[(((m * this.constants.outC + co) * this.constants.inC + ci) * this.constants.K + ky) * this.constants.K + kx];
-          }
-        }
+        const xo = m * this.constants.xModelStride
+          + ((b * this.constants.inC + ci) * this.constants.inH + this.thread.y) * this.constants.inW + this.thread.x;
+        const wo = ((m * this.constants.outC + co) * this.constants.inC + ci) * 9;
+        const x0 = x[xo];
+        const x1 = x[xo + 1];
+        const x2 = x[xo + 2];
+        const x3 = x[xo + this.constants.inW];
+        const x4 = x[xo + this.constants.inW + 1];
+        const x5 = x[xo + this.constants.inW + 2];
+        const x6 = x[xo + 2 * this.constants.inW];
+        const x7 = x[xo + 2 * this.constants.inW + 1];
+        const x8 = x[xo + 2 * this.constants.inW + 2];
+        s0 += x0 * w[wo + 0] + x1 * w[wo + 1] + x2 * w[wo + 2]
+          + x3 * w[wo + 3] + x4 * w[wo + 4] + x5 * w[wo + 5]
+          + x6 * w[wo + 6] + x7 * w[wo + 7] + x8 * w[wo + 8];
+        s1 += x0 * w[wo + wc + 0] + x1 * w[wo + wc + 1] + x2 * w[wo + wc + 2]
+          + x3 * w[wo + wc + 3] + x4 * w[wo + wc + 4] + x5 * w[wo + wc + 5]
+          + x6 * w[wo + wc + 6] + x7 * w[wo + wc + 7] + x8 * w[wo + wc + 8];
+        s2 += x0 * w[wo + 2 * wc + 0] + x1 * w[wo + 2 * wc + 1] + x2 * w[wo + 2 * wc + 2]
+          + x3 * w[wo + 2 * wc + 3] + x4 * w[wo + 2 * wc + 4] + x5 * w[wo + 2 * wc + 5]
+          + x6 * w[wo + 2 * wc + 6] + x7 * w[wo + 2 * wc + 7] + x8 * w[wo + 2 * wc + 8];
+        s3 += x0 * w[wo + 3 * wc + 0] + x1 * w[wo + 3 * wc + 1] + x2 * w[wo + 3 * wc + 2]
+          + x3 * w[wo + 3 * wc + 3] + x4 * w[wo + 3 * wc + 4] + x5 * w[wo + 3 * wc + 5]
+          + x6 * w[wo + 3 * wc + 6] + x7 * w[wo + 3 * wc + 7] + x8 * w[wo + 3 * wc + 8];
       }
-      return sum;
+      return [s0, s1, s2, s3];
+    },
+    returnType: 'Array(4)',
+    output: [info.outW, info.outH, info.M * info.B * info.outC / 4],
+    constants: { ...info },
+    flops: 2 * info.M * info.B * info.outC * info.outH * info.outW * info.inC * info.K * info.K,
+  };
+}
+
+/** [M, B, outC/4, outH, outW, 4] → [M, B, outC, outH, outW]. Grid [outW, outH, M*B*outC]. */
+export function conv2dLayout(info: Conv2DInfo): KernelSpec {
+  return {
+    name: 'conv2d.layout',
+    fn: function (this: This, blocked: Float32Array): number {
+      const group = Math.floor(this.thread.z / 4);
+      return blocked[((group * this.constants.outH + this.thread.y) * this.constants.outW + this.thread.x) * 4 + this.thread.z - group * 4];
     },
     output: [info.outW, info.outH, info.M * info.B * info.outC],
     constants: { ...info },
-    flops: 2 * info.M * info.B * info.outC * info.outH * info.outW * info.inC * info.K * info.K,
+    flops: 0,
+  };
+}
+
+/** `conv2dLayout` with the ReLU that follows every conv of the CNN fused in: one pass instead of two. */
+export function conv2dLayoutRelu(info: Conv2DInfo): KernelSpec {
+  return {
+    name: 'conv2d.layoutRelu',
+    fn: function (this: This, blocked: Float32Array): number {
+      const group = Math.floor(this.thread.z / 4);
+      return Math.max(0,
+        blocked[((group * this.constants.outH + this.thread.y) * this.constants.outW + this.thread.x) * 4 + this.thread.z - group * 4]);
+    },
+    output: [info.outW, info.outH, info.M * info.B * info.outC],
+    constants: { ...info },
+    flops: info.M * info.B * info.outC * info.outH * info.outW,
   };
 }
 
@@ -40,9 +97,10 @@ export function conv2dForward(info: Conv2DInfo): KernelSpec {
  * The input gradient is itself a convolution: dx = conv2d(pad(dy, K-1), flip(wᵀ)), where flip(wᵀ)[m,ci,co,ky,kx] =
  * w[m,co,ci,K-1-ky,K-1-kx]. Expressing it so (as TF.js does) reuses the forward kernel, branch-free, instead of
  * a loop that tests every tap against dy's borders. These two kernels prepare its operands; the engine chains
- * them with `conv2dForward(conv2dGradInputInfo(info))`.
+ * them with `conv2dForward(conv2dGradInputInfo(info))` (+ `conv2dLayout`).
  */
 export function conv2dGradInputInfo(info: Conv2DInfo): Conv2DInfo {
+  if (info.inC % 4 !== 0) throw new Error(`conv2d: the input gradient needs input channels in multiples of 4, got ${info.inC}`);
   const pad = 2 * (info.K - 1);
   return {
     M: info.M, B: info.B, inC: info.outC, inH: info.outH + pad, inW: info.outW + pad,
@@ -84,30 +142,60 @@ export function conv2dFlipWeights(info: Conv2DInfo): KernelSpec {
   };
 }
 
-/** dw[m,co,ci,ky,kx] = Σ_b,oy,ox dy[m,b,co,oy,ox] · x[m,b,ci,oy+ky,ox+kx]. Grid [K*K, inC, M*outC]. */
+/**
+ * dw[m,co,ci,ky,kx] = Σ_b,oy,ox dy[m,b,co,oy,ox] · x[m,b,ci,oy+ky,ox+kx], four output channels per cell so each
+ * read of x (the costly, lane-dependent one) feeds four sums: 4x faster than one output per cell on webasm.
+ * Grid [inC, K*K, M*outC/4], Array(4): the result is laid out [M, outC/4, K*K, inC, 4]; `conv2dGradWeightLayout`
+ * turns it into PyTorch's [M, outC, inC, K, K].
+ */
 export function conv2dGradWeight(info: Conv2DInfo): KernelSpec {
   return {
     name: 'conv2d.gradWeight',
-    fn: function (this: This, dy: Float32Array, x: Float32Array): number {
-      const ky = Math.floor(this.thread.x / this.constants.K);
-      const kx = this.thread.x - ky * this.constants.K;
-      const co = this.thread.z % this.constants.outC;
-      const m = Math.floor(this.thread.z / this.constants.outC);
-      let sum = 0;
+    fn: function (this: This, dy: Float32Array, x: Float32Array): number[] {
+      const ky = Math.floor(this.thread.y / 3);
+      const kx = this.thread.y - ky * 3;
+      const groups = this.constants.outC / 4;
+      const m = Math.floor(this.thread.z / groups);
+      const co = (this.thread.z - m * groups) * 4;
+      const plane = this.constants.outH * this.constants.outW;
+      let s0 = 0;
+      let s1 = 0;
+      let s2 = 0;
+      let s3 = 0;
       for (let b = 0; b < this.constants.B; b++) {
         for (let oy = 0; oy < this.constants.outH; oy++) {
+          const dyRow = (((m * this.constants.B + b) * this.constants.outC + co) * this.constants.outH + oy) * this.constants.outW;
+          const xRow = m * this.constants.xModelStride
+            + ((b * this.constants.inC + this.thread.x) * this.constants.inH + oy + ky) * this.constants.inW + kx;
           for (let ox = 0; ox < this.constants.outW; ox++) {
-            sum += dy[(((m * this.constants.B + b) * this.constants.outC + co) * this.constants.outH + oy) * this.constants.outW + ox]
-              * x[m * this.constants.xModelStride
-                + ((b * this.constants.inC + this.thread.y) * this.constants.inH + oy + ky) * this.constants.inW + ox + kx];
+            const xv = x[xRow + ox];
+            s0 += dy[dyRow + ox] * xv;
+            s1 += dy[dyRow + plane + ox] * xv;
+            s2 += dy[dyRow + 2 * plane + ox] * xv;
+            s3 += dy[dyRow + 3 * plane + ox] * xv;
           }
         }
       }
-      return sum;
+      return [s0, s1, s2, s3];
+    },
+    returnType: 'Array(4)',
+    output: [info.inC, info.K * info.K, info.M * info.outC / 4],
+    constants: { ...info },
+    flops: 2 * info.M * info.B * info.outC * info.outH * info.outW * info.inC * info.K * info.K,
+  };
+}
+
+/** [M, outC/4, K*K, inC, 4] → [M, outC, inC, K, K]. Grid [K*K, inC, M*outC]. */
+export function conv2dGradWeightLayout(info: Conv2DInfo): KernelSpec {
+  return {
+    name: 'conv2d.gradWeightLayout',
+    fn: function (this: This, blocked: Float32Array): number {
+      const group = Math.floor(this.thread.z / 4);
+      return blocked[((group * 9 + this.thread.x) * this.constants.inC + this.thread.y) * 4 + this.thread.z - group * 4];
     },
     output: [info.K * info.K, info.inC, info.M * info.outC],
     constants: { ...info },
-    flops: 2 * info.M * info.B * info.outC * info.outH * info.outW * info.inC * info.K * info.K,
+    flops: 0,
   };
 }
 

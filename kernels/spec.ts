@@ -20,14 +20,21 @@ export interface KernelSpec {
   /** Family and operation, e.g. 'conv2d.forward'; with the constants it identifies the compiled kernel. */
   name: string;
   /** The per-cell function, transpiled by GPU.js. It may read `this.constants.*` only inline. */
-  fn: (...args: any[]) => number;
+  fn: (...args: any[]) => number | number[];
   /** Output grid [x] | [x, y] | [x, y, z]. */
   output: number[];
   constants: Constants;
+  /**
+   * Set when each cell computes several values (sharing its reads among several accumulators); the flat
+   * result then holds that many consecutive values per cell.
+   */
+  returnType?: 'Array(2)' | 'Array(3)' | 'Array(4)';
   /** Floating-point operations of one call (multiply-add = 2), for GFLOP/s in benchmarks. */
   flops: number;
 }
 
+/** Values in the flat result: cells × values per cell. */
 export function outputSize(spec: KernelSpec): number {
-  return spec.output.reduce((a, b) => a * b, 1);
+  const perCell = spec.returnType ? Number(spec.returnType[6]) : 1;
+  return spec.output.reduce((a, b) => a * b, perCell);
 }

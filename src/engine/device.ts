@@ -66,6 +66,7 @@ export class Device {
       k = this.gpu.createKernel(spec.fn as any, {
         output: spec.output,
         constants: spec.constants,
+        ...(spec.returnType ? { returnType: spec.returnType } : {}),
         asyncMode: true,
         precision: 'single',
         tactic: 'precision',

@@ -12,7 +12,8 @@ import {
 import type { Device } from './device.ts';
 import { computeConv2DInfo, computeLinearInfo, computePool2DInfo, computeRowsInfo } from '../../kernels/shapes.ts';
 import {
-  conv2dFlipWeights, conv2dForward, conv2dGradBias, conv2dGradInputInfo, conv2dGradWeight, conv2dPadOutputGrad,
+  conv2dFlipWeights, conv2dForward, conv2dGradBias, conv2dGradInputInfo, conv2dGradWeight, conv2dGradWeightLayout,
+  conv2dLayout, conv2dLayoutRelu, conv2dPadOutputGrad,
 } from '../../kernels/conv2d.ts';
 import { reluBackward, reluForward } from '../../kernels/relu.ts';
 import { maxPool2dArgmax, maxPool2dBackward, maxPool2dForward } from '../../kernels/pool.ts';
@@ -58,12 +59,11 @@ function buildLayers(M: number, B: number, sharedInput: boolean) {
   const fc1 = computeLinearInfo({ M, B, inF: pool.C * pool.outH * pool.outW, outF: FC1.outFeatures });
   const fc2 = computeLinearInfo({ M, B, inF: FC2.inFeatures, outF: FC2.outFeatures });
   const rows = computeRowsInfo({ M, B, C: NUM_CLASSES });
-  const h1 = { n: M * B * conv1.outC * conv1.outH * conv1.outW };
-  const h2 = { n: M * B * conv2.outC * conv2.outH * conv2.outW };
+  const gradIn2 = conv2dGradInputInfo(conv2);
   const h3 = { n: M * B * fc1.outF };
   return {
-    conv1: conv2dForward(conv1), relu1: reluForward(h1),
-    conv2: conv2dForward(conv2), relu2: reluForward(h2),
+    conv1: conv2dForward(conv1), conv1Relu: conv2dLayoutRelu(conv1),
+    conv2: conv2dForward(conv2), conv2Relu: conv2dLayoutRelu(conv2),
     pool: maxPool2dForward(pool), poolArgmax: maxPool2dArgmax(pool),
     drop1: dropoutApply(computeDropoutInfo(M * B * fc1.inF, DROPOUT1)),
     fc1: linearForward(fc1), relu3: reluForward(h3),
@@ -73,12 +73,12 @@ function buildLayers(M: number, B: number, sharedInput: boolean) {
     fc2GradW: linearGradWeight(fc2), fc2GradB: linearGradBias(fc2), fc2GradIn: linearGradInput(fc2),
     relu3Back: reluBackward(h3),
     fc1GradW: linearGradWeight(fc1), fc1GradB: linearGradBias(fc1), fc1GradIn: linearGradInput(fc1),
-    poolBack: maxPool2dBackward(pool), relu2Back: reluBackward(h2),
-    conv2GradW: conv2dGradWeight(conv2), conv2GradB: conv2dGradBias(conv2),
+    poolBack: maxPool2dBackward(pool), relu2Back: reluBackward({ n: M * B * conv2.outC * conv2.outH * conv2.outW }),
+    conv2GradW: conv2dGradWeight(conv2), conv2GradWLayout: conv2dGradWeightLayout(conv2), conv2GradB: conv2dGradBias(conv2),
     conv2PadGrad: conv2dPadOutputGrad(conv2), conv2FlipW: conv2dFlipWeights(conv2),
-    conv2GradIn: conv2dForward(conv2dGradInputInfo(conv2)), conv2GradInZeroBias: new Float32Array(M * conv2.inC),
-    relu1Back: reluBackward(h1),
-    conv1GradW: conv2dGradWeight(conv1), conv1GradB: conv2dGradBias(conv1),
+    conv2GradIn: conv2dForward(gradIn2), conv2GradInLayout: conv2dLayout(gradIn2), conv2GradInZeroBias: new Float32Array(M * conv2.inC),
+    relu1Back: reluBackward({ n: M * B * conv1.outC * conv1.outH * conv1.outW }),
+    conv1GradW: conv2dGradWeight(conv1), conv1GradWLayout: conv2dGradWeightLayout(conv1), conv1GradB: conv2dGradBias(conv1),
   };
 }
 type Layers = ReturnType<typeof buildLayers>;
@@ -121,8 +121,8 @@ export class Net {
     const L = this.layersFor(B, opts.sharedInput);
     const p = this.params;
     const d = this.device;
-    const h1 = await d.run(L.relu1, await d.run(L.conv1, x, p['conv1.weight'], p['conv1.bias']));
-    const h2 = await d.run(L.relu2, await d.run(L.conv2, h1, p['conv2.weight'], p['conv2.bias']));
+    const h1 = await d.run(L.conv1Relu, await d.run(L.conv1, x, p['conv1.weight'], p['conv1.bias']));
+    const h2 = await d.run(L.conv2Relu, await d.run(L.conv2, h1, p['conv2.weight'], p['conv2.bias']));
     const pooled = await d.run(L.pool, h2);
     const masks = opts.dropout;
     if (!masks) {
@@ -159,14 +159,14 @@ export class Net {
     grads['fc1.bias'] = await d.run(L.fc1GradB, dz1);
     const dPooled = await d.run(L.drop1, await d.run(L.fc1GradIn, dz1, p['fc1.weight']), cache.masks.drop1);
     const da2 = await d.run(L.relu2Back, cache.h2, await d.run(L.poolBack, cache.argmax, dPooled));
-    grads['conv2.weight'] = await d.run(L.conv2GradW, da2, cache.h1);
+    grads['conv2.weight'] = await d.run(L.conv2GradWLayout, await d.run(L.conv2GradW, da2, cache.h1));
     grads['conv2.bias'] = await d.run(L.conv2GradB, da2);
     // conv2's input gradient is the forward convolution of the padded gradient with flipped weights
     const da2Padded = await d.run(L.conv2PadGrad, da2);
     const flipped = await d.run(L.conv2FlipW, p['conv2.weight']);
-    const dh1 = await d.run(L.conv2GradIn, da2Padded, flipped, L.conv2GradInZeroBias);
+    const dh1 = await d.run(L.conv2GradInLayout, await d.run(L.conv2GradIn, da2Padded, flipped, L.conv2GradInZeroBias));
     const da1 = await d.run(L.relu1Back, cache.h1, dh1);
-    grads['conv1.weight'] = await d.run(L.conv1GradW, da1, cache.x);
+    grads['conv1.weight'] = await d.run(L.conv1GradWLayout, await d.run(L.conv1GradW, da1, cache.x));
     grads['conv1.bias'] = await d.run(L.conv1GradB, da1);
     return { loss, grads };
   }
