@@ -54,7 +54,7 @@ const backendOption = () =>
 const invertOption = () =>
   new Option(`--invert <${INVERT_MODES.join('|')}>`, 'invert image colours (MNIST is light on dark); auto inverts when the background is light')
     .argParser(choice('--invert', INVERT_MODES)).default('auto');
-const numModelsOption = (dflt: number, what: string, placeholder = 'n') =>
+const numModelsOption = (dflt: number | undefined, what: string, placeholder = 'n') =>
   new Option(`--num-models <${placeholder}>`, what).argParser(positiveInt('--num-models')).default(dflt);
 const modelPathOption = () =>
   new Option('--model-path <file>', 'safetensors model file (default: ./mnist_cnn.safetensors if present, else the shipped fixtures/mnist_cnn.safetensors)');
@@ -147,7 +147,7 @@ function buildProgram(io: CliIO, ctxOf: (cmd: Command) => ParseContext, runComma
   program.command('predict')
     .description('Classify PNG digit images with the model(s) in a model file.')
     .argument('<image...>', 'PNG file(s), any size; resized to 28x28')
-    .addOption(numModelsOption(1, 'number of models to run (from the model file)'))
+    .addOption(numModelsOption(undefined, 'number of models to run (default: every model in the file; a single-model file is replicated)'))
     .addOption(modelPathOption())
     .addOption(backendOption())
     .addOption(invertOption())

@@ -214,6 +214,15 @@ export function normalizeImages(pixels: Uint8Array, start = 0, count?: number): 
   return out;
 }
 
+/** Normalised images `indices` of `set`, written consecutively into `out` from image slot `at` (batch assembly). */
+export function gatherNormalized(set: DigitSet, indices: ArrayLike<number>, out: Float32Array, at = 0): void {
+  for (let k = 0; k < indices.length; k++) {
+    const from = indices[k]! * IMAGE_PIXELS;
+    const to = (at + k) * IMAGE_PIXELS;
+    for (let i = 0; i < IMAGE_PIXELS; i++) out[to + i] = NORMALIZE_LUT[set.images[from + i]!]!;
+  }
+}
+
 function readPair(base: string, imagesName: string, labelsName: string): DigitSet {
   const imagesPath = findIdxFile(base, imagesName);
   const labelsPath = findIdxFile(base, labelsName);

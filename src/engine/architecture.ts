@@ -47,14 +47,15 @@ export function elementCount(shape: readonly number[]): number {
 /** One model's parameters (or M models' stacked along a leading dimension), flat float32, PyTorch layout. */
 export type ParamSet = Record<ParamName, Float32Array>;
 
-/** Model `index` out of a stack (views, no copy). */
-export function sliceParams(stacked: ParamSet, index: number): ParamSet {
-  const one = {} as ParamSet;
+/** Models [first, first + count) of a stack (views, no copy). */
+export function sliceModels(stacked: ParamSet, first: number, count: number): ParamSet {
+  const out = {} as ParamSet;
   for (const { name, shape } of PARAM_SPECS) {
     const n = elementCount(shape);
-    one[name] = stacked[name].subarray(index * n, (index + 1) * n);
+    if (stacked[name].length < (first + count) * n) throw new RangeError(`sliceModels: ${name} holds fewer than ${first + count} models`);
+    out[name] = stacked[name].subarray(first * n, (first + count) * n);
   }
-  return one;
+  return out;
 }
 
 /** Concatenate single models along a new leading dimension (fresh arrays). */

@@ -37,16 +37,31 @@ export function resolveBackend(choice: BackendChoice): Backend {
   return backendUnavailableReason('webasm') === null ? 'webasm' : 'cpu';
 }
 
+/**
+ * Largest array (elements) a kernel may read or write on a backend. webasm computes indices in float32 (its
+ * kernel locals are f32), and the GL backends address textures through float coordinates, so an index
+ * beyond 2^24 is no longer exact there: measured on webasm, reads past 2^24 land on neighbouring elements.
+ * cpu (JS doubles) and webgpu (i32 indices) have no such limit short of memory.
+ */
+export const MAX_EXACT_INDEX = 2 ** 24;
+
+export function maxElementsFor(backend: Backend): number {
+  return backend === 'webasm' || backend === 'headlessgl' ? MAX_EXACT_INDEX : 2 ** 31 - 1;
+}
+
 type CompiledKernel = IKernelRunShortcut & { kernel: { constructor: { mode?: string; name: string }; fallbackReason?: string | null } };
 
 export class Device {
   readonly backend: Backend;
+  /** Largest array a kernel may touch here; the Net splits work to stay under it. */
+  readonly maxElements: number;
   private readonly gpu: GPUType;
   private readonly kernels = new Map<string, CompiledKernel>();
   private readonly verified = new Set<CompiledKernel>();
 
   private constructor(backend: Backend) {
     this.backend = backend;
+    this.maxElements = maxElementsFor(backend);
     this.gpu = new GPU({ mode: backend });
   }
 
@@ -80,13 +95,22 @@ export class Device {
 
   /** Runs a kernel and returns its output as one flat Float32Array in grid order (x fastest). */
   async run(spec: KernelSpec, ...args: Array<Float32Array | number>): Promise<Float32Array> {
+    const size = outputSize(spec);
+    for (const a of args) {
+      if (typeof a !== 'number' && a.length > this.maxElements) this.tooLarge(spec, a.length);
+    }
+    if (size > this.maxElements) this.tooLarge(spec, size);
     const k = this.kernel(spec);
     const result = await (k as any)(...args);
     if (!this.verified.has(k)) {
       this.verifyBackend(spec, k);
       this.verified.add(k);
     }
-    return flattenResult(result, outputSize(spec));
+    return flattenResult(result, size);
+  }
+
+  private tooLarge(spec: KernelSpec, elements: number): never {
+    throw new Error(`kernel ${spec.name}: an array of ${elements} elements exceeds the ${this.maxElements} that ${this.backend} indexes exactly`);
   }
 
   private verifyBackend(spec: KernelSpec, k: CompiledKernel): void {

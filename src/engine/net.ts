@@ -51,6 +51,17 @@ export interface BackwardResult {
 
 export const POOLED_FEATURES = FC1.inFeatures;
 
+/** The largest activation of one sample of one model: conv2's output (inference), its padded gradient (training). */
+const CONV2_OUT = CONV2.outChannels * (IMAGE_SIDE - 4) * (IMAGE_SIDE - 4);
+const CONV2_GRAD_PADDED = CONV2.outChannels * IMAGE_SIDE * IMAGE_SIDE;
+/** The largest parameter of one model: fc1's weight. */
+const LARGEST_PARAM = Math.max(...PARAM_SPECS.map((s) => elementCount(s.shape)));
+
+/** How many models one dispatch can hold on a device (every stacked array must stay within its exact index range). */
+export function maxModelsPerDispatch(device: Device): number {
+  return Math.floor(device.maxElements / LARGEST_PARAM);
+}
+
 /** Every kernel spec of the network for one (M, B, input mode), derived once from the architecture. */
 function buildLayers(M: number, B: number, sharedInput: boolean) {
   const conv1 = computeConv2DInfo({ M, B, inC: CONV1.inChannels, inH: IMAGE_SIDE, inW: IMAGE_SIDE, outC: CONV1.outChannels, K: CONV1.kernel, sharedInput });
@@ -91,6 +102,9 @@ export class Net {
   private readonly layers = new Map<string, Layers>();
 
   constructor(device: Device, numModels: number, params: ParamSet) {
+    if (numModels > maxModelsPerDispatch(device)) {
+      throw new Error(`Net: ${numModels} models exceed the ${maxModelsPerDispatch(device)} one dispatch holds on ${device.backend}`);
+    }
     for (const spec of PARAM_SPECS) {
       const expected = numModels * elementCount(spec.shape);
       if (params[spec.name]?.length !== expected) {
@@ -100,6 +114,11 @@ export class Net {
     this.device = device;
     this.numModels = numModels;
     this.params = params;
+  }
+
+  /** The largest batch one pass can take on this device (inference, or training with its bigger gradients). */
+  maxBatch(training: boolean): number {
+    return Math.floor(this.device.maxElements / (this.numModels * (training ? CONV2_GRAD_PADDED : CONV2_OUT)));
   }
 
   private layersFor(B: number, sharedInput: boolean): Layers {
@@ -112,12 +131,20 @@ export class Net {
     return layers;
   }
 
-  /** x: [B,1,28,28] when sharedInput, else [M,B,1,28,28], normalised pixels. */
+  /**
+   * x: [B,1,28,28] when sharedInput, else [M,B,1,28,28], normalised pixels. An inference batch larger than
+   * `maxBatch(false)` runs in several passes; a training batch must fit in one.
+   */
   async forward(x: Float32Array, B: number, opts: ForwardOptions): Promise<ForwardResult> {
     const M = this.numModels;
     const pixels = IMAGE_SIDE * IMAGE_SIDE;
     const expected = (opts.sharedInput ? 1 : M) * B * pixels;
     if (x.length !== expected) throw new Error(`Net.forward: input holds ${x.length} values, expected ${expected}`);
+    const limit = this.maxBatch(opts.dropout !== undefined);
+    if (B > limit) {
+      if (opts.dropout) throw new Error(`Net: a training batch of ${B} for ${M} model(s) exceeds the ${limit} one pass holds on ${this.device.backend}`);
+      return { logp: await this.forwardInChunks(x, B, limit, opts.sharedInput) };
+    }
     const L = this.layersFor(B, opts.sharedInput);
     const p = this.params;
     const d = this.device;
@@ -139,6 +166,24 @@ export class Net {
     const d2 = await d.run(L.drop2, h3, masks.drop2);
     const logp = await d.run(L.logSoftmax, await d.run(L.fc2, d2, p['fc2.weight'], p['fc2.bias']));
     return { logp, cache: { B, sharedInput: opts.sharedInput, masks, x, h1, h2, argmax, d1, h3, d2, logp } };
+  }
+
+  private async forwardInChunks(x: Float32Array, B: number, chunk: number, sharedInput: boolean): Promise<Float32Array> {
+    const M = this.numModels;
+    const pixels = IMAGE_SIDE * IMAGE_SIDE;
+    const logp = new Float32Array(M * B * NUM_CLASSES);
+    for (let start = 0; start < B; start += chunk) {
+      const Bc = Math.min(chunk, B - start);
+      const xc = new Float32Array((sharedInput ? 1 : M) * Bc * pixels);
+      for (let m = 0; m < (sharedInput ? 1 : M); m++) {
+        xc.set(x.subarray((m * B + start) * pixels, (m * B + start + Bc) * pixels), m * Bc * pixels);
+      }
+      const part = (await this.forward(xc, Bc, { sharedInput })).logp;
+      for (let m = 0; m < M; m++) {
+        logp.set(part.subarray(m * Bc * NUM_CLASSES, (m + 1) * Bc * NUM_CLASSES), (m * B + start) * NUM_CLASSES);
+      }
+    }
+    return logp;
   }
 
   /** Gradients of each model's mean NLL loss; targets [M, B] class indices. */

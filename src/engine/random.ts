@@ -33,3 +33,18 @@ export function permutation(rng: Rng, n: number): Uint32Array {
   }
   return order;
 }
+
+/**
+ * A seed derived from several integers (e.g. model seed, epoch, stream), so each epoch's shuffle and masks can
+ * be recreated without carrying generator state: resuming at epoch e draws exactly what a straight run drew.
+ */
+export function deriveSeed(...parts: number[]): number {
+  let h = 0x9e3779b9;
+  for (const p of parts) {
+    h = Math.imul(h ^ (p >>> 0), 0x85ebca6b);
+    h ^= h >>> 13;
+    h = Math.imul(h, 0xc2b2ae35);
+    h ^= h >>> 16;
+  }
+  return h >>> 0;
+}

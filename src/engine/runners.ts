@@ -5,9 +5,9 @@
  *   `torch.func.vmap` over `stack_module_state`).
  * Both take one batch shared by every model and return log-probabilities [N, B, 10].
  */
-import { NUM_CLASSES, sliceParams, type ParamSet } from './architecture.ts';
+import { NUM_CLASSES, sliceModels, type ParamSet } from './architecture.ts';
 import type { Device } from './device.ts';
-import { Net } from './net.ts';
+import { Net, maxModelsPerDispatch } from './net.ts';
 
 export type RunnerKind = 'sequential' | 'single-dispatch';
 
@@ -25,7 +25,7 @@ export class SequentialRunner implements Runner {
 
   constructor(device: Device, stacked: ParamSet, numModels: number) {
     this.numModels = numModels;
-    this.nets = Array.from({ length: numModels }, (_, i) => new Net(device, 1, sliceParams(stacked, i)));
+    this.nets = Array.from({ length: numModels }, (_, i) => new Net(device, 1, sliceModels(stacked, i, 1)));
   }
 
   async predict(x: Float32Array, B: number): Promise<Float32Array> {
@@ -38,18 +38,39 @@ export class SequentialRunner implements Runner {
   }
 }
 
+/**
+ * All models in one net. A device bounds how many models one dispatch holds (webasm: 14, by fc1's stacked
+ * weight and float32 indexing); beyond that the models are split into as few groups as possible.
+ */
 export class SingleDispatchRunner implements Runner {
   readonly kind = 'single-dispatch';
   readonly numModels: number;
-  private readonly net: Net;
+  /** dispatches per layer: 1 unless the device needed the models split into groups */
+  readonly groups: number;
+  private readonly nets: Net[];
 
   constructor(device: Device, stacked: ParamSet, numModels: number) {
     this.numModels = numModels;
-    this.net = new Net(device, numModels, stacked);
+    const perGroup = maxModelsPerDispatch(device);
+    this.groups = Math.ceil(numModels / perGroup);
+    const size = Math.ceil(numModels / this.groups);
+    this.nets = [];
+    for (let first = 0; first < numModels; first += size) {
+      const count = Math.min(size, numModels - first);
+      this.nets.push(new Net(device, count, sliceModels(stacked, first, count)));
+    }
   }
 
   async predict(x: Float32Array, B: number): Promise<Float32Array> {
-    return (await this.net.forward(x, B, { sharedInput: true })).logp;
+    if (this.nets.length === 1) return (await this.nets[0].forward(x, B, { sharedInput: true })).logp;
+    const out = new Float32Array(this.numModels * B * NUM_CLASSES);
+    let at = 0;
+    for (const net of this.nets) {
+      const { logp } = await net.forward(x, B, { sharedInput: true });
+      out.set(logp, at);
+      at += logp.length;
+    }
+    return out;
   }
 }
 

@@ -13,7 +13,7 @@
  */
 import fs from 'node:fs';
 import { InputError } from '../errors.ts';
-import { PARAM_SPECS, elementCount, sliceParams, stackParams, type ParamName, type ParamSet } from '../engine/architecture.ts';
+import { PARAM_SPECS, elementCount, sliceModels, stackParams, type ParamName, type ParamSet } from '../engine/architecture.ts';
 import { decodeSafetensors, encodeSafetensors, type DecodedTensor } from './safetensors.ts';
 import { writeFileAtomic } from './atomic-write.ts';
 
@@ -152,7 +152,7 @@ export function sliceModel(file: ModelFile, index: number): ParamSet {
   if (!Number.isSafeInteger(index) || index < 0 || index >= file.numModels) {
     throw new InputError(`model index ${index} is out of range: the file holds ${file.numModels} model(s)`);
   }
-  return sliceParams(file.params, index);
+  return sliceModels(file.params, index, 1);
 }
 
 /** Concatenate single models along a new leading dimension (fresh arrays). */

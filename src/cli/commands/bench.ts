@@ -1,12 +1,189 @@
-/** `mnist-gpujs bench`: options arrive parsed and validated by main.ts (see options.ts). */
-import type { CliIO, BenchOptions } from '../options.ts';
+/**
+ * `mnist-gpujs bench`: the PyTorch seed script's benchmark, done properly. Loads the model(s), prints the
+ * architecture and the request's shape, a sample prediction, then times N models served one by one (sequential)
+ * against all N in one dispatch per layer (single dispatch, the vmap counterpart), checks that both paths agree,
+ * and prints latency, throughput and the speedup. `--sweep` repeats that for each model count and adds a table.
+ * The measuring lives in src/bench/harness.ts; this file only loads inputs and formats.
+ *
+ * `--json` prints one JSON document on stdout and nothing else there (notes, warnings and progress go to stderr):
+ *   backend            string    the GPU.js backend that ran every kernel (cpu, webasm, ...)
+ *   modelPath          string    the model file
+ *   fileModels         number    how many models the file holds
+ *   batchSize          number    B: images per request (the image repeated B times)
+ *   warmup, iters      number    untimed and timed calls per path (per model count)
+ *   chunks             number    how many alternating chunks the timed calls were split into
+ *   image              {path, width, height, shape: [B, 1, 28, 28], inverted, warnings: string[]}
+ * and, for one model count, these fields at the top level; with --sweep, `sweep`: an array of them, one per N:
+ *   numModels          number    N
+ *   replicated         boolean   true when the file's single model was copied to make N models
+ *   predictions        number[]  each model's predicted digit (single dispatch)
+ *   agreement          {maxAbsDiff, samePredictions, tolerance}: sequential vs single-dispatch log-probabilities
+ *                      over the whole request, on the first and the last timed call
+ *   sequential, singleDispatch
+ *                      {meanMs, p50Ms, p95Ms, p99Ms, minMs, maxMs, samples, requestsPerSecond,
+ *                       modelEvaluationsPerSecond}: per-call latency (percentiles nearest-rank), requests/s
+ *                      (1000 / meanMs) and N × B × requests/s
+ *   speedup            number    sequential meanMs / singleDispatch meanMs
+ * A disagreement between the paths is an error (exit 1), so a document always describes agreeing paths.
+ */
+import { IMAGE_SIDE } from '../../engine/architecture.ts';
+import { Device } from '../../engine/device.ts';
+import { normalizeImages } from '../../data/mnist.ts';
+import { readDigitPng } from '../../io/png.ts';
+import {
+  DEFAULT_CHUNKS, benchmarkModels, chunkSizes, formatArchitecture, repeatImage,
+  type Agreement, type BenchProgress, type ModelsBenchmark, type PathStats,
+} from '../../bench/harness.ts';
+import { loadServedModels } from '../models.ts';
+import { EXIT_INTERRUPTED, type BenchOptions, type CliIO, type Writer } from '../options.ts';
+import { ProgressBar } from '../progress.ts';
 
 export type { BenchOptions };
 
 const processIO: CliIO = { stdout: process.stdout, stderr: process.stderr };
 
-/** Runs the command and returns its exit code. */
-export async function run(_opts: BenchOptions, io: CliIO = processIO): Promise<number> {
-  io.stderr.write('mnist-gpujs bench: not implemented yet\n');
-  return 1;
+/** One model count's result as printed in the JSON document. */
+export type BenchEntry = ModelsBenchmark & { replicated: boolean };
+
+export async function run(opts: BenchOptions, io: CliIO = processIO): Promise<number> {
+  if (opts.ui && io.stdout.isTTY) {
+    // The Ink dashboard plugs in here; until it lands, the plain output below serves the terminal too.
+    io.stderr.write('mnist-gpujs: note: the live bench dashboard comes in a later version; printing plain text (--no-ui hides this note)\n');
+  }
+  const counts = opts.sweep ?? [opts.numModels];
+  // Loaded once for the largest N: a stacked file that is too small fails here, before any timing.
+  const served = loadServedModels(opts.modelPath, Math.max(...counts));
+  const digit = readDigitPng(opts.imagePath, { invert: opts.invert });
+  for (const w of digit.warnings) io.stderr.write(`mnist-gpujs: warning: ${w}\n`);
+  if (served.note) io.stderr.write(`mnist-gpujs: note: ${served.note}\n`);
+
+  const B = opts.batchSize;
+  const x = repeatImage(normalizeImages(digit.pixels), B);
+  const shape = [B, 1, IMAGE_SIDE, IMAGE_SIDE];
+  const chunks = chunkSizes(opts.iters, DEFAULT_CHUNKS).length;
+  // Plain lines go to stdout, except with --json, whose stdout is the document alone.
+  const out: Writer | undefined = opts.json ? undefined : io.stdout;
+  const print = (line: string) => out?.write(line + '\n');
+
+  print(formatArchitecture());
+  print(`Model file: ${opts.modelPath} (holds ${plural(served.fileModels, 'model')})`);
+  const copies = served.note ? ' (the file\'s one model replicated)' : '';
+  print((opts.sweep ? `Number of models: sweep over ${counts.join(', ')}` : `Number of models: ${counts[0]}`) + copies);
+  print(`Image: ${opts.imagePath} (${digit.width}x${digit.height}${digit.inverted ? ', inverted' : ''})`);
+  print(`Image shape: [${shape.join(', ')}]` + (B > 1 ? ` (the image repeated ${B} times per request)` : ''));
+
+  print(`Timing: ${opts.warmup} warm-up call(s) per path, then ${opts.iters} timed call(s) per path, alternating in ${chunks} chunk(s)`);
+
+  const device = Device.open(opts.backend);
+  const abort = new AbortController();
+  const onSigint = () => {
+    if (abort.signal.aborted) process.exit(EXIT_INTERRUPTED); // a second Ctrl-C does not wait for the chunk
+    abort.abort();
+  };
+  process.on('SIGINT', onSigint);
+  const progress = new ProgressView(io.stderr);
+  const entries: BenchEntry[] = [];
+  try {
+    for (const N of counts) {
+      if (opts.sweep) print(`\n== ${plural(N, 'model')} ==`);
+      const result = await benchmarkModels(device, served.params, N, x, B, {
+        warmup: opts.warmup, iters: opts.iters, chunks: DEFAULT_CHUNKS, signal: abort.signal,
+        onProgress: (p) => progress.update(p),
+        onFirstRequest: (first) => {
+          // printed once kernels have run: Device refuses a kernel that fell back to another backend
+          if (entries.length === 0) print(`Backend: ${device.backend}`);
+          print(`Sample prediction (single dispatch, each model's digit): [${first.predictions.map((row) => row[0]).join(', ')}]`);
+        },
+      });
+      progress.clear();
+      entries.push({ ...result, replicated: served.fileModels === 1 && N > 1 });
+      print(formatResult(result));
+    }
+  } catch (err) {
+    progress.clear();
+    if (!abort.signal.aborted) throw err;
+    const done = entries.map((e) => e.numModels);
+    io.stderr.write(`mnist-gpujs: interrupted${done.length > 0 ? ` (finished: ${done.join(', ')} model(s))` : ''}; no summary printed\n`);
+    return EXIT_INTERRUPTED;
+  } finally {
+    process.off('SIGINT', onSigint);
+    device.destroy();
+  }
+
+  if (opts.sweep) print('\n' + formatSweepTable(entries));
+  if (opts.json) {
+    const doc = {
+      backend: device.backend, modelPath: opts.modelPath, fileModels: served.fileModels, batchSize: B,
+      warmup: opts.warmup, iters: opts.iters, chunks,
+      image: { path: opts.imagePath, width: digit.width, height: digit.height, shape, inverted: digit.inverted, warnings: digit.warnings },
+      ...(opts.sweep ? { sweep: entries } : entries[0]),
+    };
+    io.stdout.write(JSON.stringify(doc, null, 2) + '\n');
+  }
+  return 0;
+}
+
+/** One progress bar per (N, phase, path) on stderr; only the active one is drawn. Silent when not a TTY. */
+class ProgressView {
+  private readonly bars = new Map<string, ProgressBar>();
+  private current: ProgressBar | undefined;
+
+  constructor(private readonly err: Writer) {}
+
+  update(p: BenchProgress): void {
+    if (p.total === 0) return;
+    const key = `${p.numModels}|${p.phase}|${p.path}`;
+    let bar = this.bars.get(key);
+    if (!bar) {
+      const label = `N=${p.numModels} ${p.phase === 'warmup' ? 'warm-up' : 'timed'} ${PATH_LABEL[p.path]}`;
+      bar = new ProgressBar(this.err, label, p.total, 'calls');
+      this.bars.set(key, bar);
+    }
+    if (bar !== this.current) this.current?.clear();
+    this.current = bar;
+    bar.update(p.done);
+  }
+
+  clear(): void {
+    this.current?.clear();
+    this.current = undefined;
+    this.bars.clear();
+  }
+}
+
+const PATH_LABEL = { sequential: 'sequential', singleDispatch: 'single dispatch' } as const;
+
+const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
+const ms = (v: number): string => v.toFixed(2);
+const rate = (v: number): string => v.toFixed(1);
+
+function formatStats(s: PathStats): string {
+  return `${ms(s.meanMs)} ms (p50 ${ms(s.p50Ms)}, p95 ${ms(s.p95Ms)}, p99 ${ms(s.p99Ms)} ms; `
+    + `${rate(s.requestsPerSecond)} requests/s, ${rate(s.modelEvaluationsPerSecond)} model evaluations/s)`;
+}
+
+function formatAgreement(a: Agreement): string {
+  const diff = a.maxAbsDiff === 0 ? '0' : a.maxAbsDiff.toExponential(2);
+  return `Outputs agree: same predictions on both paths, max |difference| of log-probabilities ${diff} `
+    + `(tolerance ${a.tolerance.toExponential()})`;
+}
+
+function formatResult(r: ModelsBenchmark): string {
+  const models = plural(r.numModels, 'model');
+  return [
+    `Avg time taken for prediction without vmap (sequential, ${models}): ${formatStats(r.sequential)}`,
+    `Avg time taken for prediction with single dispatch (vmap-style, ${models}): ${formatStats(r.singleDispatch)}`,
+    `Speedup: ${r.speedup.toFixed(2)}x`,
+    formatAgreement(r.agreement),
+  ].join('\n');
+}
+
+function formatSweepTable(entries: readonly ModelsBenchmark[]): string {
+  const header = ['N', 'sequential ms', 'single-dispatch ms', 'speedup', 'sequential models/s', 'single-dispatch models/s'];
+  const rows = entries.map((e) => [
+    String(e.numModels), ms(e.sequential.meanMs), ms(e.singleDispatch.meanMs), `${e.speedup.toFixed(2)}x`,
+    rate(e.sequential.modelEvaluationsPerSecond), rate(e.singleDispatch.modelEvaluationsPerSecond),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  return [header, ...rows].map((r) => r.map((cell, i) => cell.padStart(widths[i]!)).join('  ')).join('\n');
 }

@@ -1,12 +1,85 @@
-/** `mnist-gpujs predict`: options arrive parsed and validated by main.ts (see options.ts). */
+/**
+ * `mnist-gpujs predict IMAGE...`: classify PNG digits with the model(s) of a model file, all models in one
+ * dispatch per layer. Prints each model's prediction, the ensemble's (mean of probabilities) and how many
+ * models agree with it; `--json` prints one JSON document instead.
+ */
+import { NUM_CLASSES } from '../../engine/architecture.ts';
+import { Device } from '../../engine/device.ts';
+import { SingleDispatchRunner } from '../../engine/runners.ts';
+import { argmax } from '../../engine/trainer.ts';
+import { IMAGE_PIXELS, normalizeImages } from '../../data/mnist.ts';
+import { readDigitPng, type LoadedDigit } from '../../io/png.ts';
+import { loadServedModels } from '../models.ts';
 import type { CliIO, PredictOptions } from '../options.ts';
 
 export type { PredictOptions };
 
 const processIO: CliIO = { stdout: process.stdout, stderr: process.stderr };
 
-/** Runs the command and returns its exit code. */
-export async function run(_opts: PredictOptions, io: CliIO = processIO): Promise<number> {
-  io.stderr.write('mnist-gpujs predict: not implemented yet\n');
-  return 1;
+export interface ModelPrediction { prediction: number; probabilities: number[] }
+export interface ImagePrediction {
+  path: string; width: number; height: number; inverted: boolean; warnings: string[];
+  models: ModelPrediction[];
+  ensemble: ModelPrediction;
+  /** models whose prediction equals the ensemble's */
+  agreement: number;
+}
+
+export async function run(opts: PredictOptions, io: CliIO = processIO): Promise<number> {
+  const served = loadServedModels(opts.modelPath, opts.numModels);
+  const digits: LoadedDigit[] = opts.images.map((p) => readDigitPng(p, { invert: opts.invert }));
+  for (const d of digits) for (const w of d.warnings) io.stderr.write(`mnist-gpujs: warning: ${w}\n`);
+  if (served.note) io.stderr.write(`mnist-gpujs: note: ${served.note}\n`);
+
+  const B = digits.length;
+  const x = new Float32Array(B * IMAGE_PIXELS);
+  digits.forEach((d, i) => x.set(normalizeImages(d.pixels), i * IMAGE_PIXELS));
+  const device = Device.open(opts.backend);
+  try {
+    const logp = await new SingleDispatchRunner(device, served.params, served.numModels).predict(x, B);
+    const results = digits.map((d, b) => describe(opts.images[b], d, logp, b, B, served.numModels));
+    if (opts.json) {
+      io.stdout.write(JSON.stringify({
+        backend: device.backend, modelPath: opts.modelPath, numModels: served.numModels,
+        replicated: served.note !== undefined, images: results,
+      }, null, 2) + '\n');
+    } else {
+      io.stdout.write(`${served.numModels} model(s) from ${opts.modelPath}, backend ${device.backend}\n`);
+      for (const r of results) io.stdout.write(formatPlain(r, served.numModels));
+    }
+  } finally {
+    device.destroy();
+  }
+  return 0;
+}
+
+function describe(path: string, d: LoadedDigit, logp: Float32Array, b: number, B: number, N: number): ImagePrediction {
+  const models: ModelPrediction[] = [];
+  const mean = new Array<number>(NUM_CLASSES).fill(0);
+  for (let m = 0; m < N; m++) {
+    const row = (m * B + b) * NUM_CLASSES;
+    const probabilities = Array.from(logp.subarray(row, row + NUM_CLASSES), Math.exp);
+    probabilities.forEach((p, c) => { mean[c] += p / N; });
+    models.push({ prediction: argmax(logp, row), probabilities });
+  }
+  const ensemble = { prediction: argmax(mean, 0), probabilities: mean };
+  return {
+    path, width: d.width, height: d.height, inverted: d.inverted, warnings: d.warnings, models, ensemble,
+    agreement: models.filter((m) => m.prediction === ensemble.prediction).length,
+  };
+}
+
+const percent = (p: number): string => `${(100 * p).toFixed(1)}%`;
+
+function formatPlain(r: ImagePrediction, N: number): string {
+  const e = r.ensemble;
+  const head = N === 1
+    ? `${r.path}: ${e.prediction} (${percent(e.probabilities[e.prediction])})`
+    : `${r.path}: ${e.prediction} (ensemble ${percent(e.probabilities[e.prediction])}, ${r.agreement}/${N} models agree)`;
+  const lines = [head + (r.inverted ? ' [inverted]' : '')];
+  if (N > 1) {
+    lines.push('  ' + r.models.map((m, i) => `model ${i}: ${m.prediction} (${percent(m.probabilities[m.prediction])})`).join(', '));
+  }
+  lines.push('  probabilities: ' + e.probabilities.map((p, c) => `${c}:${p.toFixed(3)}`).join(' '));
+  return lines.join('\n') + '\n';
 }

@@ -1,0 +1,299 @@
+/**
+ * The benchmark harness behind `mnist-gpujs bench` (and the live dashboard): serve N models two ways on one
+ * Device, check that both give the same answer, then time them fairly. UI-free: callers get progress through a
+ * callback and can stop a run with an AbortSignal; the harness yields to the event loop between chunks so a
+ * live UI can redraw.
+ *
+ * Timing method. We time each call ourselves with performance.now() rather than through tinybench: we need
+ * exactly --warmup and --iters calls per path, per-call progress for the bars, one sample set per path merged
+ * across alternating chunks, and an abort point between chunks. A tinybench Bench resets its results on each
+ * run() and reports only per-cycle events, so driving it chunk by chunk would leave us re-merging its retained
+ * samples and recomputing every statistic anyway, with nothing left for it to do but read the clock.
+ * - Every call is awaited: a runner's promise resolves with the read-back log-probabilities, so a sample
+ *   covers dispatch, compute and read-back, as a caller would see it.
+ * - Both paths have run once before warm-up (the agreement check), so kernel compilation never lands in the
+ *   warm-up count or in a sample, even with --warmup 0.
+ * - The timed calls alternate between the paths in chunks (ABBA order: sequential first in even chunks, single
+ *   dispatch first in odd ones), so drift from other load on the machine, thermal state or GC hits both paths.
+ */
+import {
+  CONV1, CONV2, DROPOUT1, DROPOUT2, FC1, FC2, NUM_CLASSES, sliceModels, type ParamSet,
+} from '../engine/architecture.ts';
+import type { Device } from '../engine/device.ts';
+import { SequentialRunner, SingleDispatchRunner, type Runner } from '../engine/runners.ts';
+import { argmax } from '../engine/trainer.ts';
+
+/** The two paths, named as in the JSON output. */
+export type PathKey = 'sequential' | 'singleDispatch';
+export const PATHS: readonly PathKey[] = ['sequential', 'singleDispatch'];
+
+/** Largest |sequential − single dispatch| log-probability accepted as the same answer. */
+export const AGREEMENT_TOLERANCE = 1e-5;
+export const DEFAULT_CHUNKS = 10;
+
+export interface LatencyStats {
+  meanMs: number;
+  p50Ms: number;
+  p95Ms: number;
+  p99Ms: number;
+  minMs: number;
+  maxMs: number;
+  /** number of timed calls */
+  samples: number;
+}
+
+export interface PathStats extends LatencyStats {
+  /** Requests (calls of B images) per second, one request in flight: 1000 / meanMs. */
+  requestsPerSecond: number;
+  /** N × B × requestsPerSecond: single-image, single-model forward passes per second. */
+  modelEvaluationsPerSecond: number;
+}
+
+export interface Agreement {
+  maxAbsDiff: number;
+  samePredictions: boolean;
+  tolerance: number;
+}
+
+/** One model count's result; the shape of the JSON output's per-N fields. */
+export interface ModelsBenchmark {
+  numModels: number;
+  /** Each model's predicted digit for the image (single dispatch; the B copies are the same image). */
+  predictions: number[];
+  agreement: Agreement;
+  sequential: PathStats;
+  singleDispatch: PathStats;
+  /** sequential mean / single-dispatch mean */
+  speedup: number;
+}
+
+export interface BenchProgress {
+  numModels: number;
+  phase: 'warmup' | 'timed';
+  path: PathKey;
+  /** calls done of `total` in this phase for this path */
+  done: number;
+  total: number;
+}
+
+export interface MeasureConfig {
+  warmup: number;
+  iters: number;
+  /** Alternation chunks; capped at iters. */
+  chunks?: number;
+  signal?: AbortSignal;
+  onProgress?: (p: BenchProgress) => void;
+}
+
+/** The two paths disagree: a bug in a kernel or runner, never the user's input. */
+export class AgreementError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'AgreementError';
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Statistics
+
+/** Nearest-rank percentile of ascending samples: the smallest sample with at least p% of samples ≤ it. */
+export function percentile(sorted: readonly number[], p: number): number {
+  if (sorted.length === 0) throw new RangeError('percentile of no samples');
+  const rank = Math.ceil((p / 100) * sorted.length);
+  return sorted[Math.min(sorted.length, Math.max(1, rank)) - 1]!;
+}
+
+export function latencyStats(samplesMs: readonly number[]): LatencyStats {
+  const sorted = [...samplesMs].sort((a, b) => a - b);
+  const meanMs = sorted.reduce((a, b) => a + b, 0) / sorted.length;
+  return {
+    meanMs,
+    p50Ms: percentile(sorted, 50),
+    p95Ms: percentile(sorted, 95),
+    p99Ms: percentile(sorted, 99),
+    minMs: sorted[0]!,
+    maxMs: sorted[sorted.length - 1]!,
+    samples: sorted.length,
+  };
+}
+
+export function pathStats(samplesMs: readonly number[], modelEvaluationsPerRequest: number): PathStats {
+  const stats = latencyStats(samplesMs);
+  const requestsPerSecond = 1000 / stats.meanMs;
+  return { ...stats, requestsPerSecond, modelEvaluationsPerSecond: modelEvaluationsPerRequest * requestsPerSecond };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Agreement
+
+/** Each model's predicted class for each image: [N][B], from log-probabilities [N, B, 10]. */
+export function predictionsOf(logp: Float32Array, numModels: number, B: number): number[][] {
+  return Array.from({ length: numModels }, (_, m) =>
+    Array.from({ length: B }, (_, b) => argmax(logp, (m * B + b) * NUM_CLASSES)));
+}
+
+/**
+ * Compares the two paths' outputs for one request; throws AgreementError when a prediction differs or a
+ * log-probability differs by more than `tolerance` (NaN counts as a difference).
+ */
+export function checkAgreement(
+  sequential: Float32Array, singleDispatch: Float32Array, numModels: number, B: number, tolerance = AGREEMENT_TOLERANCE,
+): Agreement {
+  const size = numModels * B * NUM_CLASSES;
+  if (sequential.length !== size || singleDispatch.length !== size) {
+    throw new AgreementError(`outputs hold ${sequential.length} (sequential) and ${singleDispatch.length} (single dispatch) values, expected ${size}`);
+  }
+  let maxAbsDiff = 0;
+  let worst = 0;
+  for (let i = 0; i < size; i++) {
+    const d = Math.abs(sequential[i]! - singleDispatch[i]!);
+    // written so that NaN on either side counts as the worst difference
+    if (!(d <= maxAbsDiff)) {
+      maxAbsDiff = Number.isNaN(d) ? Infinity : d;
+      worst = i;
+    }
+  }
+  const seqPred = predictionsOf(sequential, numModels, B);
+  const sdPred = predictionsOf(singleDispatch, numModels, B);
+  const samePredictions = seqPred.every((row, m) => row.every((c, b) => c === sdPred[m]![b]));
+  if (!samePredictions || !(maxAbsDiff <= tolerance)) {
+    const at = Math.floor(worst / NUM_CLASSES);
+    const list = (p: number[][]) => `[${p.map((row) => row.join(' ')).join(', ')}]`;
+    throw new AgreementError(`sequential and single-dispatch outputs disagree for ${numModels} model(s): `
+      + `max |difference| of log-probabilities ${maxAbsDiff.toExponential(2)} (tolerance ${tolerance}) at model `
+      + `${Math.floor(at / B)}, image ${at % B}, class ${worst % NUM_CLASSES}; predictions sequential ${list(seqPred)}, `
+      + `single dispatch ${list(sdPred)}`);
+  }
+  return { maxAbsDiff, samePredictions, tolerance };
+}
+
+// ---------------------------------------------------------------------------------------------
+// Runs
+
+export interface ServingPaths {
+  numModels: number;
+  sequential: Runner;
+  singleDispatch: Runner;
+}
+
+export function makePaths(device: Device, stacked: ParamSet, numModels: number): ServingPaths {
+  const params = sliceModels(stacked, 0, numModels);
+  return {
+    numModels,
+    sequential: new SequentialRunner(device, params, numModels),
+    singleDispatch: new SingleDispatchRunner(device, params, numModels),
+  };
+}
+
+/** One request on each path (compiling their kernels on first use), checked for agreement. */
+export async function firstRequest(paths: ServingPaths, x: Float32Array, B: number): Promise<{
+  predictions: number[][]; agreement: Agreement;
+}> {
+  const singleDispatch = await paths.singleDispatch.predict(x, B);
+  const sequential = await paths.sequential.predict(x, B);
+  const agreement = checkAgreement(sequential, singleDispatch, paths.numModels, B);
+  return { predictions: predictionsOf(singleDispatch, paths.numModels, B), agreement };
+}
+
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/** `iters` split into `chunks` near-equal parts (sizes differ by at most one, larger first). */
+export function chunkSizes(iters: number, chunks: number): number[] {
+  const n = Math.max(1, Math.min(chunks, iters));
+  return Array.from({ length: n }, (_, i) => Math.floor(iters / n) + (i < iters % n ? 1 : 0));
+}
+
+export interface Measurement {
+  /** per-call latencies in ms, in the order they were taken */
+  samplesMs: Record<PathKey, number[]>;
+  /** each path's output of its last timed call */
+  lastOutputs: Record<PathKey, Float32Array>;
+}
+
+/** Warm-up (per path, untimed), then the timed calls alternating between the paths chunk by chunk. */
+export async function measure(paths: ServingPaths, x: Float32Array, B: number, cfg: MeasureConfig): Promise<Measurement> {
+  const { signal, onProgress } = cfg;
+  const N = paths.numModels;
+  for (const path of PATHS) {
+    onProgress?.({ numModels: N, phase: 'warmup', path, done: 0, total: cfg.warmup });
+    for (let i = 0; i < cfg.warmup; i++) {
+      signal?.throwIfAborted();
+      await paths[path].predict(x, B);
+      onProgress?.({ numModels: N, phase: 'warmup', path, done: i + 1, total: cfg.warmup });
+      await yieldToEventLoop(); // untimed, so a live UI may redraw after every call
+    }
+  }
+
+  const samplesMs: Record<PathKey, number[]> = { sequential: [], singleDispatch: [] };
+  const lastOutputs = {} as Record<PathKey, Float32Array>;
+  const sizes = chunkSizes(cfg.iters, cfg.chunks ?? DEFAULT_CHUNKS);
+  // both paths' timed phases start now (they interleave), so rates and ETAs are measured from here
+  for (const path of PATHS) onProgress?.({ numModels: N, phase: 'timed', path, done: 0, total: cfg.iters });
+  for (let c = 0; c < sizes.length; c++) {
+    const order: readonly PathKey[] = c % 2 === 0 ? PATHS : [...PATHS].reverse();
+    for (const path of order) {
+      const runner = paths[path];
+      const samples = samplesMs[path];
+      for (let i = 0; i < sizes[c]!; i++) {
+        const t0 = performance.now();
+        const out = await runner.predict(x, B);
+        samples.push(performance.now() - t0);
+        lastOutputs[path] = out;
+        onProgress?.({ numModels: N, phase: 'timed', path, done: samples.length, total: cfg.iters });
+      }
+      signal?.throwIfAborted();
+      await yieldToEventLoop();
+    }
+  }
+  return { samplesMs, lastOutputs };
+}
+
+/**
+ * The whole benchmark for one model count: first request and agreement, warm-up, alternating timed calls,
+ * and agreement again on the last timed outputs (a path that drifts once warm is caught too).
+ * `onFirstRequest` sees the sample prediction before the (long) timing starts.
+ */
+export async function benchmarkModels(
+  device: Device, stacked: ParamSet, numModels: number, x: Float32Array, B: number,
+  cfg: MeasureConfig & { onFirstRequest?: (r: { predictions: number[][]; agreement: Agreement }) => void },
+): Promise<ModelsBenchmark> {
+  const paths = makePaths(device, stacked, numModels);
+  const first = await firstRequest(paths, x, B);
+  cfg.onFirstRequest?.(first);
+  const m = await measure(paths, x, B, cfg);
+  const last = checkAgreement(m.lastOutputs.sequential, m.lastOutputs.singleDispatch, numModels, B);
+  const evaluations = numModels * B;
+  const sequential = pathStats(m.samplesMs.sequential, evaluations);
+  const singleDispatch = pathStats(m.samplesMs.singleDispatch, evaluations);
+  return {
+    numModels,
+    predictions: first.predictions.map((row) => row[0]!),
+    agreement: { ...first.agreement, maxAbsDiff: Math.max(first.agreement.maxAbsDiff, last.maxAbsDiff) },
+    sequential,
+    singleDispatch,
+    speedup: sequential.meanMs / singleDispatch.meanMs,
+  };
+}
+
+/** The request: one normalised image [1,28,28] repeated B times → [B,1,28,28]. */
+export function repeatImage(image: Float32Array, B: number): Float32Array {
+  const x = new Float32Array(B * image.length);
+  for (let b = 0; b < B; b++) x.set(image, b * image.length);
+  return x;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Architecture, printed the way PyTorch prints the example's `Net` (module definition order).
+
+export function formatArchitecture(): string {
+  return [
+    'Net(',
+    `  (conv1): Conv2d(${CONV1.inChannels}, ${CONV1.outChannels}, kernel_size=(${CONV1.kernel}, ${CONV1.kernel}), stride=(1, 1))`,
+    `  (conv2): Conv2d(${CONV2.inChannels}, ${CONV2.outChannels}, kernel_size=(${CONV2.kernel}, ${CONV2.kernel}), stride=(1, 1))`,
+    `  (dropout1): Dropout(p=${DROPOUT1}, inplace=False)`,
+    `  (dropout2): Dropout(p=${DROPOUT2}, inplace=False)`,
+    `  (fc1): Linear(in_features=${FC1.inFeatures}, out_features=${FC1.outFeatures}, bias=True)`,
+    `  (fc2): Linear(in_features=${FC2.inFeatures}, out_features=${FC2.outFeatures}, bias=True)`,
+    ')',
+  ].join('\n');
+}

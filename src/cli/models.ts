@@ -1,0 +1,33 @@
+/**
+ * Loading N models for serving (bench, predict, dashboard) from a model file: a stacked file gives N distinct
+ * models; a single-model file asked for N > 1 is replicated, with a visible note, as the PyTorch example does.
+ */
+import { sliceModels, stackParams, type ParamSet } from '../engine/architecture.ts';
+import { InputError } from '../errors.ts';
+import { readModelFile } from '../io/model-file.ts';
+
+export interface ServedModels {
+  params: ParamSet;
+  numModels: number;
+  /** how many models the file holds */
+  fileModels: number;
+  /** set when the file's single model was replicated */
+  note?: string;
+}
+
+export function loadServedModels(path: string, requested: number | undefined): ServedModels {
+  const file = readModelFile(path);
+  const N = requested ?? file.numModels;
+  if (N <= file.numModels) {
+    return { params: sliceModels(file.params, 0, N), numModels: N, fileModels: file.numModels };
+  }
+  if (file.numModels === 1) {
+    return {
+      params: stackParams(Array.from({ length: N }, () => file.params)),
+      numModels: N,
+      fileModels: 1,
+      note: `${path} holds one model; it is replicated ${N} times (identical models)`,
+    };
+  }
+  throw new InputError(`${path} holds ${file.numModels} models; --num-models ${N} needs a file with at least ${N} (or a single-model file, which is replicated)`);
+}

@@ -1,0 +1,151 @@
+/**
+ * The training loop of the PyTorch example, for K models trained together in one dispatch per layer:
+ * each model has its own seed (seed, seed+1, …), hence its own initialisation, shuffle order and dropout masks,
+ * and all K take their step on the same device call. Per epoch: shuffle, batches of `batchSize` (the last one
+ * may be smaller), dropout on, NLL loss, optimizer step; the learning rate follows StepLR.
+ */
+import { DROPOUT1, DROPOUT2, FC1, NUM_CLASSES, stackParams, type ParamSet } from './architecture.ts';
+import type { Device } from './device.ts';
+import { initParams } from './init.ts';
+import { Net, POOLED_FEATURES } from './net.ts';
+import { Optimizer, stepLr, type OptimizerConfig } from './optimizer.ts';
+import { deriveSeed, dropoutMask, makeRng, permutation } from './random.ts';
+import { IMAGE_PIXELS, gatherNormalized, type DigitSet } from '../data/mnist.ts';
+
+export interface TrainConfig {
+  numModels: number;
+  /** model i uses seed + i */
+  seed: number;
+  batchSize: number;
+  testBatchSize: number;
+  lr: number;
+  gamma: number;
+  optimizer: OptimizerConfig;
+  /** one batch per epoch */
+  dryRun: boolean;
+}
+
+export interface BatchReport {
+  epoch: number;          // 1-based, as the PyTorch example prints it
+  batchIndex: number;     // 0-based
+  batches: number;        // in this epoch
+  seen: number;           // samples of this epoch so far, per model, including this batch
+  total: number;          // training samples per model
+  loss: Float32Array;     // per model
+}
+
+export interface EvalReport {
+  /** mean NLL per model over the set */
+  loss: number[];
+  correct: number[];
+  total: number;
+  /** argmax of the mean of the K models' probabilities */
+  ensembleCorrect: number;
+}
+
+/** Everything needed to continue training exactly where it stopped. */
+export interface TrainState {
+  epochsDone: number;
+  params: ParamSet;
+  optimizerState: Map<string, Float32Array>;
+}
+
+const STREAM_SHUFFLE = 1;
+const STREAM_DROPOUT = 2;
+
+export class Trainer {
+  readonly net: Net;
+  readonly optimizer: Optimizer;
+  readonly config: TrainConfig;
+  epochsDone: number;
+
+  constructor(device: Device, config: TrainConfig, resume?: TrainState) {
+    this.config = config;
+    const K = config.numModels;
+    const params = resume?.params ?? stackParams(Array.from({ length: K }, (_, i) => initParams(config.seed + i)));
+    this.net = new Net(device, K, params);
+    this.optimizer = new Optimizer(device, config.optimizer, params, resume?.optimizerState);
+    this.epochsDone = resume?.epochsDone ?? 0;
+  }
+
+  /** The learning rate of the next epoch (StepLR, step 1). */
+  get lr(): number {
+    return stepLr(this.config.lr, this.config.gamma, this.epochsDone);
+  }
+
+  state(): TrainState {
+    return { epochsDone: this.epochsDone, params: this.net.params, optimizerState: this.optimizer.state };
+  }
+
+  /**
+   * One epoch over `train`. `shouldStop` is polled between batches: when it answers true the epoch is
+   * abandoned (weights then hold a partial epoch; the caller keeps the last finished one).
+   */
+  async trainEpoch(train: DigitSet, onBatch?: (r: BatchReport) => void, shouldStop?: () => boolean): Promise<boolean> {
+    const { numModels: K, batchSize, seed } = this.config;
+    const epoch = this.epochsDone;
+    const lr = this.lr;
+    const orders = Array.from({ length: K }, (_, i) => permutation(makeRng(deriveSeed(seed + i, epoch, STREAM_SHUFFLE)), train.count));
+    const maskRngs = Array.from({ length: K }, (_, i) => makeRng(deriveSeed(seed + i, epoch, STREAM_DROPOUT)));
+    const batches = this.config.dryRun ? 1 : Math.ceil(train.count / batchSize);
+    for (let bi = 0; bi < batches; bi++) {
+      if (shouldStop?.()) return false;
+      const start = bi * batchSize;
+      const B = Math.min(batchSize, train.count - start);
+      const x = new Float32Array(K * B * IMAGE_PIXELS);
+      const targets = new Float32Array(K * B);
+      const drop1 = new Float32Array(K * B * POOLED_FEATURES);
+      const drop2 = new Float32Array(K * B * FC1.outFeatures);
+      for (let i = 0; i < K; i++) {
+        const indices = orders[i].subarray(start, start + B);
+        gatherNormalized(train, indices, x, i * B);
+        for (let k = 0; k < B; k++) targets[i * B + k] = train.labels[indices[k]];
+        dropoutMask(maskRngs[i], B * POOLED_FEATURES, DROPOUT1, drop1.subarray(i * B * POOLED_FEATURES, (i + 1) * B * POOLED_FEATURES));
+        dropoutMask(maskRngs[i], B * FC1.outFeatures, DROPOUT2, drop2.subarray(i * B * FC1.outFeatures, (i + 1) * B * FC1.outFeatures));
+      }
+      const { cache } = await this.net.forward(x, B, { sharedInput: false, dropout: { drop1, drop2 } });
+      const { loss, grads } = await this.net.backward(cache!, targets);
+      await this.optimizer.step(this.net.params, grads, lr);
+      onBatch?.({ epoch: epoch + 1, batchIndex: bi, batches, seen: start + B, total: train.count, loss });
+    }
+    this.epochsDone++;
+    return true;
+  }
+
+  /** Test-set loss and accuracy of each model and of their ensemble; every model sees the same batches. */
+  async evaluate(set: DigitSet): Promise<EvalReport> {
+    return evaluateModels(this.net, set, this.config.testBatchSize);
+  }
+}
+
+export async function evaluateModels(net: Net, set: DigitSet, batchSize: number): Promise<EvalReport> {
+  const K = net.numModels;
+  const lossSum = new Array<number>(K).fill(0);
+  const correct = new Array<number>(K).fill(0);
+  let ensembleCorrect = 0;
+  for (let start = 0; start < set.count; start += batchSize) {
+    const B = Math.min(batchSize, set.count - start);
+    const x = new Float32Array(B * IMAGE_PIXELS);
+    gatherNormalized(set, Array.from({ length: B }, (_, k) => start + k), x);
+    const { logp } = await net.forward(x, B, { sharedInput: true });
+    for (let b = 0; b < B; b++) {
+      const label = set.labels[start + b];
+      const meanProb = new Float64Array(NUM_CLASSES);
+      for (let i = 0; i < K; i++) {
+        const row = (i * B + b) * NUM_CLASSES;
+        lossSum[i] -= logp[row + label];
+        if (argmax(logp, row) === label) correct[i]++;
+        for (let c = 0; c < NUM_CLASSES; c++) meanProb[c] += Math.exp(logp[row + c]) / K;
+      }
+      if (argmax(meanProb, 0) === label) ensembleCorrect++;
+    }
+  }
+  return { loss: lossSum.map((s) => s / set.count), correct, total: set.count, ensembleCorrect };
+}
+
+/** Index of the largest of the 10 class scores starting at `at`. */
+export function argmax(v: ArrayLike<number>, at: number): number {
+  let best = 0;
+  for (let c = 1; c < NUM_CLASSES; c++) if (v[at + c] > v[at + best]) best = c;
+  return best;
+}
