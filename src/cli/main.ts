@@ -118,13 +118,13 @@ function buildProgram(io: CliIO, ctxOf: (cmd: Command) => ParseContext, runComma
     .addOption(new Option('--limit <n>', 'use at most this many training digits').argParser(positiveInt('--limit')))
     .addOption(new Option('--model-path <file>', 'where the model is saved; giving it implies --save-model').default('mnist_cnn.safetensors'))
     .addOption(numModelsOption(1, 'train this many models together, one dispatch per layer', 'k'))
-    .option('--resume <file>', 'continue training from a saved model file')
+    .option('--resume <file>', 'continue from a checkpoint (<model>.ckpt.safetensors, written by --save-model after each epoch), optimizer state included')
     .option('--json', 'print results as JSON on stdout')
     .addHelpText('after', examples([
       `${NAME} train --epochs 1 --save-model`,
       `${NAME} train --dry-run --limit 640`,
       `${NAME} train --optimizer sgd --lr 0.05 --momentum 0.9 --num-models 4`,
-      `${NAME} train --resume mnist_cnn.safetensors --epochs 2 --save-model`,
+      `${NAME} train --epochs 4 --save-model --resume mnist_cnn.ckpt.safetensors`,
     ]))
     .action(async (raw, cmd: Command) => runCommand(buildTrainOptions(raw, ctxOf(cmd)), () => import('./commands/train.ts')));
 

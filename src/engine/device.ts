@@ -49,7 +49,12 @@ export function maxElementsFor(backend: Backend): number {
   return backend === 'webasm' || backend === 'headlessgl' ? MAX_EXACT_INDEX : 2 ** 31 - 1;
 }
 
-type CompiledKernel = IKernelRunShortcut & { kernel: { constructor: { mode?: string; name: string }; fallbackReason?: string | null } };
+/** The GPU.js kernel class that runs on each backend (GL kernels all report mode 'gpu', so the class tells). */
+const KERNEL_CLASS: Record<Backend, string> = {
+  cpu: 'CPUKernel', webasm: 'WebAssemblyKernel', headlessgl: 'HeadlessGLKernel', webgpu: 'WebGPUKernel',
+};
+
+type CompiledKernel = IKernelRunShortcut & { kernel: { constructor: { name: string }; fallbackReason?: string | null } };
 
 export class Device {
   readonly backend: Backend;
@@ -115,10 +120,10 @@ export class Device {
 
   private verifyBackend(spec: KernelSpec, k: CompiledKernel): void {
     const inner = k.kernel;
-    const ran = inner?.constructor?.mode;
-    if (ran !== this.backend) {
+    const ran = inner?.constructor?.name;
+    if (ran !== KERNEL_CLASS[this.backend]) {
       const why = inner?.fallbackReason ? `: ${inner.fallbackReason}` : '';
-      throw new Error(`kernel ${spec.name} ran on ${ran ?? 'an unknown backend'} instead of ${this.backend}${why}`);
+      throw new Error(`kernel ${spec.name} ran as ${ran ?? 'an unknown kernel'}, not on ${this.backend}${why}`);
     }
   }
 
