@@ -4,17 +4,8 @@
  */
 import { randomBytes } from 'node:crypto';
 
-/** mulberry32: a small 32-bit-state PRNG; returns uniform floats in [0, 1). */
-export function makeRng(seed: number): () => number {
-  let state = seed >>> 0;
-  return () => {
-    state = (state + 0x6d2b79f5) >>> 0;
-    let t = state;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** The engine's own seeded generator (mulberry32), uniform floats in [0, 1). */
+export { makeRng } from '../src/engine/random.ts';
 
 /** A new unsigned 32-bit seed from the OS's CSPRNG, unless TEST_SEED pins one (for replaying a failure). */
 export function freshSeed(): number {

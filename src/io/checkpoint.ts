@@ -4,10 +4,10 @@
  * shape the run. A safetensors file (`<model>.ckpt.safetensors`) beside the model file, which stays a plain,
  * PyTorch-loadable weights file. Tensors: `model.<param>` [K, ...] and `optimizer.<param>.<buffer>` [K, ...].
  */
-import fs from 'node:fs';
 import { PARAM_SPECS, elementCount, type ParamSet } from '../engine/architecture.ts';
 import { InputError } from '../errors.ts';
 import { writeFileAtomic } from './atomic-write.ts';
+import { readInputFile } from './read-input.ts';
 import { decodeSafetensors, encodeSafetensors, type TensorToEncode } from './safetensors.ts';
 
 export const CHECKPOINT_FORMAT = 'mnist-gpujs-checkpoint';
@@ -40,13 +40,7 @@ export function writeCheckpoint(path: string, ckpt: Checkpoint): void {
 }
 
 export function readCheckpoint(path: string): Checkpoint {
-  let bytes: Buffer;
-  try {
-    bytes = fs.readFileSync(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new InputError(`cannot read checkpoint ${path}: ${code === 'ENOENT' ? 'file not found' : (err as Error).message}`);
-  }
+  const bytes = readInputFile(path, 'a checkpoint');
   const { tensors, metadata } = decodeSafetensors(bytes, path);
   if (metadata.format !== CHECKPOINT_FORMAT) {
     throw new InputError(`${path}: not a training checkpoint (resume from the .ckpt.safetensors file that --save-model writes)`);

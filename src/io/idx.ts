@@ -6,10 +6,11 @@
  *   labels: magic 0x00000801 (uint8 data, 1 dim), count, then count labels
  * Files may be gzip-compressed; that is detected from the content (1f 8b), not the file name.
  */
-import { readFileSync, writeFileSync } from 'node:fs';
+import { writeFileSync } from 'node:fs';
 import { gunzipSync, gzipSync } from 'node:zlib';
 import { IMAGE_SIDE, NUM_CLASSES } from '../engine/architecture.ts';
 import { InputError } from '../errors.ts';
+import { readInputFile } from './read-input.ts';
 
 export const IDX_IMAGES_MAGIC = 0x00000803;
 export const IDX_LABELS_MAGIC = 0x00000801;
@@ -100,15 +101,7 @@ export function writeIdxFile(path: string, bytes: Uint8Array): void {
 
 /** Reads a file and gunzips it when it starts with the gzip magic bytes. */
 export function readMaybeGzipped(path: string): Uint8Array {
-  let raw: Buffer;
-  try {
-    raw = readFileSync(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new InputError(`${path}: file not found`);
-    if (code === 'EISDIR') throw new InputError(`${path}: is a directory, expected an IDX file`);
-    throw new InputError(`${path}: cannot read (${oneLine(err)})`);
-  }
+  const raw = readInputFile(path, 'an IDX file');
   if (raw.length >= 2 && raw[0] === 0x1f && raw[1] === 0x8b) {
     try {
       return gunzipSync(raw);

@@ -11,11 +11,11 @@
  * Reading also accepts F16/BF16 tensors (widened to float32 by the codec). Non-finite weights are
  * refused both when reading and when writing, so a diverged model never silently round-trips.
  */
-import fs from 'node:fs';
 import { InputError } from '../errors.ts';
 import { PARAM_SPECS, elementCount, sliceModels, stackParams, type ParamName, type ParamSet } from '../engine/architecture.ts';
 import { decodeSafetensors, encodeSafetensors, type DecodedTensor } from './safetensors.ts';
 import { writeFileAtomic } from './atomic-write.ts';
+import { readInputFile } from './read-input.ts';
 
 export const MODEL_FORMAT = 'mnist-gpujs';
 const RESERVED_METADATA = ['format', 'num_models'] as const;
@@ -32,19 +32,7 @@ export interface ModelFile {
 const KNOWN_NAMES: ReadonlySet<string> = new Set(PARAM_SPECS.map((s) => s.name));
 
 export function readModelFile(path: string): ModelFile {
-  let bytes: Buffer;
-  try {
-    bytes = fs.readFileSync(path); // one read: a 100 MB file is one syscall-bound copy, no streaming
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    const why =
-      code === 'ENOENT' ? 'file not found'
-      : code === 'EISDIR' ? 'it is a directory'
-      : code === 'EACCES' || code === 'EPERM' ? 'permission denied'
-      : (err instanceof Error ? err.message : String(err)).split('\n')[0];
-    throw new InputError(`cannot read model file ${path}: ${why}`);
-  }
-  return decodeModelFile(bytes, path);
+  return decodeModelFile(readInputFile(path, 'a model file'), path);
 }
 
 export function decodeModelFile(bytes: Uint8Array, label: string): ModelFile {

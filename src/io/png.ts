@@ -7,10 +7,10 @@
  * → area-average resize to 28x28 if needed → inversion ('auto': when the 28x28 result's border is
  * mostly light, i.e. a dark digit on a light background).
  */
-import { readFileSync } from 'node:fs';
 import { inflateSync } from 'node:zlib';
 import { PNG } from 'pngjs';
 import { InputError } from '../errors.ts';
+import { readInputFile } from './read-input.ts';
 import { IMAGE_SIDE } from '../engine/architecture.ts';
 
 export type InvertMode = 'auto' | 'yes' | 'no';
@@ -64,15 +64,7 @@ const LIGHT_BORDER_THRESHOLD = 127.5;
 
 /** Reads a PNG file and decodes it as a digit; the path is used as the label in messages. */
 export function readDigitPng(path: string, opts: DecodeOptions = {}): LoadedDigit {
-  let bytes: Buffer;
-  try {
-    bytes = readFileSync(path);
-  } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOENT') throw new InputError(`${path}: file not found`);
-    if (code === 'EISDIR') throw new InputError(`${path}: is a directory, expected a PNG file`);
-    throw new InputError(`${path}: cannot read file (${code ?? (err as Error).message})`);
-  }
+  const bytes = readInputFile(path, 'a PNG file');
   return decodeDigitPng(bytes, path, opts);
 }
 
