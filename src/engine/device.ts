@@ -50,7 +50,7 @@ export function maxElementsFor(backend: Backend): number {
 }
 
 /** The GPU.js kernel class that runs on each backend (GL kernels all report mode 'gpu', so the class tells). */
-const KERNEL_CLASS: Record<Backend, string> = {
+export const KERNEL_CLASS: Record<Backend, string> = {
   cpu: 'CPUKernel', webasm: 'WebAssemblyKernel', headlessgl: 'HeadlessGLKernel', webgpu: 'WebGPUKernel',
 };
 

@@ -1,0 +1,553 @@
+/**
+ * Every kernel of kernels/ against the float64 reference (test/reference.ts), on every available backend, with
+ * fresh random inputs each run (each test logs its seed; TEST_SEED=<seed> replays it). Shapes are small and
+ * mostly odd; each family also has one case of at least 4096 cells, because webasm hands such grids to its worker
+ * pool (a different code path, split into chunks) and a chunking error would leave cells unwritten. Outputs are
+ * poisoned before the run where the backend allows it (see runPoisoned), so an unwritten cell fails as NaN.
+ *
+ * Tolerances: ‖out − ref‖/‖ref‖ ≤ 1e-5 for forward ops, ≤ 1e-4 for gradients and optimizer updates; pure data
+ * movement (padding, flipping, pooling, ReLU) must be exact.
+ */
+import gpujs from 'gpu.js';
+import { describe, expect, it } from 'vitest';
+import {
+  conv2dFlipWeights, conv2dForward, conv2dGradBias, conv2dGradInputInfo, conv2dGradWeight, conv2dGradWeightLayout,
+  conv2dLayout, conv2dLayoutRelu, conv2dPadOutputGrad,
+} from '../kernels/conv2d.ts';
+import { computeDropoutInfo, dropoutApply } from '../kernels/dropout.ts';
+import { linearForward, linearGradBias, linearGradInput, linearGradWeight } from '../kernels/linear.ts';
+import { logSoftmaxForward, logSoftmaxNllBackward, nllLoss } from '../kernels/log-softmax-nll.ts';
+import { maxPool2dArgmax, maxPool2dBackward, maxPool2dForward } from '../kernels/pool.ts';
+import { reluBackward, reluForward } from '../kernels/relu.ts';
+import { computeConv2DInfo, computeLinearInfo, computePool2DInfo, computeRowsInfo } from '../kernels/shapes.ts';
+import type { KernelSpec } from '../kernels/spec.ts';
+import { PARAM_SPECS, type ParamSet } from '../src/engine/architecture.ts';
+import { Device } from '../src/engine/device.ts';
+import { Optimizer, stepLr, type OptimizerConfig } from '../src/engine/optimizer.ts';
+import {
+  availableBackends, declareUnrunBackends, KERNEL_CLASS, poisonOutput, poisoningDevice, runPoisoned, useDevice,
+  wasmEntry, wasmOutputRegion,
+} from './backends.ts';
+import * as ref from './reference.ts';
+import { relativeError, tensor, type T64 } from './reference.ts';
+import { freshSeed, makeRng, randn } from './rng.ts';
+
+type Rng = () => number;
+
+// ---------------------------------------------------------------------------------------------
+// Helpers
+// ---------------------------------------------------------------------------------------------
+
+/** A fresh generator for the running test, its seed logged with the test's full name. */
+function testRng(): Rng {
+  const seed = freshSeed();
+  console.log(`[kernels.test] ${expect.getState().currentTestName}: seed ${seed} (replay with TEST_SEED=${seed})`);
+  return makeRng(seed);
+}
+
+function randn32(rng: Rng, n: number, scale = 1): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = randn(rng) * scale;
+  return out;
+}
+
+/** Model m's slice of a tensor stacked along a leading model dimension. */
+function part(a: Float32Array, m: number, size: number): Float32Array {
+  return a.subarray(m * size, (m + 1) * size);
+}
+
+function concat(parts: ReadonlyArray<ArrayLike<number>>): Float64Array {
+  const out = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}
+
+/** The reference of a stacked op: run `perModel` for each model and concatenate, as M separate models would. */
+function perModel(M: number, f: (m: number) => ArrayLike<number>): Float64Array {
+  return concat(Array.from({ length: M }, (_, m) => f(m)));
+}
+
+function expectRelative(actual: Float32Array, expected: ArrayLike<number>, tol: number, what: string): void {
+  expect(actual.length, `${what}: length`).toBe(expected.length);
+  const err = relativeError(actual, expected); // NaN (and so a failure) if any output cell is NaN/Inf
+  expect(err, `${what}: relative error ${err}`).toBeLessThanOrEqual(tol);
+}
+
+/** Exact equality (0 and -0 alike) for kernels that only move or select values. */
+function expectExact(actual: ArrayLike<number>, expected: ArrayLike<number>, what: string): void {
+  expect(actual.length, `${what}: length`).toBe(expected.length);
+  let bad = -1;
+  for (let i = 0; i < expected.length && bad < 0; i++) {
+    if (!(actual[i] === expected[i])) bad = i; // NaN fails too
+  }
+  expect(bad < 0 ? 'equal' : `first difference at ${bad}: got ${actual[bad]}, expected ${expected[bad]}`, what).toBe('equal');
+}
+
+const FORWARD_TOL = 1e-5;
+const GRAD_TOL = 1e-4;
+
+// ---------------------------------------------------------------------------------------------
+// Shapes
+// ---------------------------------------------------------------------------------------------
+
+interface ConvCase { M: number; B: number; inC: number; inH: number; inW: number; outC: number; sharedInput: boolean }
+
+const CONV_CASES: ConvCase[] = [
+  { M: 1, B: 1, inC: 1, inH: 5, inW: 7, outC: 4, sharedInput: false },
+  { M: 1, B: 3, inC: 3, inH: 6, inW: 5, outC: 8, sharedInput: true },
+  { M: 3, B: 2, inC: 5, inH: 7, inW: 6, outC: 4, sharedInput: false },
+  { M: 2, B: 3, inC: 2, inH: 5, inW: 9, outC: 8, sharedInput: true },
+  // ≥ 4096 cells for the webasm worker pool: the forward grid (21·19·12) and the weight-gradient grid (32·9·16)
+  { M: 2, B: 3, inC: 2, inH: 23, inW: 21, outC: 8, sharedInput: false },
+  { M: 2, B: 1, inC: 32, inH: 5, inW: 6, outC: 32, sharedInput: true },
+];
+
+// the input gradient runs the forward kernel with inC as its output channels: multiples of 4 only
+const GRAD_INPUT_CASES: ConvCase[] = [
+  { M: 1, B: 1, inC: 4, inH: 5, inW: 7, outC: 4, sharedInput: false },
+  { M: 2, B: 3, inC: 8, inH: 6, inW: 5, outC: 8, sharedInput: false },
+  { M: 3, B: 2, inC: 4, inH: 7, inW: 6, outC: 12, sharedInput: false },
+  { M: 2, B: 2, inC: 12, inH: 21, inW: 19, outC: 4, sharedInput: false }, // 19·21·12 cells
+];
+
+const convName = (c: ConvCase): string =>
+  `M=${c.M} B=${c.B} ${c.inC}x${c.inH}x${c.inW}→${c.outC}, ${c.sharedInput ? 'shared x' : 'per-model x'}`;
+
+interface PoolCase { M: number; B: number; C: number; inH: number; inW: number }
+const POOL_CASES: PoolCase[] = [
+  { M: 1, B: 1, C: 1, inH: 4, inW: 4 },
+  { M: 2, B: 3, C: 3, inH: 5, inW: 7 },
+  { M: 3, B: 2, C: 2, inH: 7, inW: 6 },
+  { M: 2, B: 3, C: 8, inH: 25, inW: 23 }, // 11·12·48 cells
+];
+const poolName = (c: PoolCase): string => `M=${c.M} B=${c.B} C=${c.C} ${c.inH}x${c.inW}`;
+
+interface LinearCase { M: number; B: number; inF: number; outF: number; sharedInput: boolean }
+const LINEAR_CASES: LinearCase[] = [
+  { M: 1, B: 1, inF: 1, outF: 1, sharedInput: false },
+  { M: 1, B: 4, inF: 7, outF: 3, sharedInput: true },
+  { M: 3, B: 2, inF: 33, outF: 10, sharedInput: false },
+  { M: 2, B: 5, inF: 17, outF: 9, sharedInput: true },
+  { M: 2, B: 17, inF: 33, outF: 128, sharedInput: false }, // forward 128·17·2 and weight-gradient 33·128·2 cells
+];
+const linearName = (c: LinearCase): string =>
+  `M=${c.M} B=${c.B} ${c.inF}→${c.outF}, ${c.sharedInput ? 'shared x' : 'per-model x'}`;
+
+interface RowsCase { M: number; B: number; C: number; scale: number }
+const ROWS_CASES: RowsCase[] = [
+  { M: 1, B: 1, C: 10, scale: 3 },
+  { M: 3, B: 4, C: 10, scale: 3 },
+  { M: 2, B: 3, C: 7, scale: 40 }, // large logits: only a max-shifted log-sum-exp survives these
+  { M: 2, B: 205, C: 10, scale: 3 }, // 10·205·2 cells
+];
+const rowsName = (c: RowsCase): string => `M=${c.M} B=${c.B} C=${c.C} logits×${c.scale}`;
+
+const ELEMENTWISE_SIZES = [1, 37, 5003];
+
+// ---------------------------------------------------------------------------------------------
+// Random problems and their references
+// ---------------------------------------------------------------------------------------------
+
+function convProblem(rng: Rng, c: ConvCase) {
+  const info = computeConv2DInfo({ ...c, K: 3 });
+  const xSize = c.B * c.inC * c.inH * c.inW;
+  const wSize = c.outC * c.inC * 9;
+  const ySize = c.B * c.outC * info.outH * info.outW;
+  const x = randn32(rng, (c.sharedInput ? 1 : c.M) * xSize);
+  const w = randn32(rng, c.M * wSize, 1 / Math.sqrt(c.inC * 9));
+  const b = randn32(rng, c.M * c.outC, 0.5);
+  const dy = randn32(rng, c.M * ySize);
+  const xOf = (m: number): T64 => tensor([c.B, c.inC, c.inH, c.inW], c.sharedInput ? x : part(x, m, xSize));
+  const wOf = (m: number): T64 => tensor([c.outC, c.inC, 3, 3], part(w, m, wSize));
+  const dyOf = (m: number): T64 => tensor([c.B, c.outC, info.outH, info.outW], part(dy, m, ySize));
+  const y = Array.from({ length: c.M }, (_, m) => ref.conv2d(xOf(m), wOf(m), tensor([c.outC], part(b, m, c.outC))));
+  const grads = Array.from({ length: c.M }, (_, m) => ref.conv2dBackward(xOf(m), wOf(m), dyOf(m)));
+  return {
+    info, x, w, b, dy,
+    y: concat(y.map((t) => t.data)),
+    dw: concat(grads.map((g) => g.dw.data)),
+    db: concat(grads.map((g) => g.db.data)),
+    dx: concat(grads.map((g) => g.dx.data)),
+  };
+}
+
+/** Distinct values (no ties), shuffled: k/8 for k = -n/2 .. n/2, exact in float32. */
+function distinctValues(rng: Rng, n: number): Float32Array {
+  const out = new Float32Array(n);
+  for (let i = 0; i < n; i++) out[i] = (i - Math.floor(n / 2)) / 8;
+  for (let i = n - 1; i > 0; i--) {
+    const j = Math.floor(rng() * (i + 1));
+    [out[i], out[j]] = [out[j], out[i]];
+  }
+  return out;
+}
+
+/** The reference pool's argmax (flat indices into x) as the kernel's window positions 0..3. */
+function windowPositions(argmax: Int32Array, inH: number, inW: number): Float64Array {
+  const outH = Math.floor(inH / 2);
+  const outW = Math.floor(inW / 2);
+  const out = new Float64Array(argmax.length);
+  for (let yi = 0; yi < argmax.length; yi++) {
+    const i = Math.floor(yi / outW) % outH;
+    const j = yi % outW;
+    const row = Math.floor(argmax[yi] / inW) % inH;
+    const col = argmax[yi] % inW;
+    out[yi] = (row - 2 * i) * 2 + (col - 2 * j);
+  }
+  return out;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backend-independent checks
+// ---------------------------------------------------------------------------------------------
+
+describe('availableBackends', () => {
+  const onlyCpuAndWasm = (b: string): string | null => (b === 'cpu' || b === 'webasm' ? null : `no ${b} here`);
+
+  it('runs every available backend and names why the others are skipped', () => {
+    const plan = availableBackends({}, onlyCpuAndWasm);
+    expect(plan.run).toEqual(['cpu', 'webasm']);
+    expect(plan.skipped).toEqual([
+      { backend: 'headlessgl', reason: 'no headlessgl here' },
+      { backend: 'webgpu', reason: 'no webgpu here' },
+    ]);
+    expect(plan.missing).toEqual([]);
+  });
+
+  it('MNIST_GPUJS_BACKENDS restricts the list', () => {
+    const plan = availableBackends({ MNIST_GPUJS_BACKENDS: ' webasm ' }, onlyCpuAndWasm);
+    expect(plan.run).toEqual(['webasm']);
+    expect(plan.skipped.map((s) => s.backend)).toEqual(['cpu', 'headlessgl', 'webgpu']);
+    expect(plan.skipped[0].reason).toMatch(/MNIST_GPUJS_BACKENDS/);
+  });
+
+  it('MNIST_GPUJS_REQUIRE_BACKENDS turns a missing backend into a failure, and adds an available one', () => {
+    const plan = availableBackends({ MNIST_GPUJS_BACKENDS: 'cpu', MNIST_GPUJS_REQUIRE_BACKENDS: 'headlessgl,webasm' }, onlyCpuAndWasm);
+    expect(plan.run).toEqual(['cpu', 'webasm']);
+    expect(plan.missing).toEqual([{ backend: 'headlessgl', reason: 'no headlessgl here' }]);
+    expect(plan.skipped.map((s) => s.backend)).toEqual(['webgpu']);
+  });
+
+  it('rejects an unknown backend name instead of running nothing', () => {
+    expect(() => availableBackends({ MNIST_GPUJS_BACKENDS: 'cpu,webgl' }, onlyCpuAndWasm)).toThrow(/unknown backend "webgl"/);
+    expect(() => availableBackends({ MNIST_GPUJS_REQUIRE_BACKENDS: 'gpu' }, onlyCpuAndWasm)).toThrow(/MNIST_GPUJS_REQUIRE_BACKENDS/);
+  });
+});
+
+describe('Device backend check', () => {
+  // Needs no GL: it hands Device's check a kernel object of each class. GPU.js's HeadlessGLKernel inherits its
+  // static `mode` from GLKernel, which is 'gpu', not 'headlessgl'.
+  it('accepts a kernel that ran on headlessgl and rejects one that fell back to cpu', () => {
+    const classes = gpujs as unknown as Record<string, { prototype: object }>;
+    const device = Object.create(Device.prototype) as { verifyBackend(spec: KernelSpec, k: unknown): void };
+    Object.defineProperty(device, 'backend', { value: 'headlessgl' });
+    const spec = reluForward({ n: 1 });
+    expect(() => device.verifyBackend(spec, { kernel: Object.create(classes.CPUKernel.prototype) })).toThrow(/ran as CPUKernel, not on headlessgl/);
+    expect(() => device.verifyBackend(spec, { kernel: Object.create(classes.HeadlessGLKernel.prototype) })).not.toThrow();
+  });
+});
+
+describe('stepLr', () => {
+  it('matches the reference schedule lr0 · gamma^epoch', () => {
+    for (const [lr0, gamma] of [[1, 0.7], [0.1, 0.5], [0.01, 1]]) {
+      for (let epoch = 0; epoch < 6; epoch++) {
+        expect(stepLr(lr0, gamma, epoch)).toBe(ref.stepLr(lr0, gamma, epoch));
+      }
+    }
+    expect(stepLr(1, 0.7, 3)).toBeCloseTo(0.343, 12);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The kernels, per backend
+// ---------------------------------------------------------------------------------------------
+
+const plan = availableBackends();
+declareUnrunBackends('kernels', plan);
+
+describe.each(plan.run)('kernels on %s', (backend) => {
+  const device = useDevice(backend);
+
+  it('compiles to the backend asked for', async () => {
+    const d = device();
+    const spec = reluForward({ n: 3 });
+    expectExact(await d.run(spec, new Float32Array([-1, 0, 2])), [0, 0, 2], 'relu');
+    expect(d.backend).toBe(backend);
+    expect(d.kernel(spec).kernel.constructor.name).toBe(KERNEL_CLASS[backend]);
+  });
+
+  describe.skipIf(backend !== 'webasm')('poisoning (webasm: the one backend whose output memory is reachable)', () => {
+    const specs: Array<[string, (rng: Rng) => { spec: KernelSpec; args: Float32Array[]; expected: ArrayLike<number> }]> = [
+      ['relu, 37 cells', (rng) => {
+        const x = randn32(rng, 37);
+        return { spec: reluForward({ n: 37 }), args: [x], expected: ref.relu(tensor([37], x)).data };
+      }],
+      ['relu, 5003 cells (worker pool)', (rng) => {
+        const x = randn32(rng, 5003);
+        return { spec: reluForward({ n: 5003 }), args: [x], expected: ref.relu(tensor([5003], x)).data };
+      }],
+      ['conv2d forward, 4 values per cell', (rng) => {
+        const p = convProblem(rng, CONV_CASES[2]);
+        return { spec: conv2dForward(p.info), args: [p.x, p.w, p.b], expected: [] };
+      }],
+    ];
+
+    it.each(specs)('an output cell the kernel does not write reads NaN: %s', async (_name, make) => {
+      const d = device();
+      const { spec, args, expected } = make(testRng());
+      const first = await d.run(spec, ...args);
+      if (expected.length > 0) expectRelative(first, expected, FORWARD_TOL, 'first run');
+      expect(poisonOutput(d, spec)).toBe(true);
+      const region = wasmOutputRegion(d, spec);
+      expect(region.length).toBe(first.length);
+      expect(region.every(Number.isNaN)).toBe(true);
+      // a dispatch that covers only the first part of the grid, the failure poisoning is there to catch
+      const entry = wasmEntry(d, spec);
+      const cells = spec.output.reduce((a, b) => a * b, 1);
+      const half = Math.floor(cells / 2);
+      entry.run(0, half, 0);
+      const perCell = first.length / cells;
+      const partial = Float32Array.from(region);
+      expectExact(partial.subarray(0, half * perCell), first.subarray(0, half * perCell), 'written half');
+      expect(partial.subarray(half * perCell).every(Number.isNaN)).toBe(true);
+      expect(relativeError(partial, first)).toBeNaN();
+      // and a full run through runPoisoned writes everything again
+      expectExact(await runPoisoned(d, spec, ...args), first, 'poisoned rerun');
+    });
+  });
+
+  describe('conv2d', () => {
+    it.each(CONV_CASES.map((c) => [convName(c), c] as const))('forward (+ layout, + fused relu), %s', async (_name, c) => {
+      const rng = testRng();
+      const d = device();
+      const p = convProblem(rng, c);
+      const blocked = await runPoisoned(d, conv2dForward(p.info), p.x, p.w, p.b);
+      expectRelative(await runPoisoned(d, conv2dLayout(p.info), blocked), p.y, FORWARD_TOL, `conv2d forward ${convName(c)}`);
+      const relu = p.y.map((v) => (v > 0 ? v : 0));
+      expectRelative(await runPoisoned(d, conv2dLayoutRelu(p.info), blocked), relu, FORWARD_TOL, `conv2d forward+relu ${convName(c)}`);
+    });
+
+    it.each(CONV_CASES.map((c) => [convName(c), c] as const))('gradWeight (+ layout) and gradBias, %s', async (_name, c) => {
+      const rng = testRng();
+      const d = device();
+      const p = convProblem(rng, c);
+      const blocked = await runPoisoned(d, conv2dGradWeight(p.info), p.dy, p.x);
+      expectRelative(await runPoisoned(d, conv2dGradWeightLayout(p.info), blocked), p.dw, GRAD_TOL, `conv2d dw ${convName(c)}`);
+      expectRelative(await runPoisoned(d, conv2dGradBias(p.info), p.dy), p.db, GRAD_TOL, `conv2d db ${convName(c)}`);
+    });
+
+    it.each(GRAD_INPUT_CASES.map((c) => [convName(c), c] as const))('grad-input chain (pad dy, flip w, forward conv with zero bias), %s', async (_name, c) => {
+      const rng = testRng();
+      const d = device();
+      const p = convProblem(rng, c);
+      const { info } = p;
+
+      const padded = await runPoisoned(d, conv2dPadOutputGrad(info), p.dy);
+      const pH = info.outH + 4;
+      const pW = info.outW + 4;
+      const expectedPad = new Float64Array(c.M * c.B * c.outC * pH * pW);
+      for (let z = 0; z < c.M * c.B * c.outC; z++) {
+        for (let y = 0; y < info.outH; y++) {
+          for (let x = 0; x < info.outW; x++) {
+            expectedPad[(z * pH + y + 2) * pW + x + 2] = p.dy[(z * info.outH + y) * info.outW + x];
+          }
+        }
+      }
+      expectExact(padded, expectedPad, `padOutputGrad ${convName(c)}`);
+
+      const flipped = await runPoisoned(d, conv2dFlipWeights(info), p.w);
+      const expectedFlip = new Float64Array(p.w.length);
+      for (let m = 0; m < c.M; m++) {
+        for (let co = 0; co < c.outC; co++) {
+          for (let ci = 0; ci < c.inC; ci++) {
+            for (let k = 0; k < 9; k++) {
+              expectedFlip[((m * c.inC + ci) * c.outC + co) * 9 + k] = p.w[((m * c.outC + co) * c.inC + ci) * 9 + 8 - k];
+            }
+          }
+        }
+      }
+      expectExact(flipped, expectedFlip, `flipWeights ${convName(c)}`);
+
+      const gi = conv2dGradInputInfo(info);
+      const blocked = await runPoisoned(d, conv2dForward(gi), padded, flipped, new Float32Array(c.M * c.inC));
+      expectRelative(await runPoisoned(d, conv2dLayout(gi), blocked), p.dx, GRAD_TOL, `conv2d dx ${convName(c)}`);
+    });
+  });
+
+  describe('relu', () => {
+    it.each(ELEMENTWISE_SIZES)('forward and backward, n = %i (exact zeros included)', async (n) => {
+      const rng = testRng();
+      const d = device();
+      const x = randn32(rng, n);
+      for (let i = 0; i < n; i += 5) x[i] = 0; // the gradient at exactly 0 is 0, as in PyTorch
+      const dy = randn32(rng, n);
+      const xt = tensor([n], x);
+      expectExact(await runPoisoned(d, reluForward({ n }), x), ref.relu(xt).data, 'relu forward');
+      expectExact(await runPoisoned(d, reluBackward({ n }), x, dy), ref.reluBackward(xt, tensor([n], dy)).data, 'relu backward');
+    });
+  });
+
+  describe('maxPool2d', () => {
+    it.each(POOL_CASES.map((c) => [poolName(c), c] as const))('forward, argmax and backward on distinct values, %s', async (_name, c) => {
+      const rng = testRng();
+      const d = device();
+      const info = computePool2DInfo(c);
+      const inSize = c.B * c.C * c.inH * c.inW;
+      const outSize = c.B * c.C * info.outH * info.outW;
+      const x = distinctValues(rng, c.M * inSize);
+      const dy = randn32(rng, c.M * outSize);
+      const refs = Array.from({ length: c.M }, (_, m) => ref.maxPool2d(tensor([c.B, c.C, c.inH, c.inW], part(x, m, inSize))));
+
+      expectExact(await runPoisoned(d, maxPool2dForward(info), x), concat(refs.map((r) => r.y.data)), `pool forward ${poolName(c)}`);
+      const argmax = await runPoisoned(d, maxPool2dArgmax(info), x);
+      expectExact(argmax, concat(refs.map((r) => windowPositions(r.argmax, c.inH, c.inW))), `pool argmax ${poolName(c)}`);
+      // odd trailing rows/columns take no gradient: their zeros must be written too
+      const dx = perModel(c.M, (m) =>
+        ref.maxPool2dBackward([c.B, c.C, c.inH, c.inW], refs[m].argmax, tensor([c.B, c.C, info.outH, info.outW], part(dy, m, outSize))).data);
+      expectExact(await runPoisoned(d, maxPool2dBackward(info), argmax, dy), dx, `pool backward ${poolName(c)}`);
+    });
+
+    it('ties go to the first cell of the window, as in the reference', async () => {
+      const d = device();
+      const info = computePool2DInfo({ M: 1, B: 1, C: 1, inH: 2, inW: 6 });
+      // windows [5 5; 5 5], [1 3; 3 2], [0 -1; 4 4]
+      const x = new Float32Array([5, 5, 1, 3, 0, -1, 5, 5, 3, 2, 4, 4]);
+      const argmax = await runPoisoned(d, maxPool2dArgmax(info), x);
+      expectExact(argmax, [0, 1, 2], 'argmax');
+      expectExact(argmax, windowPositions(ref.maxPool2d(tensor([1, 1, 2, 6], x)).argmax, 2, 6), 'argmax vs reference');
+      expectExact(await runPoisoned(d, maxPool2dBackward(info), argmax, new Float32Array([1, 2, 3])),
+        [1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 3, 0], 'backward');
+    });
+  });
+
+  describe('dropout', () => {
+    it.each([[1, 0.5], [37, 0.25], [5003, 0.5]])('apply forward and backward, n = %i, p = %d', async (n, p) => {
+      const rng = testRng();
+      const d = device();
+      const x = randn32(rng, n);
+      const dy = randn32(rng, n);
+      const mask = new Float32Array(n);
+      for (let i = 0; i < n; i++) mask[i] = rng() < p ? 0 : 1;
+      const spec = dropoutApply(computeDropoutInfo(n, p));
+      expectRelative(await runPoisoned(d, spec, x, mask), ref.dropout(tensor([n], x), mask, p).data, FORWARD_TOL, 'dropout forward');
+      expectRelative(await runPoisoned(d, spec, dy, mask), ref.dropoutBackward(tensor([n], dy), mask, p).data, GRAD_TOL, 'dropout backward');
+    });
+  });
+
+  describe('linear', () => {
+    it.each(LINEAR_CASES.map((c) => [linearName(c), c] as const))('forward, gradInput, gradWeight, gradBias, %s', async (_name, c) => {
+      const rng = testRng();
+      const d = device();
+      const info = computeLinearInfo(c);
+      const xSize = c.B * c.inF;
+      const wSize = c.outF * c.inF;
+      const x = randn32(rng, (c.sharedInput ? 1 : c.M) * xSize);
+      const w = randn32(rng, c.M * wSize, 1 / Math.sqrt(c.inF));
+      const b = randn32(rng, c.M * c.outF, 0.5);
+      const dy = randn32(rng, c.M * c.B * c.outF);
+      const xOf = (m: number): T64 => tensor([c.B, c.inF], c.sharedInput ? x : part(x, m, xSize));
+      const wOf = (m: number): T64 => tensor([c.outF, c.inF], part(w, m, wSize));
+      const grads = Array.from({ length: c.M }, (_, m) => ref.linearBackward(xOf(m), wOf(m), tensor([c.B, c.outF], part(dy, m, c.B * c.outF))));
+      const name = linearName(c);
+
+      const y = perModel(c.M, (m) => ref.linear(xOf(m), wOf(m), tensor([c.outF], part(b, m, c.outF))).data);
+      expectRelative(await runPoisoned(d, linearForward(info), x, w, b), y, FORWARD_TOL, `linear forward ${name}`);
+      expectRelative(await runPoisoned(d, linearGradInput(info), dy, w), concat(grads.map((g) => g.dx.data)), GRAD_TOL, `linear dx ${name}`);
+      expectRelative(await runPoisoned(d, linearGradWeight(info), dy, x), concat(grads.map((g) => g.dw.data)), GRAD_TOL, `linear dw ${name}`);
+      expectRelative(await runPoisoned(d, linearGradBias(info), dy), concat(grads.map((g) => g.db.data)), GRAD_TOL, `linear db ${name}`);
+    });
+  });
+
+  describe('logSoftmax / nll', () => {
+    it.each(ROWS_CASES.map((c) => [rowsName(c), c] as const))('logSoftmax forward, nll loss, fused backward, %s', async (_name, c) => {
+      const rng = testRng();
+      const d = device();
+      const info = computeRowsInfo({ M: c.M, B: c.B, C: c.C });
+      const rowSize = c.B * c.C;
+      const z = randn32(rng, c.M * rowSize, c.scale);
+      const targets = new Float32Array(c.M * c.B);
+      for (let i = 0; i < targets.length; i++) targets[i] = Math.floor(rng() * c.C);
+      const zOf = (m: number): T64 => tensor([c.B, c.C], part(z, m, rowSize));
+      const tOf = (m: number): Float32Array => part(targets, m, c.B);
+      const logp = perModel(c.M, (m) => ref.logSoftmax(zOf(m)).data);
+      const name = rowsName(c);
+
+      expectRelative(await runPoisoned(d, logSoftmaxForward(info), z), logp, FORWARD_TOL, `logSoftmax ${name}`);
+      // the loss and backward kernels take log-probabilities: give them the reference's, rounded to float32
+      const logp32 = Float32Array.from(logp);
+      const loss = perModel(c.M, (m) => [ref.nllLoss(tensor([c.B, c.C], part(logp32, m, rowSize)), tOf(m))]);
+      expectRelative(await runPoisoned(d, nllLoss(info), logp32, targets), loss, FORWARD_TOL, `nll loss ${name}`);
+      const dz = perModel(c.M, (m) => ref.logSoftmaxNllBackward(zOf(m), tOf(m)).data);
+      expectRelative(await runPoisoned(d, logSoftmaxNllBackward(info), logp32, targets), dz, GRAD_TOL, `logSoftmaxNll backward ${name}`);
+    });
+  });
+
+  describe('optimizer', () => {
+    // A stand-in parameter set: every name the Optimizer iterates, two odd sizes (one for the worker pool).
+    const SIZES = [37, 4099];
+    type Case = { label: string; config: OptimizerConfig; lr0: number };
+    const CASES: Case[] = [
+      { label: 'SGD', config: { kind: 'sgd', momentum: 0, weightDecay: 0 }, lr0: 0.1 },
+      { label: 'SGD + weight decay', config: { kind: 'sgd', momentum: 0, weightDecay: 0.01 }, lr0: 0.1 },
+      { label: 'SGD + momentum', config: { kind: 'sgd', momentum: 0.9, weightDecay: 0 }, lr0: 0.1 },
+      { label: 'SGD + momentum + weight decay', config: { kind: 'sgd', momentum: 0.9, weightDecay: 0.01 }, lr0: 0.1 },
+      { label: 'Adadelta (PyTorch example defaults)', config: { kind: 'adadelta', rho: 0.9, eps: 1e-6, weightDecay: 0 }, lr0: 1 },
+      { label: 'Adadelta rho 0.95 + weight decay', config: { kind: 'adadelta', rho: 0.95, eps: 1e-6, weightDecay: 0.01 }, lr0: 1 },
+    ];
+    const STEPS = 3;
+    const GAMMA = 0.7;
+
+    it.each(CASES)('$label: 3 steps under StepLR vs the reference', async ({ config, lr0 }) => {
+      const rng = testRng();
+      const d = device();
+      const params = {} as ParamSet;
+      PARAM_SPECS.forEach((s, i) => { params[s.name] = randn32(rng, SIZES[i % 2], 0.5); });
+      const initial = Object.fromEntries(PARAM_SPECS.map((s) => [s.name, Float32Array.from(params[s.name])]));
+      // reference state per parameter, float64
+      const refState = new Map(PARAM_SPECS.map((s) => {
+        const n = params[s.name].length;
+        return [s.name, { w: tensor([n], params[s.name]), buf: tensor([n]), sa: tensor([n]), ad: tensor([n]) }];
+      }));
+      const opt = new Optimizer(poisoningDevice(d), config, params);
+      let kernelsAfterFirstStep = 0;
+
+      for (let step = 0; step < STEPS; step++) {
+        const lr = stepLr(lr0, GAMMA, step);
+        const grads = {} as ParamSet;
+        for (const s of PARAM_SPECS) grads[s.name] = randn32(rng, params[s.name].length);
+        await opt.step(params, grads, lr);
+        if (step === 0) kernelsAfterFirstStep = d.kernelCount;
+
+        for (const s of PARAM_SPECS) {
+          const r = refState.get(s.name)!;
+          const g = tensor([r.w.data.length], grads[s.name]);
+          const what = `${s.name} after step ${step + 1}`;
+          if (config.kind === 'sgd') {
+            const next = ref.sgdStep(r.w, g, r.buf, { lr, momentum: config.momentum, weightDecay: config.weightDecay });
+            r.w = next.w;
+            r.buf = next.buf;
+            if (config.momentum > 0) expectRelative(opt.state.get(`${s.name}.momentum_buffer`)!, r.buf.data, GRAD_TOL, `${what}: momentum_buffer`);
+          } else {
+            const next = ref.adadeltaStep(r.w, g, r.sa, r.ad, { lr, rho: config.rho, eps: config.eps, weightDecay: config.weightDecay });
+            r.w = next.w;
+            r.sa = next.squareAvg;
+            r.ad = next.accDelta;
+            expectRelative(opt.state.get(`${s.name}.square_avg`)!, r.sa.data, GRAD_TOL, `${what}: square_avg`);
+            expectRelative(opt.state.get(`${s.name}.acc_delta`)!, r.ad.data, GRAD_TOL, `${what}: acc_delta`);
+          }
+          expectRelative(params[s.name], r.w.data, GRAD_TOL, `${what}: weights`);
+          // the displacement from the start is far smaller than the weights: a stricter check of the updates
+          const moved = Float32Array.from(params[s.name], (v, i) => v - initial[s.name][i]);
+          const refMoved = r.w.data.map((v, i) => v - initial[s.name][i]);
+          expectRelative(moved, refMoved, GRAD_TOL, `${what}: displacement`);
+        }
+      }
+      // the learning rate is a kernel argument: a schedule never compiles new kernels
+      expect(d.kernelCount).toBe(kernelsAfterFirstStep);
+    });
+  });
+});
