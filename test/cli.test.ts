@@ -8,6 +8,8 @@ import { InvalidArgumentError } from 'commander';
 import { afterAll, beforeEach, describe, expect, it, vi } from 'vitest';
 import { InputError } from '../src/errors.ts';
 import { main } from '../src/cli/main.ts';
+import { initParams } from '../src/engine/init.ts';
+import { writeModelFile } from '../src/io/model-file.ts';
 import {
   PACKAGE_ROOT, UsageError, buildBenchOptions, buildTrainOptions, choice, nonNegativeInt, nonNegativeNumber,
   positiveInt, positiveIntList, positiveNumber,
@@ -271,11 +273,6 @@ describe('command-line errors: one stderr line, exit 2', () => {
 });
 
 describe('running commands', () => {
-  it('the dashboard reports "not implemented yet" in one line, exit 1', async () => {
-    hooks.realRun = true;
-    expectOneErrorLine(await cli(['dashboard']), 1, /^mnist-gpujs dashboard: not implemented yet$/);
-  });
-
   it('predict with a missing model file is one error line naming it, exit 1', async () => {
     hooks.realRun = true;
     expectOneErrorLine(await cli(['predict', 'x.png', '--model-path', 'no-such.safetensors']), 1,
@@ -390,4 +387,61 @@ describe('the bin, end to end', () => {
     expect(bad.stdout).toBe('');
     expect(bad.stderr).toBe("mnist-gpujs: error: option '--iters <n>' argument '0' is invalid. --iters must be a positive integer.\n");
   }, 20_000);
+});
+
+describe('bad input files through the real commands', () => {
+  // Each case fails while loading its inputs, before any kernel runs, so these stay fast.
+  const dir = tmp();
+  const model = join(dir, 'model.safetensors');
+  writeModelFile(model, initParams(1), 1);
+
+  it('a corrupt PNG: one line naming it, exit 1', async () => {
+    hooks.realRun = true;
+    const png = join(dir, 'corrupt.png');
+    writeFileSync(png, Buffer.concat([Buffer.from([0x89, 0x50, 0x4e, 0x47, 0x0d, 0x0a, 0x1a, 0x0a]), Buffer.from('truncated')]));
+    expectOneErrorLine(await cli(['predict', png, '--model-path', model]), 1, /corrupt\.png: /);
+  });
+
+  it('a file that is not a PNG, and an empty one: one line each, exit 1', async () => {
+    hooks.realRun = true;
+    const text = join(dir, 'notes.png');
+    writeFileSync(text, 'hello');
+    expectOneErrorLine(await cli(['predict', text, '--model-path', model]), 1, /notes\.png: not a PNG file/);
+    const empty = join(dir, 'empty.png');
+    writeFileSync(empty, '');
+    expectOneErrorLine(await cli(['predict', empty, '--model-path', model]), 1, /empty\.png: /);
+  });
+
+  it('a truncated model file: one line naming it, exit 1', async () => {
+    hooks.realRun = true;
+    const cut = join(dir, 'cut.safetensors');
+    writeFileSync(cut, readFileSync(model).subarray(0, 1000));
+    expectOneErrorLine(await cli(['predict', join(ROOT, 'fixtures/1.png'), '--model-path', cut]), 1, /cut\.safetensors: /);
+    expectOneErrorLine(await cli(['bench', '--model-path', cut, '--no-ui']), 1, /cut\.safetensors: /);
+  });
+
+  it('a data directory without IDX files: one line naming what is missing, exit 1', async () => {
+    hooks.realRun = true;
+    expectOneErrorLine(await cli(['train', '--data-dir', dir, '--epochs', '1']), 1, /train-images-idx3-ubyte/);
+  });
+
+  it('a corrupt IDX file: one line naming it, exit 1', async () => {
+    hooks.realRun = true;
+    const idxDir = tmp();
+    for (const name of ['train-images-idx3-ubyte', 'train-labels-idx1-ubyte', 't10k-images-idx3-ubyte', 't10k-labels-idx1-ubyte']) {
+      writeFileSync(join(idxDir, name), Buffer.from([0, 0, 8, 3, 0, 0]));
+    }
+    expectOneErrorLine(await cli(['train', '--data-dir', idxDir, '--epochs', '1']), 1, /idx[13]-ubyte/);
+  });
+
+  it('an unwritable model path: one line, exit 2, nothing written', async () => {
+    hooks.realRun = true;
+    const target = join(dir, 'no-such-dir', 'm.safetensors');
+    expectOneErrorLine(await cli(['train', '--model-path', target, '--epochs', '1']), 2, /no-such-dir/);
+  });
+
+  it('resuming from a missing checkpoint: one line, exit 1', async () => {
+    hooks.realRun = true;
+    expectOneErrorLine(await cli(['train', '--resume', join(dir, 'nope.ckpt.safetensors')]), 1, /nope\.ckpt\.safetensors: file not found/);
+  });
 });
