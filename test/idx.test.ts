@@ -13,6 +13,7 @@ import {
   IDX_IMAGES_MAGIC,
   IDX_LABELS_MAGIC,
 } from '../src/io/idx.ts';
+import { expectInputError } from './expect-input-error.ts';
 
 let dir: string;
 beforeAll(() => {
@@ -26,21 +27,6 @@ function sampleImages(count: number) {
   const pixels = new Uint8Array(count * 784);
   for (let i = 0; i < pixels.length; i++) pixels[i] = (i * 37 + 11) % 256;
   return { count, rows: 28, cols: 28, pixels };
-}
-
-/** Asserts that fn throws an InputError whose single-line message mentions `file` and matches `pattern`. */
-function expectInputError(fn: () => unknown, file: string, pattern: RegExp): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(InputError);
-  const msg = (caught as Error).message;
-  expect(msg).toContain(file);
-  expect(msg).toMatch(pattern);
-  expect(msg).not.toContain('\n');
 }
 
 describe('IDX encoding', () => {

@@ -3,7 +3,6 @@ import { mkdtempSync, rmSync, mkdirSync, readFileSync, writeFileSync } from 'nod
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
-import { InputError } from '../src/errors.ts';
 import { encodeIdxImages, encodeIdxLabels, writeIdxFile } from '../src/io/idx.ts';
 import {
   limitStratified,
@@ -15,6 +14,7 @@ import {
   MNIST_STD,
   type DigitSet,
 } from '../src/data/mnist.ts';
+import { expectInputError } from './expect-input-error.ts';
 
 const PX = 784;
 
@@ -28,22 +28,6 @@ function countPerClass(labels: Uint8Array): number[] {
   const c = new Array<number>(10).fill(0);
   for (const l of labels) c[l]!++;
   return c;
-}
-
-function expectInputError(fn: () => unknown, ...parts: (string | RegExp)[]): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(InputError);
-  const msg = (caught as Error).message;
-  expect(msg).not.toContain('\n');
-  for (const p of parts) {
-    if (typeof p === 'string') expect(msg).toContain(p);
-    else expect(msg).toMatch(p);
-  }
 }
 
 describe('pixel restoration', () => {

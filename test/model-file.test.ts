@@ -2,7 +2,6 @@ import { describe, it, expect, afterEach, vi } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { InputError } from '../src/errors.ts';
 import { PARAM_SPECS, elementCount, type ParamSet } from '../src/engine/architecture.ts';
 import { decodeSafetensors, encodeSafetensors } from '../src/io/safetensors.ts';
 import { writeFileAtomic } from '../src/io/atomic-write.ts';
@@ -15,6 +14,7 @@ import {
   stackModels,
   writeModelFile,
 } from '../src/io/model-file.ts';
+import { expectInputError } from './expect-input-error.ts';
 
 /** Deterministic pseudo-random model (xorshift), with a few special values mixed in. */
 function makeModel(seed: number): ParamSet {
@@ -45,19 +45,6 @@ function expectSameParams(a: ParamSet, b: ParamSet): void {
     expect(a[spec.name].length, spec.name).toBe(b[spec.name].length);
     expect(bytesOf(a[spec.name]).equals(bytesOf(b[spec.name])), spec.name).toBe(true);
   }
-}
-
-function expectInputError(fn: () => unknown, ...fragments: string[]): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(InputError);
-  const msg = (caught as Error).message;
-  expect(msg).not.toContain('\n');
-  for (const f of fragments) expect(msg).toContain(f);
 }
 
 /** Raw safetensors tensors for a model set, so tests can corrupt them before encoding. */

@@ -6,8 +6,8 @@ import { join, dirname } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { PNG } from 'pngjs';
 import { decodeDigitPng, readDigitPng, encodeGrayPng, MAX_PIXELS } from '../src/io/png.ts';
-import { InputError } from '../src/errors.ts';
 import { loadBundledMnist } from '../src/data/mnist.ts';
+import { expectInputError } from './expect-input-error.ts';
 
 // ---- a tiny PNG writer, so every colour type / bit depth / tRNS case is built byte by byte ----
 
@@ -127,19 +127,6 @@ function expectAll(pixels: Uint8Array, value: number): void {
 }
 
 const decode = (bytes: Uint8Array) => decodeDigitPng(bytes, 'test.png', { invert: 'no' });
-
-function expectInputError(fn: () => unknown, pattern: RegExp): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(InputError);
-  const message = (caught as Error).message;
-  expect(message).toMatch(pattern);
-  expect(message).not.toContain('\n');
-}
 
 const tmp = mkdtempSync(join(tmpdir(), 'mnist-png-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));

@@ -1,5 +1,4 @@
 import { describe, it, expect } from 'vitest';
-import { InputError } from '../src/errors.ts';
 import {
   MAX_HEADER_BYTES,
   bfloat16ToFloat,
@@ -7,6 +6,7 @@ import {
   encodeSafetensors,
   halfToFloat,
 } from '../src/io/safetensors.ts';
+import { expectInputError } from './expect-input-error.ts';
 
 /** Assemble a file by hand from a header string and raw data, independently of the encoder. */
 function rawFile(header: string, data: Uint8Array = new Uint8Array(0), headerLength?: bigint): Uint8Array {
@@ -24,19 +24,6 @@ function f32Bytes(values: number[]): Uint8Array {
 
 function bytesOf(a: Float32Array): Buffer {
   return Buffer.from(a.buffer, a.byteOffset, a.byteLength);
-}
-
-function expectInputError(fn: () => unknown, ...fragments: string[]): void {
-  let caught: unknown;
-  try {
-    fn();
-  } catch (err) {
-    caught = err;
-  }
-  expect(caught).toBeInstanceOf(InputError);
-  const msg = (caught as Error).message;
-  expect(msg).not.toContain('\n');
-  for (const f of fragments) expect(msg).toContain(f);
 }
 
 /** Check a file against the format rules, written out independently of the decoder. */
