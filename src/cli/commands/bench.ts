@@ -47,8 +47,16 @@ export type BenchEntry = ModelsBenchmark & { replicated: boolean };
 
 export async function run(opts: BenchOptions, io: CliIO = processIO): Promise<number> {
   if (opts.ui && io.stdout.isTTY) {
-    // The Ink dashboard plugs in here; until it lands, the plain output below serves the terminal too.
-    io.stderr.write('mnist-gpujs: note: the live bench dashboard comes in a later version; printing plain text (--no-ui hides this note)\n');
+    // On an interactive terminal the live dashboard (src/ui/) takes over. It shows one model count at a time,
+    // so a sweep stays plain (its table is the point); so does a terminal whose stdin cannot give keys.
+    // Loaded lazily: plain, --json and --sweep runs never load Ink and React.
+    const dashboard = opts.sweep ? undefined : await import('./dashboard.ts');
+    const why = dashboard ? dashboard.dashboardUnavailable(io) : 'the live dashboard shows one model count at a time, not a --sweep';
+    if (dashboard && why === undefined) {
+      const { numModels, imagePath, modelPath, batchSize, warmup, iters, backend, invert } = opts;
+      return dashboard.run({ numModels, imagePath, modelPath, batchSize, warmup, iters, backend, invert }, io);
+    }
+    io.stderr.write(`mnist-gpujs: note: ${why}; printing plain text (--no-ui hides this note)\n`);
   }
   const counts = opts.sweep ?? [opts.numModels];
   // Loaded once for the largest N: a stacked file that is too small fails here, before any timing.

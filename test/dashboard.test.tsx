@@ -1,0 +1,400 @@
+/**
+ * The live dashboard: components on given props, the App on a fake controller (keys, progress, errors,
+ * resize), and the real controller driving the real harness with fake runners (no kernels, so it takes
+ * milliseconds). The real CLI in a terminal is tested elsewhere (tmux).
+ */
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { cleanup, render } from 'ink-testing-library';
+import { NUM_CLASSES, type ParamSet } from '../src/engine/architecture.ts';
+import type { Runner } from '../src/engine/runners.ts';
+import { InputError } from '../src/errors.ts';
+import type { LoadedDigit } from '../src/io/png.ts';
+import type { PathStats, ServingPaths } from '../src/bench/harness.ts';
+import { App, keyAction } from '../src/ui/App.tsx';
+import {
+  BenchController, HISTORY_LENGTH, dashboardChunks, nextBatchSize,
+  type DashboardController, type DashboardState, type PathView, type RunDeps,
+} from '../src/ui/controller.ts';
+import { Footer } from '../src/ui/Footer.tsx';
+import { Header } from '../src/ui/Header.tsx';
+import { PathPanel, formatPredictions } from '../src/ui/PathPanel.tsx';
+import { ProgressBar, barParts } from '../src/ui/ProgressBar.tsx';
+import { Sparkline, sparkline } from '../src/ui/Sparkline.tsx';
+
+afterEach(() => cleanup());
+
+/** Lets Ink's and React's scheduled renders run. */
+const tick = (ms = 20) => new Promise((resolve) => setTimeout(resolve, ms));
+
+const stats = (meanMs: number, over: Partial<PathStats> = {}): PathStats => ({
+  meanMs, p50Ms: meanMs - 0.5, p95Ms: meanMs + 2, p99Ms: meanMs + 3, minMs: meanMs - 1, maxMs: meanMs + 4, samples: 20,
+  requestsPerSecond: 1000 / meanMs, modelEvaluationsPerSecond: 2000 / meanMs, ...over,
+});
+
+function pathView(over: Partial<PathView> = {}): PathView {
+  return {
+    warmup: { done: 0, total: 2 }, timed: { done: 0, total: 20 }, stats: undefined, history: [],
+    predictions: undefined, dispatchesPerLayer: undefined, ...over,
+  };
+}
+
+function dashState(over: Partial<DashboardState> = {}): DashboardState {
+  return {
+    backend: 'cpu', modelPath: '/models/m.safetensors', imagePath: '/img/7.png', fileModels: 1,
+    image: { width: 28, height: 28, inverted: false }, notes: [], numModels: 2, batchSize: 1, warmup: 2, iters: 20,
+    chunks: 10, phase: 'loading', activePath: undefined,
+    paths: { sequential: pathView(), singleDispatch: pathView() },
+    speedup: undefined, agreement: undefined, elapsedMs: 0, error: undefined, ...over,
+  };
+}
+
+/** A controller whose state the test sets; records what the App asks of it. */
+class FakeController implements DashboardController {
+  state: DashboardState;
+  calls: string[] = [];
+  private readonly listeners = new Set<() => void>();
+  constructor(state = dashState()) { this.state = state; }
+  subscribe = (l: () => void) => { this.listeners.add(l); return () => { this.listeners.delete(l); }; };
+  getState = () => this.state;
+  emit(over: Partial<DashboardState>): void {
+    this.state = { ...this.state, ...over };
+    for (const l of this.listeners) l();
+  }
+  changeModels(delta: number) { this.calls.push(`models ${delta}`); }
+  cycleBatchSize() { this.calls.push('batch'); }
+  rerun() { this.calls.push('rerun'); }
+  async stop() { this.calls.push('stop'); }
+}
+
+const frame = (r: { lastFrame: () => string | undefined }): string => r.lastFrame() ?? '';
+
+describe('components', () => {
+  it('ProgressBar fills in proportion and shows the count', () => {
+    expect(barParts(5, 10, 10)).toEqual(['█████', '░░░░░']);
+    expect(barParts(30, 10, 4)).toEqual(['████', '']);
+    expect(barParts(0, 0, 4)).toEqual(['████', '']);
+    expect(frame(render(<ProgressBar label="timed" done={5} total={10} width={10} />))).toBe('timed █████░░░░░ 5/10');
+    expect(frame(render(<ProgressBar label="warm-up" labelWidth={10} done={0} total={3} width={6} />)))
+      .toBe('warm-up   ░░░░░░ 0/3');
+    expect(frame(render(<ProgressBar label="warm-up" done={0} total={0} width={3} />))).toBe('warm-up ███ none');
+  });
+
+  it('Sparkline scales the last values to block heights', () => {
+    expect(sparkline([1, 2, 3, 4, 5, 6, 7, 8], 8)).toBe('▁▂▃▄▅▆▇█');
+    expect(sparkline([100, 1, 2, 3], 3)).toBe('▁▅█'); // only the last 3, scaled among themselves
+    expect(sparkline([5, 5], 10)).toBe('▄▄');
+    expect(sparkline([], 10)).toBe('');
+    expect(frame(render(<Sparkline values={[2, 4]} width={10} />))).toBe('▁█');
+    expect(frame(render(<Sparkline values={[]} width={10} />))).toBe('no chunk finished yet');
+  });
+
+  it('PathPanel shows progress, latency, throughput, history and each model\'s digit', () => {
+    const view = pathView({
+      warmup: { done: 2, total: 2 }, timed: { done: 10, total: 20 }, stats: stats(12.345),
+      history: [12, 13, 11], predictions: [7, 1, 7], dispatchesPerLayer: 3,
+    });
+    const out = frame(render(<PathPanel title="sequential" view={view} width={60} color="yellow" active />));
+    expect(out).toContain('sequential  3 dispatches per layer');
+    expect(out).toMatch(/warm-up +█+ 2\/2/);
+    expect(out).toMatch(/timed +█+░+ 10\/20/);
+    // half the bar is filled at 10/20
+    const bar = /timed +(█+)(░+)/.exec(out)!;
+    expect(Math.abs(bar[1]!.length - bar[2]!.length)).toBeLessThanOrEqual(1);
+    expect(out).toContain('12.35 ms mean  p50 11.85  p95 14.35');
+    expect(out).toContain('81.0 req/s  162.0 model evals/s');
+    expect(out).toContain('▅█▁ 11.00–13.00 ms');
+    expect(out).toMatch(/digits +7 1 7/);
+    // a rounded border, within the terminal (ink-testing-library's is 100 columns)
+    const lines = out.split('\n');
+    expect(lines[0]).toMatch(/^╭─+╮$/);
+    expect(lines.at(-1)).toMatch(/^╰─+╯$/);
+    for (const l of lines) expect(l.length).toBeLessThanOrEqual(100);
+  });
+
+  it('PathPanel before any call shows dashes; many models are listed as counts', () => {
+    const out = frame(render(<PathPanel title="single dispatch" view={pathView()} width={50} color="cyan" active={false} />));
+    expect(out).toMatch(/latency +–/);
+    expect(out).toMatch(/digits +–/);
+    expect(out).toContain('no chunk finished yet');
+    expect(formatPredictions([3, 3, 1])).toBe('3 3 1');
+    expect(formatPredictions([...Array(40).fill(7), 1, 1, 2])).toBe('7×40 1×2 2×1');
+  });
+
+  it('Header names backend, N, B, timing, model file and image', () => {
+    const s = dashState({ numModels: 4, batchSize: 8, notes: ['m.safetensors holds one model; it is replicated 4 times'] });
+    const out = frame(render(<Header {...s} />));
+    expect(out).toContain('mnist-gpujs dashboard  backend cpu  N=4 models  B=8 images per request');
+    expect(out).toContain('timing  2 warm-up + 20 timed calls per path, alternating in 10 chunks');
+    expect(out).toContain('/models/m.safetensors  (holds 1 model, replicated ×4)');
+    expect(out).toContain('/img/7.png  (28x28)');
+    expect(out).toContain('note: m.safetensors holds one model; it is replicated 4 times');
+  });
+
+  it('Footer shows the run\'s status and the keys', () => {
+    const out = frame(render(<Footer phase="timed" activePath="singleDispatch" numModels={3} batchSize={8} elapsedMs={2500} />));
+    expect(out).toContain('● timing both paths, alternating (single dispatch now)… 2.5 s');
+    expect(out).toMatch(/\+\/- +models \(N=3\) +b +batch size 8→64 +r +rerun +q +quit/);
+    expect(frame(render(<Footer phase="done" activePath={undefined} numModels={1} batchSize={64} elapsedMs={1234} />)))
+      .toMatch(/✔ done in 1\.2 s\n.*batch size 64→1/);
+  });
+
+  it('keys map to actions; Ctrl-C quits with 130', () => {
+    const plain = { ctrl: false };
+    expect(keyAction('+', plain)).toEqual({ kind: 'models', delta: 1 });
+    expect(keyAction('=', plain)).toEqual({ kind: 'models', delta: 1 });
+    expect(keyAction('-', plain)).toEqual({ kind: 'models', delta: -1 });
+    expect(keyAction('b', plain)).toEqual({ kind: 'batch' });
+    expect(keyAction('r', plain)).toEqual({ kind: 'rerun' });
+    expect(keyAction('q', plain)).toEqual({ kind: 'quit', exitCode: 0 });
+    expect(keyAction('c', { ctrl: true })).toEqual({ kind: 'quit', exitCode: 130 });
+    expect(keyAction('x', plain)).toBeUndefined();
+    expect([1, 8, 64, 4, 100].map(nextBatchSize)).toEqual([8, 64, 1, 8, 1]);
+  });
+});
+
+describe('App on a fake controller', () => {
+  it('progress advances as the controller publishes it', async () => {
+    const c = new FakeController();
+    const r = render(<App controller={c} />);
+    expect(frame(r)).toContain('loading the model file and image');
+    expect(frame(r)).toMatch(/timed +░+ 0\/20/);
+    for (const done of [5, 10, 20]) {
+      c.emit({
+        phase: done < 20 ? 'timed' : 'done', activePath: 'sequential', elapsedMs: 1000,
+        paths: {
+          sequential: pathView({ warmup: { done: 2, total: 2 }, timed: { done, total: 20 }, stats: stats(20) }),
+          singleDispatch: pathView({ warmup: { done: 2, total: 2 }, timed: { done, total: 20 }, stats: stats(5) }),
+        },
+        speedup: 4,
+      });
+      await tick();
+      expect(frame(r).match(new RegExp(`timed +█+░* ${done}/20`, 'g'))).toHaveLength(2);
+    }
+    const out = frame(r);
+    expect(out).toContain('20.00 ms mean');
+    expect(out).toContain('5.00 ms mean');
+    expect(out).toContain('4.00× single dispatch over sequential (mean latency)');
+    expect(out).toContain('✔ done in 1.0 s');
+    // both panels side by side at 100 columns
+    expect(out).toMatch(/sequential.*single dispatch/);
+    // progress went through intermediate frames
+    expect(r.frames.some((f) => /timed +█+░+ 5\/20/.test(f))).toBe(true);
+  });
+
+  it('an error state shows a red error line', async () => {
+    const c = new FakeController();
+    const r = render(<App controller={c} />);
+    expect(frame(r)).not.toContain('✖');
+    c.emit({ phase: 'error', error: '/img/7.png: file not found' });
+    await tick();
+    expect(frame(r)).toContain('✖ /img/7.png: file not found');
+    expect(frame(r)).toContain('■ the run failed');
+  });
+
+  it('keys reach the controller; q stops it and exits', async () => {
+    const c = new FakeController();
+    const r = render(<App controller={c} />);
+    await tick();
+    for (const key of ['+', '+', '-', 'b', 'r', 'x']) {
+      r.stdin.write(key);
+      await tick(5);
+    }
+    expect(c.calls).toEqual(['models 1', 'models 1', 'models -1', 'batch', 'rerun']);
+    // Ink reads keys through a 'readable' listener on stdin while the app is mounted
+    expect(r.stdin.listenerCount('readable')).toBeGreaterThan(0);
+    r.stdin.write('q');
+    r.stdin.write('+'); // pressed before the app has gone: ignored
+    await tick();
+    expect(c.calls.slice(-2)).toEqual(['rerun', 'stop']);
+    await vi.waitFor(() => expect(r.stdin.listenerCount('readable')).toBe(0), { timeout: 2000, interval: 5 });
+    // the last frame says the run was stopped
+    expect(frame(r)).toContain('■ stopped');
+  });
+
+  it('a narrow terminal stacks the panels; a resize re-lays them out', async () => {
+    const c = new FakeController();
+    const r = render(<App controller={c} />);
+    await tick();
+    expect(frame(r).split('\n').some((l) => l.includes('sequential') && l.includes('single dispatch'))).toBe(true);
+    Object.defineProperty(r.stdout, 'columns', { value: 70, configurable: true });
+    r.stdout.emit('resize');
+    await tick();
+    const lines = frame(r).split('\n');
+    expect(lines.some((l) => l.includes('sequential') && l.includes('single dispatch'))).toBe(false);
+    expect(lines.findIndex((l) => l.includes('single dispatch'))).toBeGreaterThan(lines.findIndex((l) => l.includes('sequential')));
+    for (const l of lines) expect(l.length).toBeLessThanOrEqual(70);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
+// The real controller and harness on fake runners
+
+const FILE_MODELS = 3;
+const DIGIT: LoadedDigit = { pixels: new Uint8Array(28 * 28), width: 28, height: 28, inverted: false, warnings: [] };
+
+/** Calls in flight across every fake runner, and the most there ever were. */
+interface Busy { now: number; max: number }
+
+/** Model m predicts digit (m + 1) % 10 for every image; each call takes `delayMs` (0: resolves at once). */
+function fakeRunner(kind: Runner['kind'], numModels: number, delayMs: number, busy: Busy): Runner {
+  return {
+    kind,
+    numModels,
+    async predict(_x, B) {
+      busy.max = Math.max(busy.max, ++busy.now);
+      if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
+      busy.now--;
+      const out = new Float32Array(numModels * B * NUM_CLASSES).fill(-10);
+      for (let m = 0; m < numModels; m++) for (let b = 0; b < B; b++) out[(m * B + b) * NUM_CLASSES + ((m + 1) % 10)] = 0;
+      return out;
+    },
+  };
+}
+
+/** Inputs and runners for the controller: a file of FILE_MODELS models, a blank image, fake runners. */
+function fakeDeps(delayMs = 0) {
+  const log = { runs: [] as string[], busy: { now: 0, max: 0 } };
+  const deps: RunDeps = {
+    loadModels: (n) => {
+      if (n > FILE_MODELS) throw new InputError(`m.safetensors holds ${FILE_MODELS} models; --num-models ${n} needs a file with at least ${n}`);
+      return { params: {} as ParamSet, fileModels: FILE_MODELS };
+    },
+    loadImage: () => DIGIT,
+    makePaths: (_params, n): ServingPaths => {
+      log.runs.push(`N=${n}`);
+      return {
+        numModels: n,
+        sequential: fakeRunner('sequential', n, delayMs, log.busy),
+        singleDispatch: fakeRunner('single-dispatch', n, delayMs, log.busy),
+      };
+    },
+  };
+  return { deps, log };
+}
+
+function controller(deps: RunDeps, over: { numModels?: number; warmup?: number; iters?: number } = {}) {
+  return new BenchController({
+    backend: 'fake', modelPath: 'm.safetensors', imagePath: '7.png', numModels: over.numModels ?? 2, batchSize: 1,
+    warmup: over.warmup ?? 2, iters: over.iters ?? 20, deps, publishIntervalMs: 0,
+  });
+}
+
+const phaseIs = async (c: BenchController, phase: string) =>
+  vi.waitFor(() => expect(c.getState().phase).toBe(phase), { timeout: 5000, interval: 2 });
+
+describe('BenchController on fake runners', () => {
+  it('runs warm-up and timed calls on both paths and publishes stats, history and predictions', async () => {
+    const { deps } = fakeDeps();
+    const c = controller(deps);
+    const seen: DashboardState[] = [];
+    c.subscribe(() => seen.push(c.getState()));
+    c.start();
+    await phaseIs(c, 'done');
+    const s = c.getState();
+    expect(s).toMatchObject({ numModels: 2, batchSize: 1, fileModels: FILE_MODELS, chunks: dashboardChunks(20), error: undefined });
+    for (const path of ['sequential', 'singleDispatch'] as const) {
+      const v = s.paths[path];
+      expect(v.warmup).toEqual({ done: 2, total: 2 });
+      expect(v.timed).toEqual({ done: 20, total: 20 });
+      expect(v.stats?.samples).toBe(20);
+      expect(v.stats!.modelEvaluationsPerSecond).toBeCloseTo(2 * v.stats!.requestsPerSecond, 6);
+      expect(v.history).toHaveLength(dashboardChunks(20));
+      expect(v.predictions).toEqual([1, 2]);
+    }
+    expect(s.paths.sequential.dispatchesPerLayer).toBe(2);
+    expect(s.speedup).toBeGreaterThan(0);
+    expect(s.agreement).toMatchObject({ samePredictions: true, maxAbsDiff: 0 });
+    // progress was published along the way, in order
+    const phases = seen.map((x) => x.phase);
+    expect(phases).toContain('compiling');
+    expect(phases.indexOf('compiling')).toBeLessThan(phases.lastIndexOf('done'));
+    const timedDone = seen.map((x) => x.paths.sequential.timed.done);
+    expect(timedDone).toEqual([...timedDone].sort((a, b) => a - b));
+  });
+
+  it('N is bounded by a stacked file: beyond it an error line, and the current N goes on', async () => {
+    const { deps, log } = fakeDeps();
+    const c = controller(deps, { numModels: 3 });
+    c.start();
+    await phaseIs(c, 'done');
+    c.changeModels(1);
+    expect(c.getState()).toMatchObject({ numModels: 3, phase: 'done' });
+    expect(c.getState().error).toMatch(/^N=4: m\.safetensors holds 3 models/);
+    expect(log.runs).toEqual(['N=3']);
+    c.changeModels(-1);
+    expect(c.getState().error).toBeUndefined();
+    await phaseIs(c, 'done');
+    expect(c.getState().numModels).toBe(2);
+    expect(c.getState().paths.singleDispatch.predictions).toEqual([1, 2]);
+    c.changeModels(-5); // below 1: ignored
+    expect(c.getState().numModels).toBe(2);
+  });
+
+  it('a change mid-run aborts it; runs never overlap; the latest request wins', async () => {
+    const { deps, log } = fakeDeps(2);
+    const c = controller(deps, { iters: 200, warmup: 0 });
+    c.start();
+    await vi.waitFor(() => expect(c.getState().paths.sequential.timed.done).toBeGreaterThan(5), { timeout: 5000, interval: 2 });
+    c.cycleBatchSize(); // B 1 → 8
+    c.cycleBatchSize(); // B 8 → 64, before the B=8 run could start
+    expect(c.getState()).toMatchObject({ batchSize: 64, phase: 'loading' });
+    await vi.waitFor(() => expect(c.getState().phase).toBe('timed'), { timeout: 5000, interval: 2 });
+    // the first run was abandoned; the B=8 request was superseded before it started
+    expect(log.runs).toEqual(['N=2', 'N=2']);
+    expect(log.busy.max).toBe(1);
+    await c.stop();
+    expect(c.getState().phase).toBe('stopped');
+    const done = c.getState().paths.sequential.timed.done;
+    expect(done).toBeLessThan(200);
+    // nothing runs after stop
+    c.rerun();
+    await tick(30);
+    expect(log.runs).toHaveLength(2);
+    expect(c.getState().paths.sequential.timed.done).toBe(done);
+  });
+
+  it('a failing run shows its error; a rerun with the same N and B keeps the history', async () => {
+    const { deps } = fakeDeps();
+    let fail = false;
+    const failing: RunDeps = { ...deps, loadImage: () => { if (fail) throw new InputError('7.png: file not found'); return DIGIT; } };
+    const c = controller(failing, { iters: 10 });
+    c.start();
+    await phaseIs(c, 'done');
+    expect(c.getState().paths.sequential.history).toHaveLength(10);
+    fail = true;
+    c.rerun();
+    await phaseIs(c, 'error');
+    expect(c.getState().error).toBe('7.png: file not found');
+    fail = false;
+    c.rerun();
+    await phaseIs(c, 'done');
+    expect(c.getState().error).toBeUndefined();
+    expect(c.getState().paths.sequential.history).toHaveLength(20);
+    expect(HISTORY_LENGTH).toBeGreaterThanOrEqual(20);
+  });
+});
+
+describe('App on the real controller', () => {
+  it('+ reruns with one more model; q exits after stopping the run', async () => {
+    const { deps, log } = fakeDeps();
+    const c = controller(deps, { numModels: 1, iters: 10 });
+    const r = render(<App controller={c} />);
+    c.start();
+    await phaseIs(c, 'done');
+    await tick(50);
+    expect(frame(r)).toContain('N=1 model  B=1 image per request');
+    expect(frame(r)).toMatch(/digits +1 /);
+    r.stdin.write('+');
+    await phaseIs(c, 'done');
+    await tick(50);
+    expect(frame(r)).toContain('N=2 models  B=1');
+    expect(frame(r)).toMatch(/digits +1 2 /);
+    expect(frame(r)).toMatch(/timed +█+ 10\/10/);
+    expect(log.runs).toEqual(['N=1', 'N=2']);
+    r.stdin.write('q');
+    await vi.waitFor(() => expect(r.stdin.listenerCount('readable')).toBe(0), { timeout: 2000, interval: 5 });
+    r.stdin.write('+');
+    await tick();
+    expect(log.runs).toEqual(['N=1', 'N=2']);
+  });
+});
