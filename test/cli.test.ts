@@ -287,7 +287,7 @@ describe('running commands', () => {
       opts: {
         batchSize: 64, testBatchSize: 1000, epochs: 14, lr: 1, gamma: 0.7, seed: 1, logInterval: 10, dryRun: false,
         saveModel: false, optimizer: 'adadelta', momentum: 0, weightDecay: 0, backend: 'auto', dataDir: undefined,
-        limit: undefined, modelPath: join(cwd, 'mnist_cnn.safetensors'), numModels: 1, resume: undefined, json: false,
+        limit: undefined, testLimit: undefined, modelPath: join(cwd, 'mnist_cnn.safetensors'), numModels: 1, resume: undefined, json: false,
       },
     }]);
   });

@@ -116,6 +116,7 @@ function buildProgram(io: CliIO, ctxOf: (cmd: Command) => ParseContext, runComma
     .addOption(backendOption())
     .option('--data-dir <dir>', 'directory with the MNIST IDX files (default: the 10,000 digits bundled with the mnist package)')
     .addOption(new Option('--limit <n>', 'use at most this many training digits').argParser(positiveInt('--limit')))
+    .addOption(new Option('--test-limit <n>', 'evaluate on at most this many test digits').argParser(positiveInt('--test-limit')))
     .addOption(new Option('--model-path <file>', 'where the model is saved; giving it implies --save-model').default('mnist_cnn.safetensors'))
     .addOption(numModelsOption(1, 'train this many models together, one dispatch per layer', 'k'))
     .option('--resume <file>', 'continue from a checkpoint (<model>.ckpt.safetensors, written by --save-model after each epoch), optimizer state included')

@@ -151,6 +151,8 @@ export interface TrainOptions {
   dataDir: string | undefined;
   /** Use at most this many training digits; undefined: all of them. */
   limit: number | undefined;
+  /** Stratified first N test digits; undefined: the whole test split. */
+  testLimit: number | undefined;
   modelPath: string;
   numModels: number;
   /** Model file to continue training from; undefined: fresh weights from --seed. */
@@ -253,6 +255,7 @@ export function buildTrainOptions(raw: Raw, ctx: ParseContext): Parsed<TrainOpti
       backend: raw.backend,
       dataDir: optionalPath(ctx.cwd, raw.dataDir),
       limit: raw.limit,
+      testLimit: raw.testLimit,
       modelPath: resolve(ctx.cwd, raw.modelPath),
       numModels: raw.numModels,
       resume: optionalPath(ctx.cwd, raw.resume),

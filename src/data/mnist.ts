@@ -133,12 +133,21 @@ export function loadIdxMnist(dir: string): MnistData {
   };
 }
 
-/** What the CLI calls: IDX files when `dataDir` is given, else the bundled digits; `limit` trims training. */
-export function loadMnist(opts: { dataDir?: string; limit?: number }): MnistData {
-  const data = opts.dataDir !== undefined ? loadIdxMnist(opts.dataDir) : loadBundledMnist();
-  if (opts.limit === undefined) return data;
-  const train = limitStratified(data.train, opts.limit);
-  return { ...data, train, source: `${data.source}, training limited to ${fmt(train.count)}` };
+/**
+ * What the CLI calls: IDX files when `dataDir` is given, else the bundled digits; `limit` trims training and
+ * `testLimit` the test split (both stratified, for quick runs).
+ */
+export function loadMnist(opts: { dataDir?: string; limit?: number; testLimit?: number }): MnistData {
+  let data = opts.dataDir !== undefined ? loadIdxMnist(opts.dataDir) : loadBundledMnist();
+  if (opts.limit !== undefined) {
+    const train = limitStratified(data.train, opts.limit);
+    data = { ...data, train, source: `${data.source}, training limited to ${fmt(train.count)}` };
+  }
+  if (opts.testLimit !== undefined) {
+    const test = limitStratified(data.test, opts.testLimit, 'test-limit');
+    data = { ...data, test, source: `${data.source}, test limited to ${fmt(test.count)}` };
+  }
+  return data;
 }
 
 /**
@@ -148,10 +157,10 @@ export function loadMnist(opts: { dataDir?: string; limit?: number }): MnistData
  * samples keep their original relative order (class-grouped for the bundled set, the files'
  * mixed order for IDX data).
  */
-export function limitStratified(set: DigitSet, n: number): DigitSet {
+export function limitStratified(set: DigitSet, n: number, what: 'limit' | 'test-limit' = 'limit'): DigitSet {
   if (!Number.isInteger(n) || n < 1 || n > set.count) {
     throw new InputError(
-      `limit must be a whole number from 1 to ${set.count} (the training digits available), got ${n}`,
+      `${what} must be a whole number from 1 to ${set.count} (the ${what === 'limit' ? 'training' : 'test'} digits available), got ${n}`,
     );
   }
   const available = new Array<number>(NUM_CLASSES).fill(0);

@@ -26,7 +26,7 @@ export async function run(opts: TrainOptions, io: CliIO = processIO): Promise<nu
   if (resume && resume.numModels !== opts.numModels) {
     throw new UsageError(`${opts.resume} holds ${resume.numModels} model(s); resume it with --num-models ${resume.numModels}`);
   }
-  const data = loadMnist({ dataDir: opts.dataDir, limit: opts.limit });
+  const data = loadMnist({ dataDir: opts.dataDir, limit: opts.limit, testLimit: opts.testLimit });
   const optimizer: OptimizerConfig = opts.optimizer === 'adadelta'
     ? { ...ADADELTA_DEFAULTS, weightDecay: opts.weightDecay }
     : { kind: 'sgd', momentum: opts.momentum, weightDecay: opts.weightDecay };
