@@ -265,6 +265,20 @@ export function buildTrainOptions(raw: Raw, ctx: ParseContext): Parsed<TrainOpti
   };
 }
 
+/** The options bench and dashboard share: what to serve, on what, and how long to time it. */
+function servingOptions(raw: Raw, ctx: ParseContext): DashboardOptions {
+  return {
+    numModels: raw.numModels,
+    imagePath: optionalPath(ctx.cwd, raw.imagePath) ?? defaultImagePath(ctx.cwd),
+    modelPath: optionalPath(ctx.cwd, raw.modelPath) ?? defaultModelPath(ctx.cwd),
+    batchSize: raw.batchSize,
+    warmup: raw.warmup,
+    iters: raw.iters,
+    backend: raw.backend,
+    invert: raw.invert,
+  };
+}
+
 export function buildBenchOptions(raw: Raw, ctx: ParseContext): Parsed<BenchOptions> {
   const warnings: string[] = [];
   const sweep = raw.sweep as number[] | undefined;
@@ -274,18 +288,11 @@ export function buildBenchOptions(raw: Raw, ctx: ParseContext): Parsed<BenchOpti
   const json = raw.json === true;
   return {
     options: {
-      numModels: raw.numModels,
-      imagePath: optionalPath(ctx.cwd, raw.imagePath) ?? defaultImagePath(ctx.cwd),
-      modelPath: optionalPath(ctx.cwd, raw.modelPath) ?? defaultModelPath(ctx.cwd),
-      batchSize: raw.batchSize,
-      warmup: raw.warmup,
-      iters: raw.iters,
-      backend: raw.backend,
+      ...servingOptions(raw, ctx),
       sweep,
       json,
       // JSON goes to stdout, so a live UI there would corrupt it.
       ui: raw.ui !== false && !json,
-      invert: raw.invert,
     },
     warnings,
   };
@@ -306,17 +313,5 @@ export function buildPredictOptions(images: string[], raw: Raw, ctx: ParseContex
 }
 
 export function buildDashboardOptions(raw: Raw, ctx: ParseContext): Parsed<DashboardOptions> {
-  return {
-    options: {
-      numModels: raw.numModels,
-      imagePath: optionalPath(ctx.cwd, raw.imagePath) ?? defaultImagePath(ctx.cwd),
-      modelPath: optionalPath(ctx.cwd, raw.modelPath) ?? defaultModelPath(ctx.cwd),
-      batchSize: raw.batchSize,
-      warmup: raw.warmup,
-      iters: raw.iters,
-      backend: raw.backend,
-      invert: raw.invert,
-    },
-    warnings: [],
-  };
+  return { options: servingOptions(raw, ctx), warnings: [] };
 }
