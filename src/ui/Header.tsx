@@ -33,7 +33,7 @@ export function Header(p: HeaderProps) {
       </Text>
       <Field label="model">{p.modelPath + file}</Field>
       <Field label="image">{p.imagePath + image}</Field>
-      <Field label="timing">{`${p.warmup} warm-up + ${p.iters} timed calls per path, alternating in ${p.chunks} chunks`}</Field>
+      <Field label="timing">{`${p.warmup} warm-up + ${plural(p.iters, 'timed call')} per path, alternating in ${plural(p.chunks, 'chunk')}`}</Field>
       {p.notes.map((note) => (
         <Text key={note} color="yellow" wrap="truncate-end">{`note: ${note}`}</Text>
       ))}
