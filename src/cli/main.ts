@@ -119,7 +119,7 @@ function buildProgram(io: CliIO, ctxOf: (cmd: Command) => ParseContext, runComma
     .addOption(new Option('--test-limit <n>', 'evaluate on at most this many test digits').argParser(positiveInt('--test-limit')))
     .addOption(new Option('--model-path <file>', 'where the model is saved; giving it implies --save-model').default('mnist_cnn.safetensors'))
     .addOption(numModelsOption(1, 'train this many models together, one dispatch per layer', 'k'))
-    .option('--resume <file>', 'continue from a checkpoint (<model>.ckpt.safetensors, written by --save-model after each epoch), optimizer state included')
+    .option('--resume <file>', 'continue from a checkpoint (<model>.ckpt.safetensors, written by --save-model after each epoch), optimizer state included; implies --save-model')
     .option('--json', 'print results as JSON on stdout')
     .addHelpText('after', examples([
       `${NAME} train --epochs 1 --save-model`,

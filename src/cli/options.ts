@@ -248,7 +248,8 @@ export function buildTrainOptions(raw: Raw, ctx: ParseContext): Parsed<TrainOpti
       seed: raw.seed,
       logInterval: raw.logInterval,
       dryRun: raw.dryRun === true,
-      saveModel: raw.saveModel === true || ctx.explicit.has('modelPath'),
+      // a resumed run exists to be kept, so it saves too
+      saveModel: raw.saveModel === true || ctx.explicit.has('modelPath') || raw.resume !== undefined,
       optimizer,
       momentum,
       weightDecay: raw.weightDecay,

@@ -160,7 +160,7 @@ export function loadMnist(opts: { dataDir?: string; limit?: number; testLimit?: 
 export function limitStratified(set: DigitSet, n: number, what: 'limit' | 'test-limit' = 'limit'): DigitSet {
   if (!Number.isInteger(n) || n < 1 || n > set.count) {
     throw new InputError(
-      `${what} must be a whole number from 1 to ${set.count} (the ${what === 'limit' ? 'training' : 'test'} digits available), got ${n}`,
+      `--${what} must be a whole number from 1 to ${set.count} (the ${what === 'limit' ? 'training' : 'test'} digits available), got ${n}`,
     );
   }
   const available = new Array<number>(NUM_CLASSES).fill(0);

@@ -11,7 +11,7 @@ import { maxModelsPerDispatch } from '../../engine/net.ts';
 import { ADADELTA_DEFAULTS, type OptimizerConfig } from '../../engine/optimizer.ts';
 import { Trainer, type EvalReport } from '../../engine/trainer.ts';
 import { loadMnist } from '../../data/mnist.ts';
-import { checkpointPathFor, readCheckpoint, writeCheckpoint } from '../../io/checkpoint.ts';
+import { checkpointPathFor, readCheckpoint, writeCheckpoint, type Checkpoint } from '../../io/checkpoint.ts';
 import { writeModelFile } from '../../io/model-file.ts';
 import { EXIT_INTERRUPTED, UsageError, type CliIO, type TrainOptions, type Writer } from '../options.ts';
 import { ProgressBar, formatDuration } from '../progress.ts';
@@ -23,9 +23,7 @@ const processIO: CliIO = { stdout: process.stdout, stderr: process.stderr };
 export async function run(opts: TrainOptions, io: CliIO = processIO): Promise<number> {
   if (opts.saveModel) checkWritable(opts.modelPath);
   const resume = opts.resume ? readCheckpoint(opts.resume) : undefined;
-  if (resume && resume.numModels !== opts.numModels) {
-    throw new UsageError(`${opts.resume} holds ${resume.numModels} model(s); resume it with --num-models ${resume.numModels}`);
-  }
+  if (resume) checkResumeSettings(opts, resume);
   const data = loadMnist({ dataDir: opts.dataDir, limit: opts.limit, testLimit: opts.testLimit });
   const optimizer: OptimizerConfig = opts.optimizer === 'adadelta'
     ? { ...ADADELTA_DEFAULTS, weightDecay: opts.weightDecay }
@@ -98,7 +96,7 @@ export async function run(opts: TrainOptions, io: CliIO = processIO): Promise<nu
         const ckpt = checkpointPathFor(opts.modelPath);
         writeCheckpoint(ckpt, {
           numModels: K, epochsDone: trainer.epochsDone, params: trainer.net.params, optimizerState: trainer.optimizer.state,
-          settings: { seed: String(opts.seed), optimizer: opts.optimizer, lr: String(opts.lr), gamma: String(opts.gamma), batch_size: String(opts.batchSize) },
+          settings: runSettings(opts),
         });
         log.write(`Saved ${opts.modelPath} and checkpoint ${ckpt}\n`);
       }
@@ -116,6 +114,27 @@ export async function run(opts: TrainOptions, io: CliIO = processIO): Promise<nu
   } finally {
     process.off('SIGINT', onSigint);
     device.destroy();
+  }
+}
+
+/** The settings that shape a run's trajectory: a resumed run must keep them to continue it exactly. */
+function runSettings(opts: TrainOptions): Record<string, string> {
+  return {
+    seed: String(opts.seed), optimizer: opts.optimizer, lr: String(opts.lr), gamma: String(opts.gamma),
+    momentum: String(opts.momentum), weight_decay: String(opts.weightDecay), batch_size: String(opts.batchSize),
+    limit: String(opts.limit ?? 'all'), data: opts.dataDir ?? 'bundled',
+  };
+}
+
+function checkResumeSettings(opts: TrainOptions, resume: Checkpoint): void {
+  if (resume.numModels !== opts.numModels) {
+    throw new UsageError(`${opts.resume} holds ${resume.numModels} model(s); resume it with --num-models ${resume.numModels}`);
+  }
+  const now = runSettings(opts);
+  const differ = Object.keys(now).filter((k) => resume.settings[k] !== undefined && resume.settings[k] !== now[k]);
+  if (differ.length > 0) {
+    throw new UsageError(`${opts.resume} was trained with ${differ.map((k) => `${k} ${resume.settings[k]}`).join(', ')}; `
+      + `resume with the same settings (now: ${differ.map((k) => `${k} ${now[k]}`).join(', ')})`);
   }
 }
 
