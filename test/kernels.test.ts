@@ -29,7 +29,7 @@ import {
   wasmEntry, wasmOutputRegion,
 } from './backends.ts';
 import * as ref from './reference.ts';
-import { relativeError, tensor, type T64 } from './reference.ts';
+import { concat, relativeError, tensor, type T64 } from './reference.ts';
 import { freshSeed, makeRng, randn } from './rng.ts';
 
 type Rng = () => number;
@@ -54,16 +54,6 @@ function randn32(rng: Rng, n: number, scale = 1): Float32Array {
 /** Model m's slice of a tensor stacked along a leading model dimension. */
 function part(a: Float32Array, m: number, size: number): Float32Array {
   return a.subarray(m * size, (m + 1) * size);
-}
-
-function concat(parts: ReadonlyArray<ArrayLike<number>>): Float64Array {
-  const out = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 /** The reference of a stacked op: run `perModel` for each model and concatenate, as M separate models would. */

@@ -26,6 +26,7 @@ import { limitStratified, loadMnist, normalizeImages, type DigitSet } from '../s
 import { readModelFile, writeModelFile } from '../src/io/model-file.ts';
 import { availableBackends, declareUnrunBackends, poisoningDevice, useDevice } from './backends.ts';
 import {
+  concat,
   cnnBackward, cnnForward, randomParams, relativeError, tensor, type Params64,
 } from './reference.ts';
 import { freshSeed, makeRng, randn } from './rng.ts';
@@ -80,16 +81,6 @@ function masksFor(rng: Rng, B: number) {
   for (let i = 0; i < drop1.length; i++) drop1[i] = rng() < DROPOUT1 ? 0 : 1;
   for (let i = 0; i < drop2.length; i++) drop2[i] = rng() < DROPOUT2 ? 0 : 1;
   return { drop1, drop2 };
-}
-
-function concat(parts: ReadonlyArray<ArrayLike<number>>): Float64Array {
-  const out = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.length;
-  }
-  return out;
 }
 
 function expectRelative(actual: Float32Array, expected: ArrayLike<number>, tol: number, what: string): void {

@@ -527,3 +527,14 @@ export function relativeError(actual: ArrayLike<number>, expected: ArrayLike<num
   }
   return Math.sqrt(diff2) / Math.max(Math.sqrt(ref2), TINY);
 }
+
+/** Arrays laid end to end, as float64 (the reference of M stacked models is its per-model results concatenated). */
+export function concat(parts: ReadonlyArray<ArrayLike<number>>): Float64Array {
+  const out = new Float64Array(parts.reduce((n, p) => n + p.length, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.length;
+  }
+  return out;
+}

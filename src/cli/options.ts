@@ -160,23 +160,6 @@ export interface TrainOptions {
   json: boolean;
 }
 
-export interface BenchOptions {
-  /** Models per run; when sweep is set, sweep's values are used instead. */
-  numModels: number;
-  imagePath: string;
-  modelPath: string;
-  batchSize: number;
-  warmup: number;
-  iters: number;
-  backend: BackendChoice;
-  /** Distinct model counts to benchmark, ascending; undefined: just numModels. */
-  sweep: number[] | undefined;
-  json: boolean;
-  /** Live terminal UI; always false with --json, whose stdout is the JSON document. */
-  ui: boolean;
-  invert: InvertMode;
-}
-
 export interface PredictOptions {
   /** At least one path. */
   images: string[];
@@ -188,7 +171,9 @@ export interface PredictOptions {
   json: boolean;
 }
 
+/** What to serve, on what, and how long to time it (dashboard; bench adds its output choices). */
 export interface DashboardOptions {
+  /** Models per run; with bench --sweep, the sweep's values are used instead. */
   numModels: number;
   imagePath: string;
   modelPath: string;
@@ -197,6 +182,14 @@ export interface DashboardOptions {
   iters: number;
   backend: BackendChoice;
   invert: InvertMode;
+}
+
+export interface BenchOptions extends DashboardOptions {
+  /** Distinct model counts to benchmark, ascending; undefined: just numModels. */
+  sweep: number[] | undefined;
+  json: boolean;
+  /** Live terminal UI; always false with --json, whose stdout is the JSON document. */
+  ui: boolean;
 }
 
 /** What the builders need besides the flag values. */
