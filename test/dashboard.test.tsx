@@ -3,7 +3,19 @@
  * resize), and the real controller driving the real harness with fake runners (no kernels, so it takes
  * milliseconds). The real CLI in a terminal is tested elsewhere (tmux).
  */
-import { afterEach, describe, expect, it, vi } from 'vitest';
+import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
+
+// Ink renders only its final frame when CI is set (read once, when ink loads); these tests read the live frames
+// of an interactive render, as the dashboard shows them on a terminal. Restored after the file.
+const savedCi = vi.hoisted(() => {
+  const saved = { CI: process.env.CI, CONTINUOUS_INTEGRATION: process.env.CONTINUOUS_INTEGRATION };
+  delete process.env.CI;
+  delete process.env.CONTINUOUS_INTEGRATION;
+  return saved;
+});
+afterAll(() => {
+  for (const [name, value] of Object.entries(savedCi)) if (value !== undefined) process.env[name] = value;
+});
 import { cleanup, render } from 'ink-testing-library';
 import { NUM_CLASSES, type ParamSet } from '../src/engine/architecture.ts';
 import type { Runner } from '../src/engine/runners.ts';

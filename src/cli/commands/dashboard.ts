@@ -13,6 +13,7 @@
  * plain bench runs to completion, so a script or pipe that asked for it most likely made a mistake, and
  * quietly running a long benchmark there would hide it. The line names `bench --no-ui` for plain output.
  */
+import '../../ui/terminal-mode.ts';
 import { createElement } from 'react';
 import { render } from 'ink';
 import { makePaths } from '../../bench/harness.ts';
