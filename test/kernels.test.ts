@@ -241,6 +241,27 @@ describe('Device backend check', () => {
   });
 });
 
+describe('Device kernel cache', () => {
+  it('keeps at most maxKernels compiled kernels, evicting the least recently used, and still computes right', async () => {
+    const d = Device.open('cpu', { maxKernels: 2 });
+    try {
+      const x = new Float32Array([-1, 2, -3, 4]);
+      const [a, b, c] = [4, 3, 2].map((n) => reluForward({ n }));
+      await d.run(a, x);
+      await d.run(b, x.subarray(0, 3));
+      await d.run(a, x); // a is now the most recently used, so b goes first
+      await d.run(c, x.subarray(0, 2));
+      expect(d.kernelCount).toBe(2);
+      const first = d.kernel(a);
+      expect(d.kernel(a)).toBe(first); // a survived the eviction (no recompile)
+      expect(Array.from(await d.run(b, x.subarray(0, 3)))).toEqual([0, 2, 0]); // b was rebuilt
+      expect(d.kernelCount).toBe(2);
+    } finally {
+      d.destroy();
+    }
+  });
+});
+
 describe('stepLr', () => {
   it('matches the reference schedule lr0 · gamma^epoch', () => {
     for (const [lr0, gamma] of [[1, 0.7], [0.1, 0.5], [0.01, 1]]) {

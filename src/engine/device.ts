@@ -61,28 +61,39 @@ export class Device {
   /** Largest array a kernel may touch here; the Net splits work to stay under it. */
   readonly maxElements: number;
   private readonly gpu: GPUType;
+  /** Compiled kernels, least recently used first (a Map keeps insertion order; a hit moves its entry last). */
   private readonly kernels = new Map<string, CompiledKernel>();
   private readonly verified = new Set<CompiledKernel>();
+  /**
+   * How many compiled kernels to keep. Each holds its own memory (on webasm a WebAssembly memory sized for
+   * its arguments and output), so a long session that visits many shapes (the dashboard's N and B keys)
+   * must not keep them all; one training run uses under 100.
+   */
+  private readonly maxKernels: number;
 
-  private constructor(backend: Backend) {
+  private constructor(backend: Backend, maxKernels: number) {
     this.backend = backend;
+    this.maxKernels = maxKernels;
     this.maxElements = maxElementsFor(backend);
     this.gpu = new GPU({ mode: backend });
   }
 
   /** Opens a device; an unavailable backend is a user-facing error naming what would enable it. */
-  static open(choice: BackendChoice = 'auto'): Device {
+  static open(choice: BackendChoice = 'auto', opts: { maxKernels?: number } = {}): Device {
     const backend = resolveBackend(choice);
     const reason = backendUnavailableReason(backend);
     if (reason) throw new InputError(`backend ${backend} is not available: ${reason}`);
-    return new Device(backend);
+    return new Device(backend, opts.maxKernels ?? 256);
   }
 
   /** The compiled kernel for a spec, built on first use and cached by name, grid and constants. */
   kernel(spec: KernelSpec): CompiledKernel {
     const key = `${spec.name}|${spec.output.join('x')}|${JSON.stringify(spec.constants)}`;
     let k = this.kernels.get(key);
-    if (!k) {
+    if (k) {
+      this.kernels.delete(key);
+    } else {
+      this.evictOldest();
       k = this.gpu.createKernel(spec.fn as any, {
         output: spec.output,
         constants: spec.constants,
@@ -93,9 +104,18 @@ export class Device {
         // loops have constant bounds; this only lifts GPU.js's guard for dynamic ones
         loopMaxIterations: 1 << 20,
       } as any) as unknown as CompiledKernel;
-      this.kernels.set(key, k);
     }
+    this.kernels.set(key, k);
     return k;
+  }
+
+  /** Frees the least recently used kernel when the cache is full (runs are awaited one at a time, so it is idle). */
+  private evictOldest(): void {
+    if (this.kernels.size < this.maxKernels) return;
+    const [key, oldest] = this.kernels.entries().next().value as [string, CompiledKernel];
+    this.kernels.delete(key);
+    this.verified.delete(oldest);
+    oldest.destroy();
   }
 
   /** Runs a kernel and returns its output as one flat Float32Array in grid order (x fastest). */
