@@ -397,9 +397,9 @@ const progress = process.stderr.isTTY
   : () => {};
 
 async function runBackend(backend: Backend, opts: Options): Promise<BackendReport> {
-  const reason = backendUnavailableReason(backend);
+  const reason = await backendUnavailableReason(backend);
   if (reason) return { backend, available: false, reason, rows: [] };
-  const device = Device.open(backend);
+  const device = await Device.open(backend);
   const report: BackendReport = { backend, available: true, maxElements: device.maxElements, rows: [] };
   try {
     progress(`${backend}: matmul ${opts.matmulSize}^3`);

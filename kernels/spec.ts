@@ -11,7 +11,8 @@
  */
 import type { IKernelFunctionThis } from 'gpu.js';
 
-export type Constants = Record<string, number>;
+/** Sizes, plus (in the fused inference kernels) resident weight arrays, which a backend uploads once per kernel. */
+export type Constants = Record<string, number | Float32Array>;
 
 /** `this` inside a kernel body whose constants are C. */
 export type KernelThis<C> = IKernelFunctionThis<C>;

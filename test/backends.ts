@@ -41,10 +41,10 @@ function parseBackendList(variable: string, value: string | undefined): Backend[
  * MNIST_GPUJS_BACKENDS leaves it out (requiring it is the stronger statement). `unavailable` is injectable so the
  * selection logic can be tested without the backends themselves.
  */
-export function availableBackends(
+export async function availableBackends(
   env: Record<string, string | undefined> = process.env,
-  unavailable: (b: Backend) => string | null = backendUnavailableReason,
-): BackendPlan {
+  unavailable: (b: Backend) => string | null | Promise<string | null> = backendUnavailableReason,
+): Promise<BackendPlan> {
   const selected = parseBackendList('MNIST_GPUJS_BACKENDS', env.MNIST_GPUJS_BACKENDS);
   const required = parseBackendList('MNIST_GPUJS_REQUIRE_BACKENDS', env.MNIST_GPUJS_REQUIRE_BACKENDS) ?? [];
   const plan: BackendPlan = { run: [], skipped: [], missing: [] };
@@ -54,7 +54,7 @@ export function availableBackends(
       plan.skipped.push({ backend, reason: `not in MNIST_GPUJS_BACKENDS=${env.MNIST_GPUJS_BACKENDS}` });
       continue;
     }
-    const reason = unavailable(backend);
+    const reason = await unavailable(backend);
     if (reason === null) plan.run.push(backend);
     else if (isRequired) plan.missing.push({ backend, reason });
     else plan.skipped.push({ backend, reason });
@@ -81,8 +81,8 @@ export function declareUnrunBackends(suite: string, plan: BackendPlan): void {
 /** Opens one Device for the enclosing suite (its kernel cache lives on it) and destroys it after. */
 export function useDevice(backend: Backend): () => Device {
   let device: Device | undefined;
-  beforeAll(() => {
-    device = Device.open(backend);
+  beforeAll(async () => {
+    device = await Device.open(backend);
   });
   afterAll(() => {
     device?.destroy();

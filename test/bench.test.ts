@@ -12,7 +12,7 @@ import { run } from '../src/cli/commands/bench.ts';
 import { main } from '../src/cli/main.ts';
 import type { BenchOptions } from '../src/cli/options.ts';
 import { NUM_CLASSES, stackParams } from '../src/engine/architecture.ts';
-import { Device, resolveBackend } from '../src/engine/device.ts';
+import { Device, PLAN_EXECUTORS, resolveBackend } from '../src/engine/device.ts';
 import { initParams } from '../src/engine/init.ts';
 import type { Runner } from '../src/engine/runners.ts';
 import { normalizeImages } from '../src/data/mnist.ts';
@@ -23,7 +23,7 @@ import { writeModelFile } from '../src/io/model-file.ts';
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const IMAGE = join(ROOT, 'fixtures/7.png');
 // webasm when this Node has it (faster), else cpu; never a backend that needs extra setup
-const BACKEND = resolveBackend('auto');
+const BACKEND = await resolveBackend('auto');
 const SLOW = 120_000;
 
 const dir = mkdtempSync(join(tmpdir(), 'mnist-gpujs-bench-'));
@@ -50,8 +50,8 @@ function opts(over: Partial<BenchOptions> = {}): BenchOptions {
 }
 
 const STATS_FIELDS = ['meanMs', 'p50Ms', 'p95Ms', 'p99Ms', 'minMs', 'maxMs', 'samples', 'requestsPerSecond', 'modelEvaluationsPerSecond'];
-const ENTRY_FIELDS = ['numModels', 'replicated', 'predictions', 'agreement', 'sequential', 'singleDispatch', 'speedup'];
-const DOC_FIELDS = ['backend', 'modelPath', 'fileModels', 'batchSize', 'warmup', 'iters', 'chunks', 'image'];
+const ENTRY_FIELDS = ['numModels', 'replicated', 'predictions', 'agreement', 'sequential', 'singleDispatch', 'execution', 'speedup'];
+const DOC_FIELDS = ['backend', 'adapter', 'modelPath', 'fileModels', 'batchSize', 'warmup', 'iters', 'chunks', 'image'];
 
 /** A per-N result; `exact`: it has no other fields (false for the top level of a one-N document). */
 function expectEntry(e: any, N: number, iters: number, exact = true): void {
@@ -73,6 +73,12 @@ function expectEntry(e: any, N: number, iters: number, exact = true): void {
     expect(path.requestsPerSecond).toBeCloseTo(1000 / path.meanMs, 6);
   }
   expect(e.speedup).toBeCloseTo(e.sequential.meanMs / e.singleDispatch.meanMs, 9);
+  // one compiled plan per model sequentially, one for all of them in one dispatch, each run as the backend's executor
+  expect(e.execution.sequential.dispatches).toBe(N);
+  expect(e.execution.singleDispatch.dispatches).toBe(1);
+  for (const path of [e.execution.sequential, e.execution.singleDispatch]) {
+    expect(PLAN_EXECUTORS[BACKEND]).toContain(path.executorKind);
+  }
 }
 
 describe('statistics', () => {
@@ -138,7 +144,7 @@ describe('agreement check', () => {
 describe('measure (fake runners)', () => {
   function fakePaths(calls: string[], N = 2): ServingPaths {
     const runner = (kind: Runner['kind']): Runner => ({
-      kind, numModels: N,
+      kind, numModels: N, dispatches: kind === 'sequential' ? N : 1, executorKind: 'fake', destroy: () => {},
       predict: async (_x, B) => {
         calls.push(kind);
         return new Float32Array(N * B * NUM_CLASSES);
@@ -177,7 +183,7 @@ describe('sequential and single dispatch on a real device', () => {
   it('agree for N = 1, 2 and 7 distinct models, with B = 1 and B = 3', async () => {
     const stacked = stackParams(Array.from({ length: 7 }, (_, i) => initParams(100 + i)));
     const image = normalizeImages(readDigitPng(IMAGE).pixels);
-    const device = Device.open(BACKEND);
+    const device = await Device.open(BACKEND);
     try {
       for (const N of [1, 2, 7]) {
         for (const B of [1, 3]) {
@@ -203,7 +209,7 @@ describe('sequential and single dispatch on a real device', () => {
   }, SLOW);
 
   it('benchmarkModels counts its calls and reports the sample prediction first', async () => {
-    const device = Device.open(BACKEND);
+    const device = await Device.open(BACKEND);
     try {
       const seen: number[][][] = [];
       const r = await benchmarkModels(device, initParams(5), 1, normalizeImages(readDigitPng(IMAGE).pixels), 1,
@@ -247,7 +253,7 @@ describe('bench command', () => {
     expect(await run(opts({ json: true }), io)).toBe(0);
     const doc = JSON.parse(c.out);
     expect(Object.keys(doc).sort()).toEqual([...DOC_FIELDS, ...ENTRY_FIELDS].sort());
-    expect(doc).toMatchObject({ backend: BACKEND, modelPath: ONE, fileModels: 1, batchSize: 1, warmup: 2, iters: 6, chunks: 6, replicated: true });
+    expect(doc).toMatchObject({ backend: BACKEND, adapter: null, modelPath: ONE, fileModels: 1, batchSize: 1, warmup: 2, iters: 6, chunks: 6, replicated: true });
     expect(doc.image).toEqual({ path: IMAGE, width: 28, height: 28, shape: [1, 1, 28, 28], inverted: false, warnings: [] });
     expectEntry(doc, 2, 6, false);
     // replicated models answer alike

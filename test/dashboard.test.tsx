@@ -46,7 +46,7 @@ const stats = (meanMs: number, over: Partial<PathStats> = {}): PathStats => ({
 function pathView(over: Partial<PathView> = {}): PathView {
   return {
     warmup: { done: 0, total: 2 }, timed: { done: 0, total: 20 }, stats: undefined, history: [],
-    predictions: undefined, dispatchesPerLayer: undefined, ...over,
+    predictions: undefined, dispatchesPerRequest: undefined, ...over,
   };
 }
 
@@ -103,10 +103,10 @@ describe('components', () => {
   it('PathPanel shows progress, latency, throughput, history and each model\'s digit', () => {
     const view = pathView({
       warmup: { done: 2, total: 2 }, timed: { done: 10, total: 20 }, stats: stats(12.345),
-      history: [12, 13, 11], predictions: [7, 1, 7], dispatchesPerLayer: 3,
+      history: [12, 13, 11], predictions: [7, 1, 7], dispatchesPerRequest: 3,
     });
     const out = frame(render(<PathPanel title="sequential" view={view} width={60} color="yellow" active />));
-    expect(out).toContain('sequential  3 dispatches per layer');
+    expect(out).toContain('sequential  3 dispatches per request');
     expect(out).toMatch(/warm-up +█+ 2\/2/);
     expect(out).toMatch(/timed +█+░+ 10\/20/);
     // half the bar is filled at 10/20
@@ -252,6 +252,9 @@ function fakeRunner(kind: Runner['kind'], numModels: number, delayMs: number, bu
   return {
     kind,
     numModels,
+    dispatches: kind === 'sequential' ? numModels : 1,
+    executorKind: 'fake',
+    destroy: () => {},
     async predict(_x, B) {
       busy.max = Math.max(busy.max, ++busy.now);
       if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs));
@@ -313,7 +316,7 @@ describe('BenchController on fake runners', () => {
       expect(v.history).toHaveLength(dashboardChunks(20));
       expect(v.predictions).toEqual([1, 2]);
     }
-    expect(s.paths.sequential.dispatchesPerLayer).toBe(2);
+    expect(s.paths.sequential.dispatchesPerRequest).toBe(2);
     expect(s.speedup).toBeGreaterThan(0);
     expect(s.agreement).toMatchObject({ samePredictions: true, maxAbsDiff: 0 });
     // progress was published along the way, in order

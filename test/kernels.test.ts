@@ -15,6 +15,9 @@ import {
   conv2dLayout, conv2dLayoutRelu, conv2dPadOutputGrad,
 } from '../kernels/conv2d.ts';
 import { computeDropoutInfo, dropoutApply } from '../kernels/dropout.ts';
+import {
+  conv2dBiasReluPoolResident, conv2dBiasReluResident, linearBiasReluResident, linearLogSoftmaxResident, transposeLinearWeight,
+} from '../kernels/fused-forward.ts';
 import { linearForward, linearGradBias, linearGradInput, linearGradWeight } from '../kernels/linear.ts';
 import { logSoftmaxForward, logSoftmaxNllBackward, nllLoss } from '../kernels/log-softmax-nll.ts';
 import { maxPool2dArgmax, maxPool2dBackward, maxPool2dForward } from '../kernels/pool.ts';
@@ -22,7 +25,7 @@ import { reluBackward, reluForward } from '../kernels/relu.ts';
 import { computeConv2DInfo, computeLinearInfo, computePool2DInfo, computeRowsInfo } from '../kernels/shapes.ts';
 import type { KernelSpec } from '../kernels/spec.ts';
 import { PARAM_SPECS, type ParamSet } from '../src/engine/architecture.ts';
-import { Device } from '../src/engine/device.ts';
+import { Device, PLAN_EXECUTORS } from '../src/engine/device.ts';
 import { Optimizer, stepLr, type OptimizerConfig } from '../src/engine/optimizer.ts';
 import {
   availableBackends, declareUnrunBackends, KERNEL_CLASS, poisonOutput, poisoningDevice, runPoisoned, useDevice,
@@ -79,6 +82,7 @@ function expectExact(actual: ArrayLike<number>, expected: ArrayLike<number>, wha
 
 const FORWARD_TOL = 1e-5;
 const GRAD_TOL = 1e-4;
+
 
 // ---------------------------------------------------------------------------------------------
 // Shapes
@@ -198,8 +202,8 @@ function windowPositions(argmax: Int32Array, inH: number, inW: number): Float64A
 describe('availableBackends', () => {
   const onlyCpuAndWasm = (b: string): string | null => (b === 'cpu' || b === 'webasm' ? null : `no ${b} here`);
 
-  it('runs every available backend and names why the others are skipped', () => {
-    const plan = availableBackends({}, onlyCpuAndWasm);
+  it('runs every available backend and names why the others are skipped', async () => {
+    const plan = await availableBackends({}, onlyCpuAndWasm);
     expect(plan.run).toEqual(['cpu', 'webasm']);
     expect(plan.skipped).toEqual([
       { backend: 'headlessgl', reason: 'no headlessgl here' },
@@ -208,23 +212,23 @@ describe('availableBackends', () => {
     expect(plan.missing).toEqual([]);
   });
 
-  it('MNIST_GPUJS_BACKENDS restricts the list', () => {
-    const plan = availableBackends({ MNIST_GPUJS_BACKENDS: ' webasm ' }, onlyCpuAndWasm);
+  it('MNIST_GPUJS_BACKENDS restricts the list', async () => {
+    const plan = await availableBackends({ MNIST_GPUJS_BACKENDS: ' webasm ' }, onlyCpuAndWasm);
     expect(plan.run).toEqual(['webasm']);
     expect(plan.skipped.map((s) => s.backend)).toEqual(['cpu', 'headlessgl', 'webgpu']);
     expect(plan.skipped[0].reason).toMatch(/MNIST_GPUJS_BACKENDS/);
   });
 
-  it('MNIST_GPUJS_REQUIRE_BACKENDS turns a missing backend into a failure, and adds an available one', () => {
-    const plan = availableBackends({ MNIST_GPUJS_BACKENDS: 'cpu', MNIST_GPUJS_REQUIRE_BACKENDS: 'headlessgl,webasm' }, onlyCpuAndWasm);
+  it('MNIST_GPUJS_REQUIRE_BACKENDS turns a missing backend into a failure, and adds an available one', async () => {
+    const plan = await availableBackends({ MNIST_GPUJS_BACKENDS: 'cpu', MNIST_GPUJS_REQUIRE_BACKENDS: 'headlessgl,webasm' }, onlyCpuAndWasm);
     expect(plan.run).toEqual(['cpu', 'webasm']);
     expect(plan.missing).toEqual([{ backend: 'headlessgl', reason: 'no headlessgl here' }]);
     expect(plan.skipped.map((s) => s.backend)).toEqual(['webgpu']);
   });
 
-  it('rejects an unknown backend name instead of running nothing', () => {
-    expect(() => availableBackends({ MNIST_GPUJS_BACKENDS: 'cpu,webgl' }, onlyCpuAndWasm)).toThrow(/unknown backend "webgl"/);
-    expect(() => availableBackends({ MNIST_GPUJS_REQUIRE_BACKENDS: 'gpu' }, onlyCpuAndWasm)).toThrow(/MNIST_GPUJS_REQUIRE_BACKENDS/);
+  it('rejects an unknown backend name instead of running nothing', async () => {
+    await expect(availableBackends({ MNIST_GPUJS_BACKENDS: 'cpu,webgl' }, onlyCpuAndWasm)).rejects.toThrow(/unknown backend "webgl"/);
+    await expect(availableBackends({ MNIST_GPUJS_REQUIRE_BACKENDS: 'gpu' }, onlyCpuAndWasm)).rejects.toThrow(/MNIST_GPUJS_REQUIRE_BACKENDS/);
   });
 });
 
@@ -243,7 +247,7 @@ describe('Device backend check', () => {
 
 describe('Device kernel cache', () => {
   it('keeps at most maxKernels compiled kernels, evicting the least recently used, and still computes right', async () => {
-    const d = Device.open('cpu', { maxKernels: 2 });
+    const d = await Device.open('cpu', { maxKernels: 2 });
     try {
       const x = new Float32Array([-1, 2, -3, 4]);
       const [a, b, c] = [4, 3, 2].map((n) => reluForward({ n }));
@@ -277,7 +281,7 @@ describe('stepLr', () => {
 // The kernels, per backend
 // ---------------------------------------------------------------------------------------------
 
-const plan = availableBackends();
+const plan = await availableBackends();
 declareUnrunBackends('kernels', plan);
 
 describe.each(plan.run)('kernels on %s', (backend) => {
@@ -494,6 +498,56 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       expectRelative(await runPoisoned(d, nllLoss(info), logp32, targets), loss, FORWARD_TOL, `nll loss ${name}`);
       const dz = perModel(c.M, (m) => ref.logSoftmaxNllBackward(zOf(m), tOf(m)).data);
       expectRelative(await runPoisoned(d, logSoftmaxNllBackward(info), logp32, targets), dz, GRAD_TOL, `logSoftmaxNll backward ${name}`);
+    });
+  });
+
+  describe('fused forward (resident weights, run as a compiled plan)', () => {
+    /** Runs one fused kernel as a one-step plan, as InferencePlan chains them, and checks how the plan ran. */
+    async function runAsPlan(d: Device, spec: KernelSpec, x: Float32Array): Promise<Float32Array> {
+      const plan = d.plan([spec], ([k], input) => k!(input));
+      try {
+        const out = await plan.run(x);
+        expect(PLAN_EXECUTORS[backend], `${spec.name}: executor (${plan.fallbackReason ?? 'no fallback reason'})`).toContain(plan.executorKind);
+        return out;
+      } finally {
+        plan.destroy();
+      }
+    }
+
+    it.each(CONV_CASES.map((c) => [convName(c), c] as const))('conv2d + bias + relu, %s', async (_name, c) => {
+      const d = device();
+      const p = convProblem(testRng(), c);
+      const y = await runAsPlan(d, conv2dBiasReluResident(p.info, { weight: p.w, bias: p.b }), p.x);
+      expectRelative(y, p.y.map((v) => (v > 0 ? v : 0)), FORWARD_TOL, `fused conv2d+relu ${convName(c)}`);
+    });
+
+    it.each(CONV_CASES.map((c) => [convName(c), c] as const))('conv2d + bias + relu + 2x2 max-pool, %s', async (_name, c) => {
+      const d = device();
+      const p = convProblem(testRng(), c);
+      const pool = computePool2DInfo({ M: c.M, B: c.B, C: c.outC, inH: p.info.outH, inW: p.info.outW });
+      const size = c.B * c.outC * p.info.outH * p.info.outW;
+      const expected = perModel(c.M, (m) =>
+        ref.maxPool2d(ref.relu(tensor([c.B, c.outC, p.info.outH, p.info.outW], p.y.subarray(m * size, (m + 1) * size)))).y.data);
+      const y = await runAsPlan(d, conv2dBiasReluPoolResident(p.info, pool, { weight: p.w, bias: p.b }), p.x);
+      expectRelative(y, expected, FORWARD_TOL, `fused conv2d+relu+pool ${convName(c)}`);
+    });
+
+    it.each(LINEAR_CASES.map((c) => [linearName(c), c] as const))('linear + bias + relu (transposed weight) and linear + log_softmax, %s', async (_name, c) => {
+      const rng = testRng();
+      const d = device();
+      const info = computeLinearInfo(c);
+      const xSize = c.B * c.inF;
+      const wSize = c.outF * c.inF;
+      const x = randn32(rng, (c.sharedInput ? 1 : c.M) * xSize);
+      const w = randn32(rng, c.M * wSize, 3 / Math.sqrt(c.inF));
+      const b = randn32(rng, c.M * c.outF, 0.5);
+      const z = Array.from({ length: c.M }, (_, m) => ref.linear(
+        tensor([c.B, c.inF], c.sharedInput ? x : part(x, m, xSize)), tensor([c.outF, c.inF], part(w, m, wSize)), tensor([c.outF], part(b, m, c.outF))));
+      const wT = transposeLinearWeight(w, c.M, c.outF, c.inF);
+      expectRelative(await runAsPlan(d, linearBiasReluResident(info, { weight: wT, bias: b }), x),
+        concat(z.map((t) => ref.relu(t).data)), FORWARD_TOL, `fused linear+relu ${linearName(c)}`);
+      expectRelative(await runAsPlan(d, linearLogSoftmaxResident(info, { weight: w, bias: b }), x),
+        concat(z.map((t) => ref.logSoftmax(t).data)), FORWARD_TOL, `fused linear+log_softmax ${linearName(c)}`);
     });
   });
 

@@ -243,7 +243,7 @@ function report(label: string, r: TrainResult, steps: number): void {
 // Suites
 // ---------------------------------------------------------------------------------------------
 
-const plan = availableBackends();
+const plan = await availableBackends();
 declareUnrunBackends('net', plan);
 
 describe.each(plan.run)('net on %s', (backend) => {

@@ -20,7 +20,7 @@ import { checkpointPathFor, readCheckpoint, writeCheckpoint } from '../src/io/ch
 import { readModelFile, sliceModel, writeModelFile } from '../src/io/model-file.ts';
 
 const BACKEND = 'webasm';
-const webasmMissing = backendUnavailableReason(BACKEND);
+const webasmMissing = await backendUnavailableReason(BACKEND);
 if (webasmMissing) console.log(`[train.test] skipped: webasm unavailable (${webasmMissing}); cpu would take far too long`);
 
 const tmpDirs: string[] = [];
@@ -156,7 +156,7 @@ describe.skipIf(webasmMissing !== null)('train through the CLI (webasm, real run
     const x = normalizeImages(test.images);
     const predict = async (): Promise<Float32Array> => {
       const reloaded = readModelFile(model);
-      const device = Device.open(BACKEND);
+      const device = await Device.open(BACKEND);
       try {
         return await new SingleDispatchRunner(device, reloaded.params, reloaded.numModels).predict(x, test.count);
       } finally {

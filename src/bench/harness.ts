@@ -63,6 +63,8 @@ export interface ModelsBenchmark {
   agreement: Agreement;
   sequential: PathStats;
   singleDispatch: PathStats;
+  /** How each path ran: compiled plans per request, and GPU.js's executor for them (e.g. 'fused-encoder'). */
+  execution: Record<PathKey, { dispatches: number; executorKind: string }>;
   /** sequential mean / single-dispatch mean */
   speedup: number;
 }
@@ -258,9 +260,21 @@ export async function benchmarkModels(
   cfg: MeasureConfig & { onFirstRequest?: (r: { predictions: number[][]; agreement: Agreement }) => void },
 ): Promise<ModelsBenchmark> {
   const paths = makePaths(device, stacked, numModels);
-  const first = await firstRequest(paths, x, B);
-  cfg.onFirstRequest?.(first);
-  const m = await measure(paths, x, B, cfg);
+  let first: Awaited<ReturnType<typeof firstRequest>>;
+  let m: Measurement;
+  let execution: ModelsBenchmark['execution'];
+  try {
+    first = await firstRequest(paths, x, B);
+    cfg.onFirstRequest?.(first);
+    m = await measure(paths, x, B, cfg);
+    execution = {
+      sequential: { dispatches: paths.sequential.dispatches, executorKind: paths.sequential.executorKind },
+      singleDispatch: { dispatches: paths.singleDispatch.dispatches, executorKind: paths.singleDispatch.executorKind },
+    };
+  } finally {
+    paths.sequential.destroy();
+    paths.singleDispatch.destroy();
+  }
   const last = checkAgreement(m.lastOutputs.sequential, m.lastOutputs.singleDispatch, numModels, B);
   const evaluations = numModels * B;
   const sequential = pathStats(m.samplesMs.sequential, evaluations);
@@ -271,6 +285,7 @@ export async function benchmarkModels(
     agreement: { ...first.agreement, maxAbsDiff: Math.max(first.agreement.maxAbsDiff, last.maxAbsDiff) },
     sequential,
     singleDispatch,
+    execution,
     speedup: sequential.meanMs / singleDispatch.meanMs,
   };
 }

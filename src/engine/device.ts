@@ -7,6 +7,7 @@
 import gpujs from 'gpu.js';
 import type { GPU as GPUType, IKernelRunShortcut } from 'gpu.js';
 import { InputError } from '../errors.ts';
+import { headlessGLRenderer, installWebGPU, probeWebGPU, type AdapterInfo } from './gpu-adapters.ts';
 import { outputSize, type KernelSpec } from '../../kernels/spec.ts';
 
 const { GPU } = gpujs as unknown as { GPU: typeof GPUType & { isHeadlessGLSupported: boolean; isWebAssemblySupported: boolean } };
@@ -16,8 +17,8 @@ export type Backend = (typeof BACKENDS)[number];
 export type BackendChoice = Backend | 'auto';
 export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', ...BACKENDS];
 
-/** Why a backend cannot run here, or null when it can. Cheap: no kernel is compiled. */
-export function backendUnavailableReason(backend: Backend): string | null {
+/** Why a backend cannot run here, or null when it can. No kernel is compiled; webgpu asks a child process. */
+export async function backendUnavailableReason(backend: Backend): Promise<string | null> {
   switch (backend) {
     case 'cpu':
       return null;
@@ -27,14 +28,20 @@ export function backendUnavailableReason(backend: Backend): string | null {
       return GPU.isHeadlessGLSupported ? null
         : 'the optional `gl` addon is not built or no X display is available (run `npm run setup:gl`, then run under `xvfb-run -a`)';
     case 'webgpu':
-      return 'the webgpu backend is not wired up in this version yet';
+      return (await probeWebGPU()).reason ?? null;
   }
 }
 
-/** `auto` resolves to the fastest backend that works on this machine. */
-export function resolveBackend(choice: BackendChoice): Backend {
+/**
+ * `auto` resolves to a hardware GPU when there is one (webgpu, then headlessgl), otherwise to webasm. It never
+ * picks a software adapter (SwiftShader, llvmpipe): those run kernels correctly but far slower than webasm.
+ */
+export async function resolveBackend(choice: BackendChoice): Promise<Backend> {
   if (choice !== 'auto') return choice;
-  return backendUnavailableReason('webasm') === null ? 'webasm' : 'cpu';
+  const webgpu = await probeWebGPU();
+  if (webgpu.info && !webgpu.info.software) return 'webgpu';
+  if (GPU.isHeadlessGLSupported && headlessGLRenderer()?.software === false) return 'headlessgl';
+  return GPU.isWebAssemblySupported ? 'webasm' : 'cpu';
 }
 
 /**
@@ -60,7 +67,10 @@ export class Device {
   readonly backend: Backend;
   /** Largest array a kernel may touch here; the Net splits work to stay under it. */
   readonly maxElements: number;
+  /** The GPU behind a GPU backend (webgpu's adapter, headlessgl's renderer); undefined on cpu and webasm. */
+  readonly adapter: AdapterInfo | undefined;
   private readonly gpu: GPUType;
+  private readonly plans = new Set<Plan>();
   /** Compiled kernels, least recently used first (a Map keeps insertion order; a hit moves its entry last). */
   private readonly kernels = new Map<string, CompiledKernel>();
   private readonly verified = new Set<CompiledKernel>();
@@ -71,42 +81,88 @@ export class Device {
    */
   private readonly maxKernels: number;
 
-  private constructor(backend: Backend, maxKernels: number) {
+  private constructor(backend: Backend, maxKernels: number, adapter: AdapterInfo | undefined) {
     this.backend = backend;
+    this.adapter = adapter;
     this.maxKernels = maxKernels;
     this.maxElements = maxElementsFor(backend);
     this.gpu = new GPU({ mode: backend });
   }
 
   /** Opens a device; an unavailable backend is a user-facing error naming what would enable it. */
-  static open(choice: BackendChoice = 'auto', opts: { maxKernels?: number } = {}): Device {
-    const backend = resolveBackend(choice);
-    const reason = backendUnavailableReason(backend);
+  static async open(choice: BackendChoice = 'auto', opts: { maxKernels?: number } = {}): Promise<Device> {
+    const backend = await resolveBackend(choice);
+    const reason = await backendUnavailableReason(backend);
     if (reason) throw new InputError(`backend ${backend} is not available: ${reason}`);
-    return new Device(backend, opts.maxKernels ?? 256);
+    // gpu.js's webgpu backend needs navigator.gpu before the GPU instance exists
+    const adapter = backend === 'webgpu' ? await installWebGPU()
+      : backend === 'headlessgl' ? headlessGLRenderer() ?? undefined : undefined;
+    return new Device(backend, opts.maxKernels ?? 256, adapter);
+  }
+
+  /** The GPU behind a GPU backend as a user reads it, saying so when it is a software one; null on cpu and webasm. */
+  get adapterLabel(): string | null {
+    if (!this.adapter) return null;
+    return `${this.adapter.description}${this.adapter.software ? ', a software adapter' : ''}`;
+  }
+
+  /** The backend that runs, and for a GPU backend the adapter behind it. */
+  get description(): string {
+    return this.adapterLabel ? `${this.backend} on ${this.adapterLabel}` : this.backend;
   }
 
   /** The compiled kernel for a spec, built on first use and cached by name, grid and constants. */
   kernel(spec: KernelSpec): CompiledKernel {
+    if (Object.values(spec.constants).some((v) => typeof v !== 'number')) {
+      throw new Error(`kernel ${spec.name}: array constants (resident weights) belong in a plan, not the kernel cache`);
+    }
     const key = `${spec.name}|${spec.output.join('x')}|${JSON.stringify(spec.constants)}`;
     let k = this.kernels.get(key);
     if (k) {
       this.kernels.delete(key);
     } else {
       this.evictOldest();
-      k = this.gpu.createKernel(spec.fn as any, {
-        output: spec.output,
-        constants: spec.constants,
-        ...(spec.returnType ? { returnType: spec.returnType } : {}),
-        asyncMode: true,
-        precision: 'single',
-        tactic: 'precision',
-        // loops have constant bounds; this only lifts GPU.js's guard for dynamic ones
-        loopMaxIterations: 1 << 20,
-      } as any) as unknown as CompiledKernel;
+      k = this.compile(spec);
     }
     this.kernels.set(key, k);
     return k;
+  }
+
+  private compile(spec: KernelSpec): CompiledKernel {
+    return this.gpu.createKernel(spec.fn as any, {
+      output: spec.output,
+      constants: spec.constants,
+      ...(spec.returnType ? { returnType: spec.returnType } : {}),
+      asyncMode: true,
+      precision: 'single',
+      tactic: 'precision',
+      // loops have constant bounds; this only lifts GPU.js's guard for dynamic ones
+      loopMaxIterations: 1 << 20,
+    } as any) as unknown as CompiledKernel;
+  }
+
+  /**
+   * Compiles a chain of kernels into one GPU.js plan (`gpu.createPipeline`): each call uploads the plan's
+   * one argument, runs every step with the intermediates kept on the device (webasm: one wasm memory, the whole
+   * plan on the worker pool; webgpu: one command encoder, one submission), and reads back only the last output.
+   * `chain` receives the compiled steps in order and the plan's argument, and returns the last step's output.
+   * The plan is not cached: its owner keeps it (it holds its steps' resident weights) and destroys it.
+   */
+  plan(steps: KernelSpec[], chain: (kernels: Array<(arg: unknown) => unknown>, input: unknown) => unknown): Plan {
+    const kernels = steps.map((s) => this.compile(s));
+    // GPU.js counts a plan's arguments by the function's declared parameters: exactly one here
+    const pipeline = this.backend === 'cpu' ? stepwisePlan(steps, kernels, chain)
+      : (this.gpu as any).createPipeline(function (input: unknown) {
+        return chain(kernels as any, input);
+      });
+    const plan = new Plan(this, steps, kernels, pipeline);
+    this.plans.add(plan);
+    return plan;
+  }
+
+  /** @internal called by Plan.destroy */
+  forgetPlan(plan: Plan): void {
+    this.plans.delete(plan);
   }
 
   /** Frees the least recently used kernel when the cache is full (runs are awaited one at a time, so it is idle). */
@@ -153,9 +209,98 @@ export class Device {
   }
 
   destroy(): void {
+    for (const p of [...this.plans]) p.destroy();
     for (const k of this.kernels.values()) k.destroy();
     this.kernels.clear();
     this.gpu.destroy();
+  }
+}
+
+/**
+ * How a plan runs on each backend: fused where GPU.js has a fused executor (webasm: one wasm memory, on its
+ * worker pool when threads are available; webgpu: one command encoder, one submission), GPU.js's generic
+ * executor on headlessgl (textures end to end), our stepwise stand-in on cpu. Anything else is a degradation,
+ * and a Plan refuses it rather than report a path that did not run.
+ */
+export const PLAN_EXECUTORS: Record<Backend, readonly string[]> = {
+  cpu: ['stepwise'], webasm: ['fused-threaded', 'fused-sync'], headlessgl: ['generic'], webgpu: ['fused-encoder'],
+};
+
+/**
+ * The cpu backend's stand-in for a plan: the same kernels called one by one, each output flattened for the next.
+ * GPU.js's generic executor hands a cpu step's 3D output on as nested rows, which our flat-indexed kernels
+ * cannot read. Reports `executorKind` 'stepwise'.
+ */
+function stepwisePlan(steps: KernelSpec[], kernels: CompiledKernel[], chain: Parameters<Device['plan']>[1]) {
+  const step = (i: number) => async (input: unknown) => flattenResult(await (kernels[i] as any)(await input), outputSize(steps[i]!));
+  return Object.assign((input: Float32Array) => chain(steps.map((_, i) => step(i)), input), {
+    executorKind: 'stepwise', backend: 'cpu', fallbackReason: null, destroy: () => {},
+  });
+}
+
+/** A compiled chain of kernels (see `Device.plan`). */
+export class Plan {
+  private readonly device: Device;
+  private readonly steps: KernelSpec[];
+  private readonly kernels: CompiledKernel[];
+  private readonly pipeline: any;
+  private verified = false;
+
+  constructor(device: Device, steps: KernelSpec[], kernels: CompiledKernel[], pipeline: unknown) {
+    this.device = device;
+    this.steps = steps;
+    this.kernels = kernels;
+    this.pipeline = pipeline;
+  }
+
+  /**
+   * How GPU.js executed the plan after its first run: 'fused-threaded' / 'fused-sync' (webasm),
+   * 'fused-encoder' (webgpu), or 'generic' (every step as its own kernel call, intermediates still on the device).
+   */
+  get executorKind(): string {
+    return this.pipeline.executorKind ?? 'not run yet';
+  }
+
+  /** Why a fused executor declined the plan (null while fused or on a backend without one). */
+  get fallbackReason(): string | null {
+    return this.pipeline.fallbackReason ?? null;
+  }
+
+  async run(input: Float32Array): Promise<Float32Array> {
+    const size = outputSize(this.steps[this.steps.length - 1]);
+    if (input.length > this.device.maxElements) this.tooLarge(input.length);
+    const result = await this.pipeline(input);
+    if (!this.verified) {
+      this.verify();
+      this.verified = true;
+    }
+    return flattenResult(result, size);
+  }
+
+  private tooLarge(elements: number): never {
+    throw new Error(`plan ${this.steps.map((s) => s.name).join(' → ')}: an array of ${elements} elements exceeds the ${this.device.maxElements} that ${this.device.backend} indexes exactly`);
+  }
+
+  /** The plan must have run as the device's backend runs plans; a fused executor that declined is an error. */
+  private verify(): void {
+    const expected = PLAN_EXECUTORS[this.device.backend];
+    if (!expected.includes(this.executorKind)) {
+      const why = this.fallbackReason ? `: ${this.fallbackReason}` : '';
+      throw new Error(`plan ${this.steps.map((s) => s.name).join(' → ')} ran as '${this.executorKind}', not as ${expected.join(' or ')} on ${this.device.backend}${why}`);
+    }
+    for (const k of this.kernels) {
+      const ran = k.kernel?.constructor?.name;
+      // kernels a fused executor compiled itself are never built as GPU.js kernels; those that were must be ours
+      if (ran && ran !== KERNEL_CLASS[this.device.backend] && ran !== 'Kernel') {
+        throw new Error(`plan step ran as ${ran}, not on ${this.device.backend}`);
+      }
+    }
+  }
+
+  destroy(): void {
+    this.pipeline.destroy();
+    for (const k of this.kernels) k.destroy();
+    this.device.forgetPlan(this);
   }
 }
 

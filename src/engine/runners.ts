@@ -1,76 +1,93 @@
 /**
- * The two ways to serve N same-architecture models on one device:
- * - sequential: N nets of one model each, run one after another (N dispatches per layer);
- * - single dispatch: one net holding all N models stacked, one dispatch per layer (the counterpart of PyTorch's
- *   `torch.func.vmap` over `stack_module_state`).
+ * The two ways to serve N same-architecture models on one device, both through compiled inference plans
+ * (`InferencePlan`: the whole forward as one chain of fused kernels, weights resident):
+ * - sequential: N plans of one model each, run one after another (N dispatches per request);
+ * - single dispatch: one plan holding all N models stacked (one dispatch per request: the counterpart of
+ *   PyTorch's `torch.func.vmap` over `stack_module_state`).
  * Both take one batch shared by every model and return log-probabilities [N, B, 10].
  */
 import { NUM_CLASSES, sliceModels, type ParamSet } from './architecture.ts';
 import type { Device } from './device.ts';
-import { Net, maxModelsPerDispatch } from './net.ts';
+import { InferencePlan } from './inference-plan.ts';
+import { maxModelsPerDispatch } from './net.ts';
 
 export type RunnerKind = 'sequential' | 'single-dispatch';
 
 export interface Runner {
   readonly kind: RunnerKind;
   readonly numModels: number;
+  /** Plans (compiled forwards) one request runs: N sequentially, 1 in one dispatch (a few groups past a device limit). */
+  readonly dispatches: number;
+  /** How GPU.js executed the plans (e.g. 'fused-threaded', 'fused-encoder'); known after the first request. */
+  readonly executorKind: string;
   /** x: [B,1,28,28] normalised pixels; returns log-probabilities [N, B, 10]. */
   predict(x: Float32Array, B: number): Promise<Float32Array>;
+  /** Frees the compiled plans and their resident weights. */
+  destroy(): void;
 }
 
-export class SequentialRunner implements Runner {
-  readonly kind = 'sequential';
+/** Runs plans one after another and concatenates their [models, B, 10] outputs. */
+abstract class PlanRunner implements Runner {
+  abstract readonly kind: RunnerKind;
   readonly numModels: number;
-  private readonly nets: Net[];
+  protected readonly plans: InferencePlan[];
 
-  constructor(device: Device, stacked: ParamSet, numModels: number) {
+  protected constructor(numModels: number, plans: InferencePlan[]) {
     this.numModels = numModels;
-    this.nets = Array.from({ length: numModels }, (_, i) => new Net(device, 1, sliceModels(stacked, i, 1)));
+    this.plans = plans;
+  }
+
+  get dispatches(): number {
+    return this.plans.length;
+  }
+
+  get executorKind(): string {
+    return this.plans[0]!.executorKind;
   }
 
   async predict(x: Float32Array, B: number): Promise<Float32Array> {
-    const out = new Float32Array(this.numModels * B * NUM_CLASSES);
-    for (let i = 0; i < this.nets.length; i++) {
-      const { logp } = await this.nets[i].forward(x, B, { sharedInput: true });
-      out.set(logp, i * B * NUM_CLASSES);
-    }
-    return out;
-  }
-}
-
-/**
- * All models in one net. A device bounds how many models one dispatch holds (webasm: 14, by fc1's stacked
- * weight and float32 indexing); beyond that the models are split into as few groups as possible.
- */
-export class SingleDispatchRunner implements Runner {
-  readonly kind = 'single-dispatch';
-  readonly numModels: number;
-  /** dispatches per layer: 1 unless the device needed the models split into groups */
-  readonly groups: number;
-  private readonly nets: Net[];
-
-  constructor(device: Device, stacked: ParamSet, numModels: number) {
-    this.numModels = numModels;
-    const perGroup = maxModelsPerDispatch(device);
-    this.groups = Math.ceil(numModels / perGroup);
-    const size = Math.ceil(numModels / this.groups);
-    this.nets = [];
-    for (let first = 0; first < numModels; first += size) {
-      const count = Math.min(size, numModels - first);
-      this.nets.push(new Net(device, count, sliceModels(stacked, first, count)));
-    }
-  }
-
-  async predict(x: Float32Array, B: number): Promise<Float32Array> {
-    if (this.nets.length === 1) return (await this.nets[0].forward(x, B, { sharedInput: true })).logp;
+    if (this.plans.length === 1) return this.plans[0]!.predict(x, B);
     const out = new Float32Array(this.numModels * B * NUM_CLASSES);
     let at = 0;
-    for (const net of this.nets) {
-      const { logp } = await net.forward(x, B, { sharedInput: true });
+    for (const plan of this.plans) {
+      const logp = await plan.predict(x, B);
       out.set(logp, at);
       at += logp.length;
     }
     return out;
+  }
+
+  destroy(): void {
+    for (const plan of this.plans) plan.destroy();
+  }
+}
+
+/** N plans of one model each, run one after another: N dispatches per request. */
+export class SequentialRunner extends PlanRunner {
+  readonly kind = 'sequential';
+
+  constructor(device: Device, stacked: ParamSet, numModels: number) {
+    super(numModels, Array.from({ length: numModels }, (_, i) => new InferencePlan(device, sliceModels(stacked, i, 1), 1)));
+  }
+}
+
+/**
+ * All models stacked in one plan: one dispatch per request. A device bounds how many models one plan holds
+ * (webasm: 14, by fc1's stacked weight and float32 indexing); beyond that the models are split into as few
+ * groups as possible.
+ */
+export class SingleDispatchRunner extends PlanRunner {
+  readonly kind = 'single-dispatch';
+
+  constructor(device: Device, stacked: ParamSet, numModels: number) {
+    const groups = Math.ceil(numModels / maxModelsPerDispatch(device));
+    const size = Math.ceil(numModels / groups);
+    const plans: InferencePlan[] = [];
+    for (let first = 0; first < numModels; first += size) {
+      const count = Math.min(size, numModels - first);
+      plans.push(new InferencePlan(device, sliceModels(stacked, first, count), count));
+    }
+    super(numModels, plans);
   }
 }
 

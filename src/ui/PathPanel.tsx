@@ -56,7 +56,7 @@ export function PathPanel({ title, view, width, color, active, grow = false }: P
   const inner = Math.max(1, width - FRAME);
   const bar = Math.max(4, inner - LABEL - COUNT);
   const s = view.stats;
-  const dispatches = view.dispatchesPerLayer;
+  const dispatches = view.dispatchesPerRequest;
   const hist = view.history;
   const shown = hist.slice(-Math.max(1, inner - LABEL - 20));
   return (
@@ -65,7 +65,7 @@ export function PathPanel({ title, view, width, color, active, grow = false }: P
       <Box>
         <Text bold color={color}>{title}</Text>
         {dispatches !== undefined && (
-          <Text dimColor wrap="truncate-end">{`  ${dispatches} dispatch${dispatches === 1 ? '' : 'es'} per layer`}</Text>
+          <Text dimColor wrap="truncate-end">{`  ${dispatches} dispatch${dispatches === 1 ? '' : 'es'} per request`}</Text>
         )}
       </Box>
       <ProgressBar label="warm-up" labelWidth={LABEL} done={view.warmup.done} total={view.warmup.total} width={bar} color={color} />

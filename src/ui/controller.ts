@@ -16,7 +16,7 @@
  * two runs never share the device.
  */
 import type { ParamSet } from '../engine/architecture.ts';
-import { SingleDispatchRunner, type Runner } from '../engine/runners.ts';
+import type { Runner } from '../engine/runners.ts';
 import { normalizeImages } from '../data/mnist.ts';
 import type { LoadedDigit } from '../io/png.ts';
 import {
@@ -49,8 +49,8 @@ export interface PathView {
   history: number[];
   /** each model's digit for the image, from this path's latest output; undefined before the first call */
   predictions: number[] | undefined;
-  /** kernel dispatches per layer for one request: N sequentially, 1 (or a few groups) in one dispatch */
-  dispatchesPerLayer: number | undefined;
+  /** compiled forward plans one request runs: N sequentially, 1 (or a few groups) in one dispatch */
+  dispatchesPerRequest: number | undefined;
 }
 
 export type RunPhase = 'loading' | 'compiling' | 'warmup' | 'timed' | 'done' | 'stopped' | 'error';
@@ -162,13 +162,13 @@ interface PathRun {
   chunk: number;
   chunkStart: number;
   predictions: number[] | undefined;
-  dispatchesPerLayer: number | undefined;
+  dispatchesPerRequest: number | undefined;
 }
 
 function emptyPath(warmup: number, iters: number, chunkEnds: number[], history: number[] = []): PathRun {
   return {
     warmup: { done: 0, total: warmup }, timed: { done: 0, total: iters }, samples: [], final: undefined, history,
-    pendingMs: undefined, chunkEnds, chunk: 0, chunkStart: 0, predictions: undefined, dispatchesPerLayer: undefined,
+    pendingMs: undefined, chunkEnds, chunk: 0, chunkStart: 0, predictions: undefined, dispatchesPerRequest: undefined,
   };
 }
 
@@ -177,6 +177,9 @@ function observe(runner: Runner, rec: PathRun, N: number, B: number): Runner {
   return {
     kind: runner.kind,
     numModels: runner.numModels,
+    get dispatches() { return runner.dispatches; },
+    get executorKind() { return runner.executorKind; },
+    destroy: () => runner.destroy(),
     predict: async (x, b) => {
       const t0 = performance.now();
       const out = await runner.predict(x, b);
@@ -351,35 +354,41 @@ export class BenchController implements DashboardController {
     };
     const x = repeatImage(normalizeImages(digit.pixels), B);
     const built = deps.makePaths(models.params, N);
-    const paths: ServingPaths = {
-      numModels: N,
-      sequential: observe(built.sequential, rec.sequential, N, B),
-      singleDispatch: observe(built.singleDispatch, rec.singleDispatch, N, B),
-    };
-    rec.sequential.dispatchesPerLayer = N;
-    rec.singleDispatch.dispatchesPerLayer = built.singleDispatch instanceof SingleDispatchRunner ? built.singleDispatch.groups : 1;
-    this.phase = 'compiling';
-    this.publish();
+    try {
+      const paths: ServingPaths = {
+        numModels: N,
+        sequential: observe(built.sequential, rec.sequential, N, B),
+        singleDispatch: observe(built.singleDispatch, rec.singleDispatch, N, B),
+      };
+      rec.sequential.dispatchesPerRequest = built.sequential.dispatches;
+      rec.singleDispatch.dispatchesPerRequest = built.singleDispatch.dispatches;
+      this.phase = 'compiling';
+      this.publish();
 
-    const first = await firstRequest(paths, x, B);
-    signal.throwIfAborted();
-    this.agreement = first.agreement;
-    const m = await measure(paths, x, B, {
-      warmup, iters, chunks: this.chunks, signal,
-      onProgress: (p) => {
-        if (signal.aborted) return;
-        this.activePath = p.path;
-        this.phase = p.phase;
-        record(rec[p.path], p);
-        this.schedulePublish();
-      },
-    });
-    // an abort during the harness's last yield still counts
-    signal.throwIfAborted();
-    const last = checkAgreement(m.lastOutputs.sequential, m.lastOutputs.singleDispatch, N, B);
-    this.agreement = { ...first.agreement, maxAbsDiff: Math.max(first.agreement.maxAbsDiff, last.maxAbsDiff) };
-    // the harness's own samples for the final figures
-    for (const path of PATHS) rec[path].final = pathStats(m.samplesMs[path], N * B);
+      const first = await firstRequest(paths, x, B);
+      signal.throwIfAborted();
+      this.agreement = first.agreement;
+      const m = await measure(paths, x, B, {
+        warmup, iters, chunks: this.chunks, signal,
+        onProgress: (p) => {
+          if (signal.aborted) return;
+          this.activePath = p.path;
+          this.phase = p.phase;
+          record(rec[p.path], p);
+          this.schedulePublish();
+        },
+      });
+      // an abort during the harness's last yield still counts
+      signal.throwIfAborted();
+      const last = checkAgreement(m.lastOutputs.sequential, m.lastOutputs.singleDispatch, N, B);
+      this.agreement = { ...first.agreement, maxAbsDiff: Math.max(first.agreement.maxAbsDiff, last.maxAbsDiff) };
+      // the harness's own samples for the final figures
+      for (const path of PATHS) rec[path].final = pathStats(m.samplesMs[path], N * B);
+    } finally {
+      // the plans hold compiled kernels and resident weights; a long session visits many N and B
+      built.sequential.destroy();
+      built.singleDispatch.destroy();
+    }
     this.phase = 'done';
     this.activePath = undefined;
     this.runEnded = performance.now();
@@ -417,7 +426,7 @@ export class BenchController implements DashboardController {
       stats: run.final ?? (run.samples.length > 0 ? pathStats(run.samples, N * B) : undefined),
       history: run.history,
       predictions: run.predictions,
-      dispatchesPerLayer: run.dispatchesPerLayer,
+      dispatchesPerRequest: run.dispatchesPerRequest,
     });
     const paths = { sequential: view(this.paths.sequential), singleDispatch: view(this.paths.singleDispatch) };
     const seq = paths.sequential.stats;

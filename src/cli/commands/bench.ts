@@ -1,12 +1,14 @@
 /**
  * `mnist-gpujs bench`: the PyTorch seed script's benchmark, done properly. Loads the model(s), prints the
- * architecture and the request's shape, a sample prediction, then times N models served one by one (sequential)
- * against all N in one dispatch per layer (single dispatch, the vmap counterpart), checks that both paths agree,
+ * architecture and the request's shape, a sample prediction, then times N models served one by one (sequential:
+ * N compiled forward plans per request) against all N stacked in one plan (single dispatch, the vmap counterpart), checks that both paths agree,
  * and prints latency, throughput and the speedup. `--sweep` repeats that for each model count and adds a table.
  * The measuring lives in src/bench/harness.ts; this file only loads inputs and formats.
  *
  * `--json` prints one JSON document on stdout and nothing else there (notes, warnings and progress go to stderr):
- *   backend            string    the GPU.js backend that ran every kernel (cpu, webasm, ...)
+ *   backend            string    the GPU.js backend that ran every kernel (cpu, webasm, headlessgl, webgpu)
+ *   adapter            string | null  the GPU behind a GPU backend, e.g. "google swiftshader (SwiftShader driver
+ *                      5.0.0)", with ", a software adapter" when it is not a GPU; null on cpu and webasm
  *   modelPath          string    the model file
  *   fileModels         number    how many models the file holds
  *   batchSize          number    B: images per request (the image repeated B times)
@@ -23,6 +25,10 @@
  *                      {meanMs, p50Ms, p95Ms, p99Ms, minMs, maxMs, samples, requestsPerSecond,
  *                       modelEvaluationsPerSecond}: per-call latency (percentiles nearest-rank), requests/s
  *                      (1000 / meanMs) and N × B × requests/s
+ *   execution          {sequential, singleDispatch: {dispatches, executorKind}}: compiled plans per request (N and 1,
+ *                      or a few groups past a device's limit) and how GPU.js executed them: 'fused-threaded' or
+ *                      'fused-sync' (webasm), 'fused-encoder' (webgpu: one submission), 'generic' (headlessgl),
+ *                      'stepwise' (cpu)
  *   speedup            number    sequential meanMs / singleDispatch meanMs
  * A disagreement between the paths is an error (exit 1), so a document always describes agreeing paths.
  */
@@ -82,7 +88,7 @@ export async function run(opts: BenchOptions, io: CliIO = processIO): Promise<nu
 
   print(`Timing: ${opts.warmup} warm-up call(s) per path, then ${opts.iters} timed call(s) per path, alternating in ${chunks} chunk(s)`);
 
-  const device = Device.open(opts.backend);
+  const device = await Device.open(opts.backend);
   const abort = new AbortController();
   const onSigint = () => {
     if (abort.signal.aborted) process.exit(EXIT_INTERRUPTED); // a second Ctrl-C does not wait for the chunk
@@ -99,7 +105,7 @@ export async function run(opts: BenchOptions, io: CliIO = processIO): Promise<nu
         onProgress: (p) => progress.update(p),
         onFirstRequest: (first) => {
           // printed once kernels have run: Device refuses a kernel that fell back to another backend
-          if (entries.length === 0) print(`Backend: ${device.backend}`);
+          if (entries.length === 0) print(`Backend: ${device.description}`);
           print(`Sample prediction (single dispatch, each model's digit): [${first.predictions.map((row) => row[0]).join(', ')}]`);
         },
       });
@@ -121,7 +127,7 @@ export async function run(opts: BenchOptions, io: CliIO = processIO): Promise<nu
   if (opts.sweep) print('\n' + formatSweepTable(entries));
   if (opts.json) {
     const doc = {
-      backend: device.backend, modelPath: opts.modelPath, fileModels: served.fileModels, batchSize: B,
+      backend: device.backend, adapter: device.adapterLabel, modelPath: opts.modelPath, fileModels: served.fileModels, batchSize: B,
       warmup: opts.warmup, iters: opts.iters, chunks,
       image: { path: opts.imagePath, width: digit.width, height: digit.height, shape, inverted: digit.inverted, warnings: digit.warnings },
       ...(opts.sweep ? { sweep: entries } : entries[0]),
@@ -182,6 +188,8 @@ function formatResult(r: ModelsBenchmark): string {
     `Avg time taken for prediction without vmap (sequential, ${models}): ${formatStats(r.sequential)}`,
     `Avg time taken for prediction with single dispatch (vmap-style, ${models}): ${formatStats(r.singleDispatch)}`,
     `Speedup: ${r.speedup.toFixed(2)}x`,
+    `Execution: sequential ${plural(r.execution.sequential.dispatches, 'plan')} per request (${r.execution.sequential.executorKind}), `
+      + `single dispatch ${plural(r.execution.singleDispatch.dispatches, 'plan')} (${r.execution.singleDispatch.executorKind})`,
     formatAgreement(r.agreement),
   ].join('\n');
 }

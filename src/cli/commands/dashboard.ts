@@ -49,7 +49,7 @@ export async function run(opts: DashboardOptions, io: CliIO = processIO): Promis
   // Startup inputs fail here, as in plain mode, before anything is drawn.
   const models = loadServedModels(opts.modelPath, opts.numModels);
   const digit = readDigitPng(opts.imagePath, { invert: opts.invert });
-  const device = Device.open(opts.backend);
+  const device = await Device.open(opts.backend);
 
   const controller = new BenchController({
     backend: device.backend,

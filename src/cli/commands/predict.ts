@@ -34,7 +34,7 @@ export async function run(opts: PredictOptions, io: CliIO = processIO): Promise<
   const B = digits.length;
   const x = new Float32Array(B * IMAGE_PIXELS);
   digits.forEach((d, i) => x.set(normalizeImages(d.pixels), i * IMAGE_PIXELS));
-  const device = Device.open(opts.backend);
+  const device = await Device.open(opts.backend);
   try {
     const logp = await new SingleDispatchRunner(device, served.params, served.numModels).predict(x, B);
     const results = digits.map((d, b) => describe(opts.images[b], d, logp, b, B, served.numModels));

@@ -28,7 +28,7 @@ export async function run(opts: TrainOptions, io: CliIO = processIO): Promise<nu
   const optimizer: OptimizerConfig = opts.optimizer === 'adadelta'
     ? { ...ADADELTA_DEFAULTS, weightDecay: opts.weightDecay }
     : { kind: 'sgd', momentum: opts.momentum, weightDecay: opts.weightDecay };
-  const device = Device.open(opts.backend);
+  const device = await Device.open(opts.backend);
   const K = opts.numModels;
   const maxModels = maxModelsPerDispatch(device);
   if (K > maxModels) {

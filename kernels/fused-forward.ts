@@ -1,0 +1,184 @@
+/**
+ * The inference forward as four fused kernels, each one value per cell, with the weights resident:
+ *
+ *   conv1 + bias + ReLU → conv2 + bias + ReLU + 2x2 max-pool → fc1 + bias + ReLU → fc2 + bias + log_softmax
+ *
+ * Weights and biases are `constants`, which a backend uploads once when it builds the kernel (webgpu: storage
+ * buffers; webasm: its wasm memory; GL: textures) and never per call. Each cell returns one value because the chain
+ * runs as one `gpu.createPipeline` plan, and plans take no vector-returning intermediates. Dropout is the
+ * identity at inference, so it has no kernel here; training uses the per-layer kernels of the other files.
+ *
+ * Parameter layouts are PyTorch's, stacked over M models, except fc1's weight, which the plan builder gives
+ * transposed ([M, inF, outF], see `transposeLinearWeight`) so that adjacent cells read adjacent weights.
+ */
+import type { Conv2DInfo, LinearInfo, Pool2DInfo } from './shapes.ts';
+import type { KernelSpec, KernelThis } from './spec.ts';
+
+type ConvThis = KernelThis<Conv2DInfo & { weight: Float32Array; bias: Float32Array }>;
+type PoolThis = KernelThis<Conv2DInfo & { poolH: number; poolW: number; weight: Float32Array; bias: Float32Array }>;
+type LinearThis = KernelThis<LinearInfo & { weight: Float32Array; bias: Float32Array }>;
+
+/** Weights given to a fused kernel: [M, ...] stacked, uploaded with the kernel. */
+export interface ResidentParams { weight: Float32Array; bias: Float32Array }
+
+/**
+ * relu(b[m,co] + Σ_ci,ky,kx x[m,b,ci,oy+ky,ox+kx] · w[m,co,ci,ky,kx]), taps written out.
+ * Grid [outW, outH, M*B*outC] → [M, B, outC, outH, outW].
+ */
+export function conv2dBiasReluResident(info: Conv2DInfo, p: ResidentParams): KernelSpec {
+  return {
+    name: 'fused.conv2dBiasRelu',
+    fn: function (this: ConvThis, x: Float32Array): number {
+      const mb = Math.floor(this.thread.z / this.constants.outC);
+      const co = this.thread.z - mb * this.constants.outC;
+      const m = Math.floor(mb / this.constants.B);
+      const b = mb - m * this.constants.B;
+      let sum = this.constants.bias[m * this.constants.outC + co];
+      for (let ci = 0; ci < this.constants.inC; ci++) {
+        const xo = m * this.constants.xModelStride
+          + ((b * this.constants.inC + ci) * this.constants.inH + this.thread.y) * this.constants.inW + this.thread.x;
+        const wo = ((m * this.constants.outC + co) * this.constants.inC + ci) * 9;
+        sum += x[xo] * this.constants.weight[wo] + x[xo + 1] * this.constants.weight[wo + 1]
+          + x[xo + 2] * this.constants.weight[wo + 2]
+          + x[xo + this.constants.inW] * this.constants.weight[wo + 3]
+          + x[xo + this.constants.inW + 1] * this.constants.weight[wo + 4]
+          + x[xo + this.constants.inW + 2] * this.constants.weight[wo + 5]
+          + x[xo + 2 * this.constants.inW] * this.constants.weight[wo + 6]
+          + x[xo + 2 * this.constants.inW + 1] * this.constants.weight[wo + 7]
+          + x[xo + 2 * this.constants.inW + 2] * this.constants.weight[wo + 8];
+      }
+      return Math.max(sum, 0);
+    },
+    output: [info.outW, info.outH, info.M * info.B * info.outC],
+    constants: { ...info, weight: p.weight, bias: p.bias },
+    flops: 2 * info.M * info.B * info.outC * info.outH * info.outW * info.inC * 9,
+  };
+}
+
+/**
+ * max_pool2d(relu(conv2d(x) + b), 2): each cell computes the four convolution outputs under its pooling window
+ * from one 4x4 input patch per input channel (16 reads shared by 36 multiply-adds), then takes
+ * max(0, max of the four + bias): ReLU and the shared bias commute with the max.
+ * Grid [poolW, poolH, M*B*outC] → [M, B, outC, poolH, poolW], which flattens in PyTorch's order for fc1.
+ */
+export function conv2dBiasReluPoolResident(info: Conv2DInfo, pool: Pool2DInfo, p: ResidentParams): KernelSpec {
+  return {
+    name: 'fused.conv2dBiasReluPool',
+    fn: function (this: PoolThis, x: Float32Array): number {
+      const mb = Math.floor(this.thread.z / this.constants.outC);
+      const co = this.thread.z - mb * this.constants.outC;
+      const m = Math.floor(mb / this.constants.B);
+      const b = mb - m * this.constants.B;
+      let s00 = 0;
+      let s01 = 0;
+      let s10 = 0;
+      let s11 = 0;
+      for (let ci = 0; ci < this.constants.inC; ci++) {
+        const xo = m * this.constants.xModelStride
+          + ((b * this.constants.inC + ci) * this.constants.inH + 2 * this.thread.y) * this.constants.inW + 2 * this.thread.x;
+        const wo = ((m * this.constants.outC + co) * this.constants.inC + ci) * 9;
+        const w0 = this.constants.weight[wo];
+        const w1 = this.constants.weight[wo + 1];
+        const w2 = this.constants.weight[wo + 2];
+        const w3 = this.constants.weight[wo + 3];
+        const w4 = this.constants.weight[wo + 4];
+        const w5 = this.constants.weight[wo + 5];
+        const w6 = this.constants.weight[wo + 6];
+        const w7 = this.constants.weight[wo + 7];
+        const w8 = this.constants.weight[wo + 8];
+        const a0 = x[xo];
+        const a1 = x[xo + 1];
+        const a2 = x[xo + 2];
+        const a3 = x[xo + 3];
+        const b0 = x[xo + this.constants.inW];
+        const b1 = x[xo + this.constants.inW + 1];
+        const b2 = x[xo + this.constants.inW + 2];
+        const b3 = x[xo + this.constants.inW + 3];
+        const c0 = x[xo + 2 * this.constants.inW];
+        const c1 = x[xo + 2 * this.constants.inW + 1];
+        const c2 = x[xo + 2 * this.constants.inW + 2];
+        const c3 = x[xo + 2 * this.constants.inW + 3];
+        const d0 = x[xo + 3 * this.constants.inW];
+        const d1 = x[xo + 3 * this.constants.inW + 1];
+        const d2 = x[xo + 3 * this.constants.inW + 2];
+        const d3 = x[xo + 3 * this.constants.inW + 3];
+        s00 += a0 * w0 + a1 * w1 + a2 * w2 + b0 * w3 + b1 * w4 + b2 * w5 + c0 * w6 + c1 * w7 + c2 * w8;
+        s01 += a1 * w0 + a2 * w1 + a3 * w2 + b1 * w3 + b2 * w4 + b3 * w5 + c1 * w6 + c2 * w7 + c3 * w8;
+        s10 += b0 * w0 + b1 * w1 + b2 * w2 + c0 * w3 + c1 * w4 + c2 * w5 + d0 * w6 + d1 * w7 + d2 * w8;
+        s11 += b1 * w0 + b2 * w1 + b3 * w2 + c1 * w3 + c2 * w4 + c3 * w5 + d1 * w6 + d2 * w7 + d3 * w8;
+      }
+      const top = Math.max(Math.max(s00, s01), Math.max(s10, s11));
+      return Math.max(top + this.constants.bias[m * this.constants.outC + co], 0);
+    },
+    output: [pool.outW, pool.outH, info.M * info.B * info.outC],
+    constants: { ...info, poolH: pool.outH, poolW: pool.outW, weight: p.weight, bias: p.bias },
+    flops: 2 * info.M * info.B * info.outC * 4 * pool.outH * pool.outW * info.inC * 9,
+  };
+}
+
+/** relu(b[m,o] + Σ_k x[m,b,k] · wT[m,k,o]), wT the transposed weight. Grid [outF, B, M]. */
+export function linearBiasReluResident(info: LinearInfo, p: ResidentParams): KernelSpec {
+  return {
+    name: 'fused.linearBiasRelu',
+    fn: function (this: LinearThis, x: Float32Array): number {
+      const xo = this.thread.z * this.constants.xModelStride + this.thread.y * this.constants.inF;
+      const wo = this.thread.z * this.constants.inF * this.constants.outF + this.thread.x;
+      let sum = this.constants.bias[this.thread.z * this.constants.outF + this.thread.x];
+      for (let k = 0; k < this.constants.inF; k++) {
+        sum += x[xo + k] * this.constants.weight[wo + k * this.constants.outF];
+      }
+      return Math.max(sum, 0);
+    },
+    output: [info.outF, info.B, info.M],
+    constants: { ...info, weight: p.weight, bias: p.bias },
+    flops: 2 * info.M * info.B * info.outF * info.inF,
+  };
+}
+
+/**
+ * log_softmax(b + x · wᵀ) over the outF classes of each row, w in PyTorch's [M, outF, inF] layout. Each cell
+ * recomputes its row's logits (10 × 128 multiply-adds, negligible) for the max and the sum of exponentials.
+ * Grid [outF, B, M] → [M, B, outF].
+ */
+export function linearLogSoftmaxResident(info: LinearInfo, p: ResidentParams): KernelSpec {
+  return {
+    name: 'fused.linearLogSoftmax',
+    fn: function (this: LinearThis, x: Float32Array): number {
+      const xo = this.thread.z * this.constants.xModelStride + this.thread.y * this.constants.inF;
+      let top = -3.4e38;
+      let own = 0;
+      for (let o = 0; o < this.constants.outF; o++) {
+        let z = this.constants.bias[this.thread.z * this.constants.outF + o];
+        for (let k = 0; k < this.constants.inF; k++) {
+          z += x[xo + k] * this.constants.weight[(this.thread.z * this.constants.outF + o) * this.constants.inF + k];
+        }
+        top = Math.max(top, z);
+        if (o === this.thread.x) own = z;
+      }
+      let sum = 0;
+      for (let o = 0; o < this.constants.outF; o++) {
+        let z = this.constants.bias[this.thread.z * this.constants.outF + o];
+        for (let k = 0; k < this.constants.inF; k++) {
+          z += x[xo + k] * this.constants.weight[(this.thread.z * this.constants.outF + o) * this.constants.inF + k];
+        }
+        sum += Math.exp(z - top);
+      }
+      return own - top - Math.log(sum);
+    },
+    output: [info.outF, info.B, info.M],
+    constants: { ...info, weight: p.weight, bias: p.bias },
+    flops: 4 * info.M * info.B * info.outF * info.inF,
+  };
+}
+
+/** [M, outF, inF] (PyTorch) → [M, inF, outF], for `linearBiasReluResident`. */
+export function transposeLinearWeight(w: Float32Array, M: number, outF: number, inF: number): Float32Array {
+  const t = new Float32Array(w.length);
+  for (let m = 0; m < M; m++) {
+    const base = m * outF * inF;
+    for (let o = 0; o < outF; o++) {
+      for (let k = 0; k < inF; k++) t[base + k * outF + o] = w[base + o * inF + k];
+    }
+  }
+  return t;
+}

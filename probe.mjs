@@ -1,0 +1,15 @@
+import { mkdtempSync } from 'node:fs';
+if (!process.env.XDG_RUNTIME_DIR) process.env.XDG_RUNTIME_DIR = '/tmp';
+const { create, globals } = await import('webgpu');
+Object.assign(globalThis, globals);
+const gpu = create([]);
+const adapter = await gpu.requestAdapter();
+const i = adapter.info;
+console.log({vendor: i.vendor, arch: i.architecture, device: i.device, description: i.description, isFallback: adapter.isFallbackAdapter, ft: i.isFallbackAdapter});
+globalThis.navigator = { gpu };
+const gpujs = (await import('gpu.js')).default;
+const g = new gpujs.GPU({ mode: 'webgpu' });
+const k = g.createKernel(function (a) { return a[this.thread.x] * 2; }, { output: [8], constants: {} });
+console.log(await k(new Float32Array([1,2,3,4,5,6,7,8])), k.kernel.constructor.name);
+const k4 = g.createKernel(function (a) { return [a[this.thread.x], 1, 2, 3]; }, { output: [4], returnType: 'Array(4)' });
+console.log(await k4(new Float32Array([1,2,3,4])));

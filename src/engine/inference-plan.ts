@@ -1,0 +1,92 @@
+/**
+ * Inference for M stacked models as one compiled plan: the four fused kernels of `kernels/fused-forward.ts`
+ * chained by `Device.plan`. The weights are resident (uploaded once, when a plan is built for a batch size);
+ * a call uploads only the images and reads back only the log-probabilities. This is "single dispatch" carried
+ * to its end: one submission for the whole forward of every model.
+ */
+import { CONV1, CONV2, FC1, FC2, IMAGE_SIDE, NUM_CLASSES, type ParamSet } from './architecture.ts';
+import type { Device, Plan } from './device.ts';
+import { computeConv2DInfo, computeLinearInfo, computePool2DInfo } from '../../kernels/shapes.ts';
+import {
+  conv2dBiasReluPoolResident, conv2dBiasReluResident, linearBiasReluResident, linearLogSoftmaxResident,
+  transposeLinearWeight,
+} from '../../kernels/fused-forward.ts';
+
+/** conv1's output for one sample of one model: the plan's largest intermediate. */
+const CONV1_OUT = CONV1.outChannels * (IMAGE_SIDE - 2) * (IMAGE_SIDE - 2);
+
+export class InferencePlan {
+  readonly numModels: number;
+  private readonly device: Device;
+  private readonly params: ParamSet;
+  private readonly fc1WeightT: Float32Array;
+  /** One compiled plan per batch size seen (the grid is part of a compiled kernel). */
+  private readonly plans = new Map<number, Plan>();
+
+  constructor(device: Device, params: ParamSet, numModels: number) {
+    this.device = device;
+    this.params = params;
+    this.numModels = numModels;
+    this.fc1WeightT = transposeLinearWeight(params['fc1.weight'], numModels, FC1.outFeatures, FC1.inFeatures);
+  }
+
+  /** The largest batch one plan call takes: conv1's output, the largest intermediate, must stay indexable. */
+  get maxBatch(): number {
+    return Math.floor(this.device.maxElements / (this.numModels * CONV1_OUT));
+  }
+
+  /** x: [B,1,28,28] shared by every model; returns log-probabilities [M, B, 10]. A large B runs in chunks. */
+  async predict(x: Float32Array, B: number): Promise<Float32Array> {
+    const pixels = IMAGE_SIDE * IMAGE_SIDE;
+    if (x.length !== B * pixels) throw new Error(`InferencePlan: input holds ${x.length} values, expected ${B * pixels}`);
+    const chunk = this.maxBatch;
+    if (B <= chunk) return this.planFor(B).run(x);
+    const M = this.numModels;
+    const logp = new Float32Array(M * B * NUM_CLASSES);
+    for (let start = 0; start < B; start += chunk) {
+      const Bc = Math.min(chunk, B - start);
+      const part = await this.planFor(Bc).run(x.subarray(start * pixels, (start + Bc) * pixels));
+      for (let m = 0; m < M; m++) {
+        logp.set(part.subarray(m * Bc * NUM_CLASSES, (m + 1) * Bc * NUM_CLASSES), (m * B + start) * NUM_CLASSES);
+      }
+    }
+    return logp;
+  }
+
+  /** How GPU.js ran the plan (see `Plan.executorKind`); 'not run yet' before the first call. */
+  get executorKind(): string {
+    const first = this.plans.values().next().value;
+    return first ? first.executorKind : 'not run yet';
+  }
+
+  get fallbackReason(): string | null {
+    const first = this.plans.values().next().value;
+    return first ? first.fallbackReason : null;
+  }
+
+  private planFor(B: number): Plan {
+    let plan = this.plans.get(B);
+    if (plan) return plan;
+    const M = this.numModels;
+    const p = this.params;
+    const conv1 = computeConv2DInfo({ M, B, inC: CONV1.inChannels, inH: IMAGE_SIDE, inW: IMAGE_SIDE, outC: CONV1.outChannels, K: CONV1.kernel, sharedInput: true });
+    const conv2 = computeConv2DInfo({ M, B, inC: CONV2.inChannels, inH: conv1.outH, inW: conv1.outW, outC: CONV2.outChannels, K: CONV2.kernel });
+    const pool = computePool2DInfo({ M, B, C: conv2.outC, inH: conv2.outH, inW: conv2.outW });
+    const fc1 = computeLinearInfo({ M, B, inF: pool.C * pool.outH * pool.outW, outF: FC1.outFeatures });
+    const fc2 = computeLinearInfo({ M, B, inF: FC2.inFeatures, outF: NUM_CLASSES });
+    plan = this.device.plan([
+      conv2dBiasReluResident(conv1, { weight: p['conv1.weight'], bias: p['conv1.bias'] }),
+      conv2dBiasReluPoolResident(conv2, pool, { weight: p['conv2.weight'], bias: p['conv2.bias'] }),
+      linearBiasReluResident(fc1, { weight: this.fc1WeightT, bias: p['fc1.bias'] }),
+      linearLogSoftmaxResident(fc2, { weight: p['fc2.weight'], bias: p['fc2.bias'] }),
+    ], ([c1, c2, f1, f2], x) => f2(f1(c2(c1(x)))));
+    this.plans.set(B, plan);
+    return plan;
+  }
+
+  /** Frees every compiled plan and its resident weights. */
+  destroy(): void {
+    for (const plan of this.plans.values()) plan.destroy();
+    this.plans.clear();
+  }
+}
