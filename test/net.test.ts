@@ -22,6 +22,7 @@ import { Net } from '../src/engine/net.ts';
 import { ADADELTA_DEFAULTS, Optimizer } from '../src/engine/optimizer.ts';
 import { dropoutMask, makeRng as engineRng, permutation } from '../src/engine/random.ts';
 import { makeRunner } from '../src/engine/runners.ts';
+import { InferencePlan } from '../src/engine/inference-plan.ts';
 import { limitStratified, loadMnist, normalizeImages, type DigitSet } from '../src/data/mnist.ts';
 import { readModelFile, writeModelFile } from '../src/io/model-file.ts';
 import { availableBackends, declareUnrunBackends, poisoningDevice, useDevice } from './backends.ts';
@@ -311,6 +312,30 @@ describe.each(plan.run)('net on %s', (backend) => {
       expectRelative(b, expected, FORWARD_TOL, 'single dispatch vs reference');
       expect(argmaxRows(b)).toEqual(argmaxRows(expected));
     });
+  });
+
+  it('a batch larger than one plan call holds runs in chunks, with the same answer', { timeout: 60_000 }, async () => {
+    const f = runnerFixture();
+    const M = 2;
+    const B = 3;
+    const stacked = stackParams(f.models.slice(0, M));
+    const x = f.x.subarray(0, B * PIXELS);
+    const whole = new InferencePlan(device(), stacked, M);
+    // a device that indexes exactly only what one model-pair of conv1 output for one image needs: one image per call
+    const small = Object.create(device()) as Device;
+    Object.defineProperty(small, 'maxElements', { value: M * 32 * 26 * 26 });
+    const chunked = new InferencePlan(small, stacked, M);
+    try {
+      expect(whole.maxBatch).toBeGreaterThanOrEqual(B);
+      expect(chunked.maxBatch).toBe(1);
+      const a = await whole.predict(x, B);
+      const b = await chunked.predict(x, B);
+      expect(maxAbsDiff(a, b), 'max |one call − three calls|').toBeLessThanOrEqual(1e-6);
+      expectRelative(b, concat(f.refs.slice(0, M).map((r) => r.subarray(0, B * NUM_CLASSES))), FORWARD_TOL, 'chunked vs reference');
+    } finally {
+      whole.destroy();
+      chunked.destroy();
+    }
   });
 
   // Cost on this shared 2-core machine (webasm): ~1.7 s per B = 16 step of one model, ~2 s per B = 8 step of three,

@@ -36,15 +36,17 @@ export async function run(opts: PredictOptions, io: CliIO = processIO): Promise<
   digits.forEach((d, i) => x.set(normalizeImages(d.pixels), i * IMAGE_PIXELS));
   const device = await Device.open(opts.backend);
   try {
-    const logp = await new SingleDispatchRunner(device, served.params, served.numModels).predict(x, B);
+    const runner = new SingleDispatchRunner(device, served.params, served.numModels);
+    const logp = await runner.predict(x, B);
     const results = digits.map((d, b) => describe(opts.images[b], d, logp, b, B, served.numModels));
     if (opts.json) {
       io.stdout.write(JSON.stringify({
-        backend: device.backend, modelPath: opts.modelPath, numModels: served.numModels,
+        backend: device.backend, adapter: device.adapterLabel, executorKind: runner.executorKind,
+        modelPath: opts.modelPath, numModels: served.numModels,
         replicated: served.note !== undefined, images: results,
       }, null, 2) + '\n');
     } else {
-      io.stdout.write(`${served.numModels} model(s) from ${opts.modelPath}, backend ${device.backend}\n`);
+      io.stdout.write(`${served.numModels} model(s) from ${opts.modelPath}, backend ${device.description} (plan: ${runner.executorKind})\n`);
       for (const r of results) io.stdout.write(formatPlain(r, served.numModels));
     }
   } finally {

@@ -46,7 +46,7 @@ export async function run(opts: TrainOptions, io: CliIO = processIO): Promise<nu
   // with --json, stdout carries only the JSON lines
   const log: Writer = opts.json ? io.stderr : io.stdout;
   log.write(`Training ${K} model(s) on ${data.source}: ${data.train.count} training / ${data.test.count} test digits; `
-    + `backend ${device.backend}; ${opts.optimizer}, lr ${opts.lr}, gamma ${opts.gamma}, batch ${opts.batchSize}`
+    + `backend ${device.description}; ${opts.optimizer}, lr ${opts.lr}, gamma ${opts.gamma}, batch ${opts.batchSize}`
     + (resume ? `; resuming after epoch ${resume.epochsDone}` : '') + '\n');
 
   let stop = false;
@@ -102,7 +102,7 @@ export async function run(opts: TrainOptions, io: CliIO = processIO): Promise<nu
       }
       if (opts.json) {
         io.stdout.write(JSON.stringify({
-          epoch, lr, backend: device.backend, num_models: K,
+          epoch, lr, backend: device.backend, adapter: device.adapterLabel, num_models: K,
           train_loss: Array.from(lossSum, (s) => s / batches),
           test_loss: ev.loss, test_accuracy: ev.correct.map((c) => c / ev.total),
           ensemble_accuracy: ev.ensembleCorrect / ev.total,
