@@ -46,7 +46,7 @@ const stats = (meanMs: number, over: Partial<PathStats> = {}): PathStats => ({
 function pathView(over: Partial<PathView> = {}): PathView {
   return {
     warmup: { done: 0, total: 2 }, timed: { done: 0, total: 20 }, stats: undefined, history: [],
-    predictions: undefined, dispatchesPerRequest: undefined, ...over,
+    predictions: undefined, dispatchesPerRequest: undefined, executorKind: undefined, ...over,
   };
 }
 
@@ -103,10 +103,10 @@ describe('components', () => {
   it('PathPanel shows progress, latency, throughput, history and each model\'s digit', () => {
     const view = pathView({
       warmup: { done: 2, total: 2 }, timed: { done: 10, total: 20 }, stats: stats(12.345),
-      history: [12, 13, 11], predictions: [7, 1, 7], dispatchesPerRequest: 3,
+      history: [12, 13, 11], predictions: [7, 1, 7], dispatchesPerRequest: 3, executorKind: 'fused-threaded',
     });
     const out = frame(render(<PathPanel title="sequential" view={view} width={60} color="yellow" active />));
-    expect(out).toContain('sequential  3 dispatches per request');
+    expect(out).toContain('sequential  3 dispatches per request · fused-threaded');
     expect(out).toMatch(/warm-up +█+ 2\/2/);
     expect(out).toMatch(/timed +█+░+ 10\/20/);
     // half the bar is filled at 10/20

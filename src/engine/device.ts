@@ -33,14 +33,15 @@ export async function backendUnavailableReason(backend: Backend): Promise<string
 }
 
 /**
- * `auto` resolves to a hardware GPU when there is one (webgpu, then headlessgl), otherwise to webasm. It never
- * picks a software adapter (SwiftShader, llvmpipe): those run kernels correctly but far slower than webasm.
+ * `auto` resolves to webgpu when a hardware GPU answers, otherwise to webasm. It never picks a software adapter
+ * (SwiftShader, lavapipe): those run kernels correctly but far slower than webasm. Nor does it pick headlessgl:
+ * the `gl` addon reports only "ANGLE", never the renderer behind it, so a GPU cannot be told from Mesa's
+ * llvmpipe (what it draws on without one); headlessgl runs when asked for.
  */
 export async function resolveBackend(choice: BackendChoice): Promise<Backend> {
   if (choice !== 'auto') return choice;
   const webgpu = await probeWebGPU();
   if (webgpu.info && !webgpu.info.software) return 'webgpu';
-  if (GPU.isHeadlessGLSupported && headlessGLRenderer()?.software === false) return 'headlessgl';
   return GPU.isWebAssemblySupported ? 'webasm' : 'cpu';
 }
 

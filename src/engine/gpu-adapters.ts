@@ -6,7 +6,7 @@
  *   adapter answers is asked in a child process first: Dawn prints its driver warnings straight to stderr (and a
  *   broken driver can crash the process), so the probe keeps both away from the user's terminal and turns them
  *   into one line of reason.
- * - headlessgl: the `gl` addon's renderer string says whether a GPU or Mesa's llvmpipe draws.
+ * - headlessgl: the `gl` addon names only itself ("stack-gl", "ANGLE"), not the GPU or Mesa llvmpipe behind it.
  *
  * Software adapters (SwiftShader, llvmpipe, lavapipe) run kernels correctly but far slower than webasm: they
  * are for testing the GPU paths on machines without a GPU, and `--backend auto` never picks them.
@@ -119,16 +119,20 @@ export function installWebGPU(): Promise<AdapterInfo> {
   return installed;
 }
 
-/** The renderer behind headlessgl (needs the `gl` addon and an X display), or null when there is none. */
+/**
+ * What headlessgl reports about itself (needs the `gl` addon and an X display), or null when there is none.
+ * The addon answers "ANGLE" for the renderer, whatever draws behind it, so `software` is known only when the
+ * string names a software renderer; otherwise it is false meaning "not known to be software".
+ */
 export function headlessGLRenderer(): AdapterInfo | null {
   try {
     const createGL = require('gl') as (w: number, h: number) => any;
     const gl = createGL(1, 1);
     if (!gl) return null;
     const renderer = String(gl.getParameter(gl.RENDERER));
-    const vendor = String(gl.getParameter(gl.VENDOR));
+    const version = String(gl.getParameter(gl.VERSION));
     gl.getExtension('STACKGL_destroy_context')?.destroy();
-    return { description: `${vendor} ${renderer}`, software: SOFTWARE_RENDERERS.test(renderer) };
+    return { description: `${renderer} (${version}; the renderer behind it is not reported)`, software: SOFTWARE_RENDERERS.test(renderer) };
   } catch {
     return null;
   }

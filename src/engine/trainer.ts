@@ -6,6 +6,7 @@
  */
 import { DROPOUT1, DROPOUT2, FC1, NUM_CLASSES, stackParams, type ParamSet } from './architecture.ts';
 import type { Device } from './device.ts';
+import { InferencePlan } from './inference-plan.ts';
 import { initParams } from './init.ts';
 import { Net, POOLED_FEATURES } from './net.ts';
 import { Optimizer, stepLr, type OptimizerConfig } from './optimizer.ts';
@@ -118,8 +119,21 @@ export class Trainer {
   }
 }
 
+/**
+ * Evaluates through an inference plan of the current weights, the path `predict` and `bench` serve with, so a
+ * saved model reproduces these figures exactly; the plan (its resident weights) is freed afterwards.
+ */
 export async function evaluateModels(net: Net, set: DigitSet, batchSize: number): Promise<EvalReport> {
   const K = net.numModels;
+  const plan = new InferencePlan(net.device, net.params, K);
+  try {
+    return await evaluateWith(plan, K, set, batchSize);
+  } finally {
+    plan.destroy();
+  }
+}
+
+async function evaluateWith(plan: InferencePlan, K: number, set: DigitSet, batchSize: number): Promise<EvalReport> {
   const lossSum = new Array<number>(K).fill(0);
   const correct = new Array<number>(K).fill(0);
   let ensembleCorrect = 0;
@@ -127,7 +141,7 @@ export async function evaluateModels(net: Net, set: DigitSet, batchSize: number)
     const B = Math.min(batchSize, set.count - start);
     const x = new Float32Array(B * IMAGE_PIXELS);
     gatherNormalized(set, Array.from({ length: B }, (_, k) => start + k), x);
-    const { logp } = await net.forward(x, B, { sharedInput: true });
+    const logp = await plan.predict(x, B);
     for (let b = 0; b < B; b++) {
       const label = set.labels[start + b];
       const meanProb = new Float64Array(NUM_CLASSES);

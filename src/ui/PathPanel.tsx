@@ -65,7 +65,9 @@ export function PathPanel({ title, view, width, color, active, grow = false }: P
       <Box>
         <Text bold color={color}>{title}</Text>
         {dispatches !== undefined && (
-          <Text dimColor wrap="truncate-end">{`  ${dispatches} dispatch${dispatches === 1 ? '' : 'es'} per request`}</Text>
+          <Text dimColor wrap="truncate-end">
+            {`  ${dispatches} dispatch${dispatches === 1 ? '' : 'es'} per request${view.executorKind ? ` · ${view.executorKind}` : ''}`}
+          </Text>
         )}
       </Box>
       <ProgressBar label="warm-up" labelWidth={LABEL} done={view.warmup.done} total={view.warmup.total} width={bar} color={color} />

@@ -51,6 +51,8 @@ export interface PathView {
   predictions: number[] | undefined;
   /** compiled forward plans one request runs: N sequentially, 1 (or a few groups) in one dispatch */
   dispatchesPerRequest: number | undefined;
+  /** how GPU.js ran the plans (e.g. 'fused-threaded', 'fused-encoder'), known after the first request */
+  executorKind: string | undefined;
 }
 
 export type RunPhase = 'loading' | 'compiling' | 'warmup' | 'timed' | 'done' | 'stopped' | 'error';
@@ -163,12 +165,13 @@ interface PathRun {
   chunkStart: number;
   predictions: number[] | undefined;
   dispatchesPerRequest: number | undefined;
+  executorKind: string | undefined;
 }
 
 function emptyPath(warmup: number, iters: number, chunkEnds: number[], history: number[] = []): PathRun {
   return {
     warmup: { done: 0, total: warmup }, timed: { done: 0, total: iters }, samples: [], final: undefined, history,
-    pendingMs: undefined, chunkEnds, chunk: 0, chunkStart: 0, predictions: undefined, dispatchesPerRequest: undefined,
+    pendingMs: undefined, chunkEnds, chunk: 0, chunkStart: 0, predictions: undefined, dispatchesPerRequest: undefined, executorKind: undefined,
   };
 }
 
@@ -367,6 +370,8 @@ export class BenchController implements DashboardController {
 
       const first = await firstRequest(paths, x, B);
       signal.throwIfAborted();
+      rec.sequential.executorKind = built.sequential.executorKind;
+      rec.singleDispatch.executorKind = built.singleDispatch.executorKind;
       this.agreement = first.agreement;
       const m = await measure(paths, x, B, {
         warmup, iters, chunks: this.chunks, signal,
@@ -427,6 +432,7 @@ export class BenchController implements DashboardController {
       history: run.history,
       predictions: run.predictions,
       dispatchesPerRequest: run.dispatchesPerRequest,
+      executorKind: run.executorKind,
     });
     const paths = { sequential: view(this.paths.sequential), singleDispatch: view(this.paths.singleDispatch) };
     const seq = paths.sequential.stats;

@@ -52,7 +52,7 @@ export async function run(opts: DashboardOptions, io: CliIO = processIO): Promis
   const device = await Device.open(opts.backend);
 
   const controller = new BenchController({
-    backend: device.backend,
+    backend: device.description, // the backend, and the adapter behind a GPU backend
     modelPath: opts.modelPath,
     imagePath: opts.imagePath,
     numModels: opts.numModels,
