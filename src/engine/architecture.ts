@@ -1,4 +1,5 @@
 import { InputError } from '../errors.ts';
+import { computeConv2DInfo, computeLinearInfo, computePool2DInfo } from '../../kernels/shapes.ts';
 
 /**
  * The PyTorch-examples MNIST CNN, described once. Every other module (model files, kernels' shapes,
@@ -17,6 +18,19 @@ export const FC1 = { inFeatures: 9216, outFeatures: 128 } as const;
 export const FC2 = { inFeatures: 128, outFeatures: NUM_CLASSES } as const;
 export const DROPOUT1 = 0.25;
 export const DROPOUT2 = 0.5;
+
+/**
+ * Every layer's kernel shapes for M models and a batch of B per model, derived from the architecture through
+ * kernels/shapes.ts. `sharedInput`: every model reads the same batch (conv1's input is not per model).
+ */
+export function cnnShapes(M: number, B: number, sharedInput: boolean) {
+  const conv1 = computeConv2DInfo({ M, B, inC: CONV1.inChannels, inH: IMAGE_SIDE, inW: IMAGE_SIDE, outC: CONV1.outChannels, K: CONV1.kernel, sharedInput });
+  const conv2 = computeConv2DInfo({ M, B, inC: CONV2.inChannels, inH: conv1.outH, inW: conv1.outW, outC: CONV2.outChannels, K: CONV2.kernel });
+  const pool = computePool2DInfo({ M, B, C: conv2.outC, inH: conv2.outH, inW: conv2.outW });
+  const fc1 = computeLinearInfo({ M, B, inF: pool.C * pool.outH * pool.outW, outF: FC1.outFeatures });
+  const fc2 = computeLinearInfo({ M, B, inF: FC2.inFeatures, outF: FC2.outFeatures });
+  return { conv1, conv2, pool, fc1, fc2 };
+}
 
 /** A learnable tensor of one model, named and shaped as in PyTorch's `state_dict`. */
 export interface ParamSpec {

@@ -4,16 +4,15 @@
  * a call uploads only the images and reads back only the log-probabilities. This is "single dispatch" carried
  * to its end: one submission for the whole forward of every model.
  */
-import { CONV1, CONV2, FC1, FC2, IMAGE_SIDE, NUM_CLASSES, type ParamSet } from './architecture.ts';
+import { FC1, IMAGE_SIDE, NUM_CLASSES, cnnShapes, type ParamSet } from './architecture.ts';
 import type { Device, Plan } from './device.ts';
-import { computeConv2DInfo, computeLinearInfo, computePool2DInfo } from '../../kernels/shapes.ts';
 import {
   conv2dBiasReluPoolResident, conv2dBiasReluResident, linearBiasReluResident, linearLogSoftmaxResident,
   transposeLinearWeight,
 } from '../../kernels/fused-forward.ts';
 
 /** conv1's output for one sample of one model: the plan's largest intermediate. */
-const CONV1_OUT = CONV1.outChannels * (IMAGE_SIDE - 2) * (IMAGE_SIDE - 2);
+const CONV1_OUT = (({ outC, outH, outW }) => outC * outH * outW)(cnnShapes(1, 1, true).conv1);
 
 export class InferencePlan {
   readonly numModels: number;
@@ -69,11 +68,7 @@ export class InferencePlan {
     if (plan) return plan;
     const M = this.numModels;
     const p = this.params;
-    const conv1 = computeConv2DInfo({ M, B, inC: CONV1.inChannels, inH: IMAGE_SIDE, inW: IMAGE_SIDE, outC: CONV1.outChannels, K: CONV1.kernel, sharedInput: true });
-    const conv2 = computeConv2DInfo({ M, B, inC: CONV2.inChannels, inH: conv1.outH, inW: conv1.outW, outC: CONV2.outChannels, K: CONV2.kernel });
-    const pool = computePool2DInfo({ M, B, C: conv2.outC, inH: conv2.outH, inW: conv2.outW });
-    const fc1 = computeLinearInfo({ M, B, inF: pool.C * pool.outH * pool.outW, outF: FC1.outFeatures });
-    const fc2 = computeLinearInfo({ M, B, inF: FC2.inFeatures, outF: NUM_CLASSES });
+    const { conv1, conv2, pool, fc1, fc2 } = cnnShapes(M, B, true);
     plan = this.device.plan([
       conv2dBiasReluResident(conv1, { weight: p['conv1.weight'], bias: p['conv1.bias'] }),
       conv2dBiasReluPoolResident(conv2, pool, { weight: p['conv2.weight'], bias: p['conv2.bias'] }),

@@ -1,16 +1,18 @@
 /**
- * The CNN for M models at once, composed from the kernels: one dispatch per layer for all M models
- * (M = 1 is an ordinary single model). Parameters are stacked along a leading model dimension, PyTorch layout.
+ * The CNN for M models at once in training, composed from the per-layer kernels: the forward pass with dropout
+ * keeping what the backward pass needs, and the backward pass; one dispatch per layer for all M models (M = 1 is
+ * an ordinary single model). Parameters are stacked along a leading model dimension, PyTorch layout. Inference
+ * (evaluation and serving) runs through `InferencePlan` instead: one compiled plan with resident weights.
  *
- * Two input modes: `sharedInput` (every model sees the same batch x [B,1,28,28], for ensembles and serving)
- * and per-model batches (x [M,B,1,28,28], for training M models on different shuffles).
+ * Two input modes: `sharedInput` (every model sees the same batch x [B,1,28,28]) and per-model batches
+ * (x [M,B,1,28,28], for training M models on different shuffles).
  */
 import {
-  CONV1, CONV2, DROPOUT1, DROPOUT2, FC1, FC2, IMAGE_SIDE, NUM_CLASSES, PARAM_SPECS, elementCount,
+  DROPOUT1, DROPOUT2, FC1, IMAGE_SIDE, NUM_CLASSES, PARAM_SPECS, cnnShapes, elementCount,
   type ParamName, type ParamSet,
 } from './architecture.ts';
 import type { Device } from './device.ts';
-import { computeConv2DInfo, computeLinearInfo, computePool2DInfo, computeRowsInfo } from '../../kernels/shapes.ts';
+import { computeRowsInfo } from '../../kernels/shapes.ts';
 import {
   conv2dFlipWeights, conv2dForward, conv2dGradBias, conv2dGradInputInfo, conv2dGradWeight, conv2dGradWeightLayout,
   conv2dLayout, conv2dLayoutRelu, conv2dPadOutputGrad,
@@ -26,8 +28,7 @@ export interface DropoutMasks { drop1: Float32Array; drop2: Float32Array }
 
 export interface ForwardOptions {
   sharedInput: boolean;
-  /** Present in training: dropout is applied and activations are kept for the backward pass. */
-  dropout?: DropoutMasks;
+  dropout: DropoutMasks;
 }
 
 /** What the backward pass needs from the forward pass. */
@@ -40,7 +41,7 @@ export interface ForwardCache {
 export interface ForwardResult {
   /** log-probabilities [M, B, 10] */
   logp: Float32Array;
-  cache?: ForwardCache;
+  cache: ForwardCache;
 }
 
 export interface BackwardResult {
@@ -51,9 +52,8 @@ export interface BackwardResult {
 
 export const POOLED_FEATURES = FC1.inFeatures;
 
-/** The largest activation of one sample of one model: conv2's output (inference), its padded gradient (training). */
-const CONV2_OUT = CONV2.outChannels * (IMAGE_SIDE - 4) * (IMAGE_SIDE - 4);
-const CONV2_GRAD_PADDED = CONV2.outChannels * IMAGE_SIDE * IMAGE_SIDE;
+/** The largest array of one sample of one model in training: conv2's padded output gradient. */
+const CONV2_GRAD_PADDED = (({ outC, outH, outW, K }) => outC * (outH + 2 * (K - 1)) * (outW + 2 * (K - 1)))(cnnShapes(1, 1, false).conv2);
 /** The largest parameter of one model: fc1's weight. */
 const LARGEST_PARAM = Math.max(...PARAM_SPECS.map((s) => elementCount(s.shape)));
 
@@ -64,11 +64,7 @@ export function maxModelsPerDispatch(device: Device): number {
 
 /** Every kernel spec of the network for one (M, B, input mode), derived once from the architecture. */
 function buildLayers(M: number, B: number, sharedInput: boolean) {
-  const conv1 = computeConv2DInfo({ M, B, inC: CONV1.inChannels, inH: IMAGE_SIDE, inW: IMAGE_SIDE, outC: CONV1.outChannels, K: CONV1.kernel, sharedInput });
-  const conv2 = computeConv2DInfo({ M, B, inC: CONV2.inChannels, inH: conv1.outH, inW: conv1.outW, outC: CONV2.outChannels, K: CONV2.kernel });
-  const pool = computePool2DInfo({ M, B, C: conv2.outC, inH: conv2.outH, inW: conv2.outW });
-  const fc1 = computeLinearInfo({ M, B, inF: pool.C * pool.outH * pool.outW, outF: FC1.outFeatures });
-  const fc2 = computeLinearInfo({ M, B, inF: FC2.inFeatures, outF: FC2.outFeatures });
+  const { conv1, conv2, pool, fc1, fc2 } = cnnShapes(M, B, sharedInput);
   const rows = computeRowsInfo({ M, B, C: NUM_CLASSES });
   const gradIn2 = conv2dGradInputInfo(conv2);
   const h3 = { n: M * B * fc1.outF };
@@ -116,9 +112,9 @@ export class Net {
     this.params = params;
   }
 
-  /** The largest batch one pass can take on this device (inference, or training with its bigger gradients). */
-  maxBatch(training: boolean): number {
-    return Math.floor(this.device.maxElements / (this.numModels * (training ? CONV2_GRAD_PADDED : CONV2_OUT)));
+  /** The largest training batch one pass can take on this device. */
+  maxBatch(): number {
+    return Math.floor(this.device.maxElements / (this.numModels * CONV2_GRAD_PADDED));
   }
 
   private layersFor(B: number, sharedInput: boolean): Layers {
@@ -131,19 +127,17 @@ export class Net {
     return layers;
   }
 
-  /**
-   * x: [B,1,28,28] when sharedInput, else [M,B,1,28,28], normalised pixels. An inference batch larger than
-   * `maxBatch(false)` runs in several passes; a training batch must fit in one.
-   */
+  /** x: [B,1,28,28] when sharedInput, else [M,B,1,28,28], normalised pixels; B at most `maxBatch()`. */
   async forward(x: Float32Array, B: number, opts: ForwardOptions): Promise<ForwardResult> {
     const M = this.numModels;
     const pixels = IMAGE_SIDE * IMAGE_SIDE;
     const expected = (opts.sharedInput ? 1 : M) * B * pixels;
     if (x.length !== expected) throw new Error(`Net.forward: input holds ${x.length} values, expected ${expected}`);
-    const limit = this.maxBatch(opts.dropout !== undefined);
-    if (B > limit) {
-      if (opts.dropout) throw new Error(`Net: a training batch of ${B} for ${M} model(s) exceeds the ${limit} one pass holds on ${this.device.backend}`);
-      return { logp: await this.forwardInChunks(x, B, limit, opts.sharedInput) };
+    const limit = this.maxBatch();
+    if (B > limit) throw new Error(`Net: a training batch of ${B} for ${M} model(s) exceeds the ${limit} one pass holds on ${this.device.backend}`);
+    const masks = opts.dropout;
+    if (masks.drop1.length !== M * B * POOLED_FEATURES || masks.drop2.length !== M * B * FC1.outFeatures) {
+      throw new Error('Net.forward: dropout masks do not match [M, B, features]');
     }
     const L = this.layersFor(B, opts.sharedInput);
     const p = this.params;
@@ -151,39 +145,12 @@ export class Net {
     const h1 = await d.run(L.conv1Relu, await d.run(L.conv1, x, p['conv1.weight'], p['conv1.bias']));
     const h2 = await d.run(L.conv2Relu, await d.run(L.conv2, h1, p['conv2.weight'], p['conv2.bias']));
     const pooled = await d.run(L.pool, h2);
-    const masks = opts.dropout;
-    if (!masks) {
-      const h3 = await d.run(L.relu3, await d.run(L.fc1, pooled, p['fc1.weight'], p['fc1.bias']));
-      const logp = await d.run(L.logSoftmax, await d.run(L.fc2, h3, p['fc2.weight'], p['fc2.bias']));
-      return { logp };
-    }
-    if (masks.drop1.length !== M * B * POOLED_FEATURES || masks.drop2.length !== M * B * FC1.outFeatures) {
-      throw new Error('Net.forward: dropout masks do not match [M, B, features]');
-    }
     const argmax = await d.run(L.poolArgmax, h2);
     const d1 = await d.run(L.drop1, pooled, masks.drop1);
     const h3 = await d.run(L.relu3, await d.run(L.fc1, d1, p['fc1.weight'], p['fc1.bias']));
     const d2 = await d.run(L.drop2, h3, masks.drop2);
     const logp = await d.run(L.logSoftmax, await d.run(L.fc2, d2, p['fc2.weight'], p['fc2.bias']));
     return { logp, cache: { B, sharedInput: opts.sharedInput, masks, x, h1, h2, argmax, d1, h3, d2, logp } };
-  }
-
-  private async forwardInChunks(x: Float32Array, B: number, chunk: number, sharedInput: boolean): Promise<Float32Array> {
-    const M = this.numModels;
-    const pixels = IMAGE_SIDE * IMAGE_SIDE;
-    const logp = new Float32Array(M * B * NUM_CLASSES);
-    for (let start = 0; start < B; start += chunk) {
-      const Bc = Math.min(chunk, B - start);
-      const xc = new Float32Array((sharedInput ? 1 : M) * Bc * pixels);
-      for (let m = 0; m < (sharedInput ? 1 : M); m++) {
-        xc.set(x.subarray((m * B + start) * pixels, (m * B + start + Bc) * pixels), m * Bc * pixels);
-      }
-      const part = (await this.forward(xc, Bc, { sharedInput })).logp;
-      for (let m = 0; m < M; m++) {
-        logp.set(part.subarray(m * Bc * NUM_CLASSES, (m + 1) * Bc * NUM_CLASSES), (m * B + start) * NUM_CLASSES);
-      }
-    }
-    return logp;
   }
 
   /** Gradients of each model's mean NLL loss; targets [M, B] class indices. */

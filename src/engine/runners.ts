@@ -90,7 +90,3 @@ export class SingleDispatchRunner extends PlanRunner {
     super(numModels, plans);
   }
 }
-
-export function makeRunner(kind: RunnerKind, device: Device, stacked: ParamSet, numModels: number): Runner {
-  return kind === 'sequential' ? new SequentialRunner(device, stacked, numModels) : new SingleDispatchRunner(device, stacked, numModels);
-}

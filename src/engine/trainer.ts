@@ -105,7 +105,7 @@ export class Trainer {
         dropoutMask(maskRngs[i], B * FC1.outFeatures, DROPOUT2, drop2.subarray(i * B * FC1.outFeatures, (i + 1) * B * FC1.outFeatures));
       }
       const { cache } = await this.net.forward(x, B, { sharedInput: false, dropout: { drop1, drop2 } });
-      const { loss, grads } = await this.net.backward(cache!, targets);
+      const { loss, grads } = await this.net.backward(cache, targets);
       await this.optimizer.step(this.net.params, grads, lr);
       onBatch?.({ epoch: epoch + 1, batchIndex: bi, batches, seen: start + B, total: train.count, loss });
     }

@@ -39,9 +39,9 @@ export async function run(opts: TrainOptions, io: CliIO = processIO): Promise<nu
     numModels: K, seed: opts.seed, batchSize: opts.batchSize, testBatchSize: opts.testBatchSize,
     lr: opts.lr, gamma: opts.gamma, optimizer, dryRun: opts.dryRun,
   }, resume);
-  if (opts.batchSize > trainer.net.maxBatch(true)) {
+  if (opts.batchSize > trainer.net.maxBatch()) {
     device.destroy();
-    throw new UsageError(`--batch-size ${opts.batchSize} with ${K} model(s) exceeds the ${trainer.net.maxBatch(true)} one training pass holds on ${device.backend}`);
+    throw new UsageError(`--batch-size ${opts.batchSize} with ${K} model(s) exceeds the ${trainer.net.maxBatch()} one training pass holds on ${device.backend}`);
   }
   // with --json, stdout carries only the JSON lines
   const log: Writer = opts.json ? io.stderr : io.stdout;
