@@ -64,6 +64,33 @@ export const KERNEL_CLASS: Record<Backend, string> = {
 
 type CompiledKernel = IKernelRunShortcut & { kernel: { constructor: { name: string }; fallbackReason?: string | null } };
 
+/** A kernel GPU.js silently moved to another backend (its class tells) is an error, not a result. */
+function checkKernelClass(spec: KernelSpec, k: CompiledKernel, backend: Backend): void {
+  const inner = k.kernel;
+  const ran = inner?.constructor?.name;
+  if (ran !== KERNEL_CLASS[backend]) {
+    const why = inner?.fallbackReason ? `: ${inner.fallbackReason}` : '';
+    throw new Error(`kernel ${spec.name} ran as ${ran ?? 'an unknown kernel'}, not on ${backend}${why}`);
+  }
+}
+
+/**
+ * The kernel cache's key: name, grid and sizes, computed once per spec object (the Net keeps its specs, so a
+ * training step does not re-serialise them). Array constants (resident weights) are refused: plans own those.
+ */
+const cacheKeys = new WeakMap<KernelSpec, string>();
+function cacheKey(spec: KernelSpec): string {
+  let key = cacheKeys.get(spec);
+  if (key === undefined) {
+    if (Object.values(spec.constants).some((v) => typeof v !== 'number')) {
+      throw new Error(`kernel ${spec.name}: array constants (resident weights) belong in a plan, not the kernel cache`);
+    }
+    key = `${spec.name}|${spec.output.join('x')}|${JSON.stringify(spec.constants)}`;
+    cacheKeys.set(spec, key);
+  }
+  return key;
+}
+
 export class Device {
   readonly backend: Backend;
   /** Largest array a kernel may touch here; the Net splits work to stay under it. */
@@ -114,10 +141,7 @@ export class Device {
 
   /** The compiled kernel for a spec, built on first use and cached by name, grid and constants. */
   kernel(spec: KernelSpec): CompiledKernel {
-    if (Object.values(spec.constants).some((v) => typeof v !== 'number')) {
-      throw new Error(`kernel ${spec.name}: array constants (resident weights) belong in a plan, not the kernel cache`);
-    }
-    const key = `${spec.name}|${spec.output.join('x')}|${JSON.stringify(spec.constants)}`;
+    const key = cacheKey(spec);
     let k = this.kernels.get(key);
     if (k) {
       this.kernels.delete(key);
@@ -196,12 +220,7 @@ export class Device {
   }
 
   private verifyBackend(spec: KernelSpec, k: CompiledKernel): void {
-    const inner = k.kernel;
-    const ran = inner?.constructor?.name;
-    if (ran !== KERNEL_CLASS[this.backend]) {
-      const why = inner?.fallbackReason ? `: ${inner.fallbackReason}` : '';
-      throw new Error(`kernel ${spec.name} ran as ${ran ?? 'an unknown kernel'}, not on ${this.backend}${why}`);
-    }
+    checkKernelClass(spec, k, this.backend);
   }
 
   /** Number of distinct compiled kernels (one per operation and shape). */
@@ -233,8 +252,8 @@ export const PLAN_EXECUTORS: Record<Backend, readonly string[]> = {
  * cannot read. Reports `executorKind` 'stepwise'.
  */
 function stepwisePlan(steps: KernelSpec[], kernels: CompiledKernel[], chain: Parameters<Device['plan']>[1]) {
-  const step = (i: number) => async (input: unknown) => flattenResult(await (kernels[i] as any)(await input), outputSize(steps[i]!));
-  return Object.assign((input: Float32Array) => chain(steps.map((_, i) => step(i)), input), {
+  const calls = kernels.map((k, i) => async (input: unknown) => flattenResult(await (k as any)(await input), outputSize(steps[i]!)));
+  return Object.assign((input: Float32Array) => chain(calls, input), {
     executorKind: 'stepwise', backend: 'cpu', fallbackReason: null, destroy: () => {},
   });
 }
@@ -245,6 +264,8 @@ export class Plan {
   private readonly steps: KernelSpec[];
   private readonly kernels: CompiledKernel[];
   private readonly pipeline: any;
+  /** values the last step returns */
+  private readonly outputSize: number;
   private verified = false;
 
   constructor(device: Device, steps: KernelSpec[], kernels: CompiledKernel[], pipeline: unknown) {
@@ -252,6 +273,7 @@ export class Plan {
     this.steps = steps;
     this.kernels = kernels;
     this.pipeline = pipeline;
+    this.outputSize = outputSize(steps[steps.length - 1]!);
   }
 
   /**
@@ -268,14 +290,13 @@ export class Plan {
   }
 
   async run(input: Float32Array): Promise<Float32Array> {
-    const size = outputSize(this.steps[this.steps.length - 1]);
     if (input.length > this.device.maxElements) this.tooLarge(input.length);
     const result = await this.pipeline(input);
     if (!this.verified) {
       this.verify();
       this.verified = true;
     }
-    return flattenResult(result, size);
+    return flattenResult(result, this.outputSize);
   }
 
   private tooLarge(elements: number): never {
@@ -289,13 +310,7 @@ export class Plan {
       const why = this.fallbackReason ? `: ${this.fallbackReason}` : '';
       throw new Error(`plan ${this.steps.map((s) => s.name).join(' → ')} ran as '${this.executorKind}', not as ${expected.join(' or ')} on ${this.device.backend}${why}`);
     }
-    for (const k of this.kernels) {
-      const ran = k.kernel?.constructor?.name;
-      // kernels a fused executor compiled itself are never built as GPU.js kernels; those that were must be ours
-      if (ran && ran !== KERNEL_CLASS[this.device.backend] && ran !== 'Kernel') {
-        throw new Error(`plan step ran as ${ran}, not on ${this.device.backend}`);
-      }
-    }
+    this.kernels.forEach((k, i) => checkKernelClass(this.steps[i]!, k, this.device.backend));
   }
 
   destroy(): void {

@@ -102,7 +102,7 @@ let installed: Promise<AdapterInfo> | undefined;
  */
 export function installWebGPU(): Promise<AdapterInfo> {
   installed ??= (async () => {
-    Object.assign(process.env, dawnEnv(process.env));
+    process.env.XDG_RUNTIME_DIR ||= dawnEnv(process.env).XDG_RUNTIME_DIR;
     const { create, globals } = await import('webgpu') as unknown as { create: (flags: string[]) => any; globals: Record<string, unknown> };
     for (const [name, value] of Object.entries(globals)) {
       if (!(name in globalThis)) (globalThis as any)[name] = value;
