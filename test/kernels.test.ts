@@ -169,6 +169,22 @@ function convProblem(rng: Rng, c: ConvCase) {
   };
 }
 
+/** A random linear problem: stacked x, w, b and dy, each model's logits z = x·wᵀ + b and gradients (float64). */
+function linearProblem(rng: Rng, c: LinearCase, wScale = 1) {
+  const info = computeLinearInfo(c);
+  const xSize = c.B * c.inF;
+  const wSize = c.outF * c.inF;
+  const x = randn32(rng, (c.sharedInput ? 1 : c.M) * xSize);
+  const w = randn32(rng, c.M * wSize, wScale / Math.sqrt(c.inF));
+  const b = randn32(rng, c.M * c.outF, 0.5);
+  const dy = randn32(rng, c.M * c.B * c.outF);
+  const xOf = (m: number): T64 => tensor([c.B, c.inF], c.sharedInput ? x : part(x, m, xSize));
+  const wOf = (m: number): T64 => tensor([c.outF, c.inF], part(w, m, wSize));
+  const z = Array.from({ length: c.M }, (_, m) => ref.linear(xOf(m), wOf(m), tensor([c.outF], part(b, m, c.outF))));
+  const grads = Array.from({ length: c.M }, (_, m) => ref.linearBackward(xOf(m), wOf(m), tensor([c.B, c.outF], part(dy, m, c.B * c.outF))));
+  return { info, x, w, b, dy, z, grads };
+}
+
 /** Distinct values (no ties), shuffled: k/8 for k = -n/2 .. n/2, exact in float32. */
 function distinctValues(rng: Rng, n: number): Float32Array {
   const out = new Float32Array(n);
@@ -455,22 +471,11 @@ describe.each(plan.run)('kernels on %s', (backend) => {
 
   describe('linear', () => {
     it.each(LINEAR_CASES.map((c) => [linearName(c), c] as const))('forward, gradInput, gradWeight, gradBias, %s', async (_name, c) => {
-      const rng = testRng();
       const d = device();
-      const info = computeLinearInfo(c);
-      const xSize = c.B * c.inF;
-      const wSize = c.outF * c.inF;
-      const x = randn32(rng, (c.sharedInput ? 1 : c.M) * xSize);
-      const w = randn32(rng, c.M * wSize, 1 / Math.sqrt(c.inF));
-      const b = randn32(rng, c.M * c.outF, 0.5);
-      const dy = randn32(rng, c.M * c.B * c.outF);
-      const xOf = (m: number): T64 => tensor([c.B, c.inF], c.sharedInput ? x : part(x, m, xSize));
-      const wOf = (m: number): T64 => tensor([c.outF, c.inF], part(w, m, wSize));
-      const grads = Array.from({ length: c.M }, (_, m) => ref.linearBackward(xOf(m), wOf(m), tensor([c.B, c.outF], part(dy, m, c.B * c.outF))));
+      const { info, x, w, b, dy, z, grads } = linearProblem(testRng(), c);
       const name = linearName(c);
 
-      const y = perModel(c.M, (m) => ref.linear(xOf(m), wOf(m), tensor([c.outF], part(b, m, c.outF))).data);
-      expectRelative(await runPoisoned(d, linearForward(info), x, w, b), y, FORWARD_TOL, `linear forward ${name}`);
+      expectRelative(await runPoisoned(d, linearForward(info), x, w, b), concat(z.map((t) => t.data)), FORWARD_TOL, `linear forward ${name}`);
       expectRelative(await runPoisoned(d, linearGradInput(info), dy, w), concat(grads.map((g) => g.dx.data)), GRAD_TOL, `linear dx ${name}`);
       expectRelative(await runPoisoned(d, linearGradWeight(info), dy, x), concat(grads.map((g) => g.dw.data)), GRAD_TOL, `linear dw ${name}`);
       expectRelative(await runPoisoned(d, linearGradBias(info), dy), concat(grads.map((g) => g.db.data)), GRAD_TOL, `linear db ${name}`);
@@ -533,16 +538,9 @@ describe.each(plan.run)('kernels on %s', (backend) => {
     });
 
     it.each(LINEAR_CASES.map((c) => [linearName(c), c] as const))('linear + bias + relu (transposed weight) and linear + log_softmax, %s', async (_name, c) => {
-      const rng = testRng();
       const d = device();
-      const info = computeLinearInfo(c);
-      const xSize = c.B * c.inF;
-      const wSize = c.outF * c.inF;
-      const x = randn32(rng, (c.sharedInput ? 1 : c.M) * xSize);
-      const w = randn32(rng, c.M * wSize, 3 / Math.sqrt(c.inF));
-      const b = randn32(rng, c.M * c.outF, 0.5);
-      const z = Array.from({ length: c.M }, (_, m) => ref.linear(
-        tensor([c.B, c.inF], c.sharedInput ? x : part(x, m, xSize)), tensor([c.outF, c.inF], part(w, m, wSize)), tensor([c.outF], part(b, m, c.outF))));
+      // larger weights than the linear test's, so the log-softmax sees logits of several units
+      const { info, x, w, b, z } = linearProblem(testRng(), c, 3);
       const wT = transposeLinearWeight(w, c.M, c.outF, c.inF);
       expectRelative(await runAsPlan(d, linearBiasReluResident(info, { weight: wT, bias: b }), x),
         concat(z.map((t) => ref.relu(t).data)), FORWARD_TOL, `fused linear+relu ${linearName(c)}`);
