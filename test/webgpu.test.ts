@@ -12,7 +12,10 @@ import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
+import { PARAM_SPECS, elementCount, stackParams } from '../src/engine/architecture.ts';
 import { Device } from '../src/engine/device.ts';
+import { InferencePlan } from '../src/engine/inference-plan.ts';
+import { initParams } from '../src/engine/init.ts';
 import { probeWebGPU } from '../src/engine/gpu-adapters.ts';
 import { Trainer } from '../src/engine/trainer.ts';
 import { ADADELTA_DEFAULTS } from '../src/engine/optimizer.ts';
@@ -54,7 +57,8 @@ describe('without an adapter', () => {
 
 const plan = await availableBackends();
 const webgpu = plan.run.includes('webgpu');
-declareUnrunBackends('webgpu', { ...plan, run: [], skipped: plan.skipped.filter((s) => s.backend === 'webgpu'), missing: plan.missing.filter((m) => m.backend === 'webgpu') });
+const onlyWebgpu = <T extends { backend: string }>(list: T[]): T[] => list.filter((e) => e.backend === 'webgpu');
+declareUnrunBackends('webgpu', { run: [], skipped: onlyWebgpu(plan.skipped), missing: onlyWebgpu(plan.missing) });
 
 describe.runIf(webgpu)('on the webgpu adapter of this machine', async () => {
   const probe = webgpu ? await probeWebGPU() : undefined;
@@ -97,6 +101,32 @@ describe.runIf(webgpu)('on the webgpu adapter of this machine', async () => {
     expect(doc.agreement.samePredictions).toBe(true);
     expect(doc.agreement.maxAbsDiff).toBeLessThanOrEqual(1e-5);
     expect(doc.predictions).toEqual([1, 1, 1]);
+  }, SLOW);
+
+  it('weights stay resident: after the first call, a request writes only its images to the GPU', async () => {
+    const M = 2;
+    const device = await Device.open('webgpu');
+    const plan = new InferencePlan(device, stackParams([initParams(1), initParams(2)]), M);
+    const x = new Float32Array(28 * 28).fill(0.5);
+    const queue = (globalThis as any).GPUQueue.prototype;
+    const write = queue.writeBuffer;
+    let bytes = 0;
+    try {
+      await plan.predict(x, 1); // builds the plan: the weights go up here, once
+      queue.writeBuffer = function (this: unknown, buffer: unknown, offset: number, data: ArrayBufferView, ...rest: unknown[]) {
+        bytes += data.byteLength;
+        return write.call(this, buffer, offset, data, ...rest);
+      };
+      for (let i = 0; i < 3; i++) await plan.predict(x, 1);
+    } finally {
+      queue.writeBuffer = write;
+      plan.destroy();
+      device.destroy();
+    }
+    const weightBytes = M * PARAM_SPECS.reduce((n, p) => n + elementCount(p.shape), 0) * 4;
+    console.log(`[webgpu.test] bytes written to the GPU per request: ${bytes / 3} (images ${x.byteLength}, weights ${weightBytes})`);
+    expect(bytes / 3).toBeGreaterThanOrEqual(x.byteLength); // the images do go up each time
+    expect(bytes / 3).toBeLessThan(x.byteLength + 4096); // and nothing near the 9.6 MB of weights
   }, SLOW);
 
   it('training: a short run lowers the loss, and its first steps match the cpu backend', async () => {
