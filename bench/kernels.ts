@@ -7,7 +7,9 @@
  *                            [--iterations 5] [--max-call-ms 3000] [--matmul 512] [--only REGEX] [--quick] [--json]
  *
  * What one sample is: one `device.run(spec, ...inputs)`, awaited, so it covers argument upload, the kernel and
- * the read-back into a flat Float32Array, as the Net sees a call. Each case runs twice untimed first (the first
+ * the read-back into a flat Float32Array, as the Net sees a call. The serving path's fused kernels (`serve.*`,
+ * weights resident as constants) are timed as one-step plans, as an InferencePlan runs them: upload of the
+ * activation, the kernel, the read-back. Each case runs twice untimed first (the first
  * call compiles, the second sizes the run), so GPU.js compilation never lands in the warm-up or a sample.
  *
  * Cells a backend cannot run exactly (an array beyond device.maxElements) are reported `n/a`, not run. Cells
@@ -31,11 +33,12 @@ import {
 } from '../kernels/optim.ts';
 import { maxPool2dArgmax, maxPool2dBackward, maxPool2dForward } from '../kernels/pool.ts';
 import { reluBackward, reluForward } from '../kernels/relu.ts';
-import { computeConv2DInfo, computeLinearInfo, computePool2DInfo, computeRowsInfo } from '../kernels/shapes.ts';
-import { outputSize, type KernelSpec } from '../kernels/spec.ts';
 import {
-  CONV1, CONV2, DROPOUT1, DROPOUT2, FC1, FC2, IMAGE_SIDE, NUM_CLASSES,
-} from '../src/engine/architecture.ts';
+  conv2dBiasReluPoolResident, conv2dBiasReluResident, linearBiasReluResident, linearLogSoftmaxResident,
+} from '../kernels/fused-forward.ts';
+import { computeRowsInfo } from '../kernels/shapes.ts';
+import { outputSize, type KernelSpec } from '../kernels/spec.ts';
+import { DROPOUT1, DROPOUT2, IMAGE_SIDE, NUM_CLASSES, cnnShapes } from '../src/engine/architecture.ts';
 import { BACKENDS, Device, backendUnavailableReason, type Backend } from '../src/engine/device.ts';
 import { makeRng } from '../src/engine/random.ts';
 import { MATMUL_LAYOUTS, computeMatmulInfo, matmul, matmulAt, matmulReferenceAt, type MatmulLayout } from './matmul.ts';
@@ -157,22 +160,19 @@ interface Case {
   label: string;
   spec: KernelSpec;
   args: Arg[];
+  /**
+   * A fused serving kernel with resident weights: timed as a one-step plan (`Device.plan`), as InferencePlan
+   * chains it; its one argument is the activation, the weights were uploaded when the plan was built.
+   */
+  resident?: boolean;
   /** a contraction (conv / linear), compared with the matmul ceiling */
   contraction: boolean;
   /** independent of B: measured once per M (at the smallest B) and reported with B = null */
   batchFree: boolean;
 }
 
-function buildCases(M: number, B: number): Case[] {
-  const conv1 = computeConv2DInfo({
-    M, B, inC: CONV1.inChannels, inH: IMAGE_SIDE, inW: IMAGE_SIDE, outC: CONV1.outChannels, K: CONV1.kernel,
-  });
-  const conv2 = computeConv2DInfo({
-    M, B, inC: CONV2.inChannels, inH: conv1.outH, inW: conv1.outW, outC: CONV2.outChannels, K: CONV2.kernel,
-  });
-  const pool = computePool2DInfo({ M, B, C: conv2.outC, inH: conv2.outH, inW: conv2.outW });
-  const fc1 = computeLinearInfo({ M, B, inF: pool.C * pool.outH * pool.outW, outF: FC1.outFeatures });
-  const fc2 = computeLinearInfo({ M, B, inF: FC2.inFeatures, outF: FC2.outFeatures });
+function buildCases(M: number, B: number, inputs: Inputs): Case[] {
+  const { conv1, conv2, pool, fc1, fc2 } = cnnShapes(M, B, false);
   const rows = computeRowsInfo({ M, B, C: NUM_CLASSES });
   const gradIn2 = conv2dGradInputInfo(conv2);
 
@@ -193,8 +193,17 @@ function buildCases(M: number, B: number): Case[] {
   const blocked = (spec: KernelSpec) => u(outputSize(spec));
 
   const cases: Case[] = [];
-  const add = (label: string, spec: KernelSpec, args: Arg[], extra: Partial<Pick<Case, 'contraction' | 'batchFree'>> = {}) =>
+  const add = (label: string, spec: KernelSpec, args: Arg[], extra: Partial<Pick<Case, 'contraction' | 'batchFree' | 'resident'>> = {}) =>
     cases.push({ label, spec, args, contraction: false, batchFree: false, ...extra });
+
+  // serving: the four fused kernels of an InferencePlan (one batch shared by the M models), weights resident
+  const served = cnnShapes(M, B, true);
+  const resident = (n: number) => inputs.get(u(n));
+  const fused = { contraction: true, resident: true };
+  add('serve.conv1BiasRelu', conv2dBiasReluResident(served.conv1, { weight: resident(w1), bias: resident(b1) }), [u(B * IMAGE_SIDE * IMAGE_SIDE)], fused);
+  add('serve.conv2BiasReluPool', conv2dBiasReluPoolResident(served.conv2, served.pool, { weight: resident(w2), bias: resident(b2) }), [u(h1)], fused);
+  add('serve.fc1BiasRelu', linearBiasReluResident(served.fc1, { weight: resident(wf1), bias: resident(M * fc1.outF) }), [u(pooled)], fused);
+  add('serve.fc2LogSoftmax', linearLogSoftmaxResident(served.fc2, { weight: resident(wf2), bias: resident(M * fc2.outF) }), [u(h3)], fused);
 
   // forward
   const conv1Fwd = conv2dForward(conv1);
@@ -291,7 +300,7 @@ interface Timing { ms: number; rmePercent: number; samples: number }
  * (one call longer than the time budget) gets a floor of 3 calls and 1 warm-up call, where a fast one runs for
  * the whole budget anyway. Assumes the kernel is already compiled.
  */
-async function measure(device: Device, spec: KernelSpec, args: Array<Float32Array | number>, opts: Options, slow: boolean): Promise<Timing> {
+async function measure(name: string, call: () => Promise<unknown>, opts: Options, slow: boolean): Promise<Timing> {
   const bench = new Bench({
     time: opts.timeMs,
     iterations: slow ? Math.min(opts.iterations, 3) : opts.iterations,
@@ -300,8 +309,8 @@ async function measure(device: Device, spec: KernelSpec, args: Array<Float32Arra
     warmupIterations: slow ? 1 : 2,
     throws: true,
   });
-  bench.add(spec.name, async () => {
-    await device.run(spec, ...args);
+  bench.add(name, async () => {
+    await call();
   }, { async: true });
   await bench.run();
   const r = bench.tasks[0].result;
@@ -385,7 +394,7 @@ async function runMatmul(device: Device, opts: Options): Promise<MatmulResult> {
       const err = Math.abs(matmulAt(info, c, i, j) - matmulReferenceAt(info, layout, a, b, i, j));
       if (!(err < 1e-4 * info.inner)) throw new Error(`${spec.name} on ${device.backend} is wrong: C[${i},${j}] off by ${err}`);
     }
-    const t = await measure(device, spec, [a, b], opts, false);
+    const t = await measure(spec.name, () => device.run(spec, a, b), opts, false);
     layouts.push({ layout, kernel: spec.name, ms: t.ms, gflops: spec.flops / (t.ms * 1e6), rmePercent: t.rmePercent, samples: t.samples });
   }
   const best = layouts.reduce((p, q) => (q.gflops > p.gflops ? q : p));
@@ -413,7 +422,7 @@ async function runBackend(backend: Backend, opts: Options): Promise<BackendRepor
       .sort((p, q) => p.B * p.M - q.B * q.M || p.M - q.M);
     for (const { B, M } of combos) {
       inputs.clear();
-      for (const c of buildCases(M, B)) {
+      for (const c of buildCases(M, B, inputs)) {
         if (c.batchFree && B !== opts.batches[0]) continue;
         if (opts.only && !opts.only.test(c.label) && !opts.only.test(c.spec.name)) continue;
         const row: Row = {
@@ -421,7 +430,8 @@ async function runBackend(backend: Backend, opts: Options): Promise<BackendRepor
           ms: null, gflops: null, pctOfMatmul: null, rmePercent: null, samples: null, skipped: null,
         };
         report.rows.push(row);
-        const largest = Math.max(outputSize(c.spec), ...c.args.map((a) => (typeof a === 'number' ? 0 : a.n)));
+        const largest = Math.max(outputSize(c.spec), ...c.args.map((a) => (typeof a === 'number' ? 0 : a.n)),
+          ...Object.values(c.spec.constants).map((v) => (typeof v === 'number' ? 0 : v.length)));
         if (largest > device.maxElements) {
           row.skipped = `exceeds ${elementsLabel(device.maxElements)} elements on ${backend}`;
           continue;
@@ -433,12 +443,14 @@ async function runBackend(backend: Backend, opts: Options): Promise<BackendRepor
           continue;
         }
         progress(`${backend}: B=${B} M=${M} ${c.label}`);
+        const args = c.args.map((a) => (typeof a === 'number' ? a : inputs.get(a)));
+        const plan = c.resident ? device.plan([c.spec], ([k], input) => k!(input)) : undefined;
+        const call = plan ? () => plan.run(args[0] as Float32Array) : () => device.run(c.spec, ...args);
         try {
-          const args = c.args.map((a) => (typeof a === 'number' ? a : inputs.get(a)));
           // untimed: the first call compiles the kernel; the second gives the call time that sizes the run
-          await device.run(c.spec, ...args);
+          await call();
           const t0 = performance.now();
-          await device.run(c.spec, ...args);
+          await call();
           const probe = performance.now() - t0;
           if (opts.maxCallMs > 0 && probe > opts.maxCallMs) {
             // one untimed call is all such a case gets; the next larger case of this kernel skips without a call
@@ -446,7 +458,7 @@ async function runBackend(backend: Backend, opts: Options): Promise<BackendRepor
             row.skipped = `one call took ${formatMs(probe)} ms > --max-call-ms ${opts.maxCallMs}`;
             continue;
           }
-          const t = await measure(device, c.spec, args, opts, probe > opts.timeMs);
+          const t = await measure(c.spec.name, call, opts, probe > opts.timeMs);
           seen.set(c.label, { ms: t.ms, work: work(c.spec) });
           row.ms = t.ms;
           row.gflops = gflops(c.spec, t.ms);
@@ -455,6 +467,8 @@ async function runBackend(backend: Backend, opts: Options): Promise<BackendRepor
           row.samples = t.samples;
         } catch (err) {
           row.skipped = `error: ${err instanceof Error ? err.message : String(err)}`;
+        } finally {
+          plan?.destroy();
         }
       }
     }
