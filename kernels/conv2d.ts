@@ -8,72 +8,89 @@ import type { KernelSpec, KernelThis } from './spec.ts';
 
 type This = KernelThis<Conv2DInfo>;
 
+/** Layout constants of the forward's blocked output: the grid of 2x2 output blocks. */
+function blockGrid(info: Conv2DInfo) {
+  return { blocksH: Math.ceil(info.outH / 2), blocksW: Math.ceil(info.outW / 2) };
+}
+
 /**
- * y[m,b,co,oy,ox] = b[m,co] + Σ_ci,ky,kx x[m,b,ci,oy+ky,ox+kx] · w[m,co,ci,ky,kx], four output channels per cell
- * with the 3x3 taps written out: each x read (lane-dependent, the costly kind on webasm) feeds four sums, and
- * index arithmetic on thread ids stays integer. Measured 2–3x faster than one channel per cell with tap loops.
- * Grid [outW, outH, M*B*outC/4], Array(4): the result is laid out [M, B, outC/4, outH, outW, 4];
- * `conv2dLayout` turns it into [M, B, outC, outH, outW].
+ * y[m,b,co,oy,ox] = b[m,co] + Σ_ci,ky,kx x[m,b,ci,oy+ky,ox+kx] · w[m,co,ci,ky,kx], a 2x2 block of outputs per
+ * cell with the 3x3 taps written out: per input channel, 16 reads of a 4x4 input patch (lane-dependent, the
+ * costly kind on webasm) and 9 weight reads feed 36 multiply-adds. Measured against four output channels per
+ * cell (9 input and 36 weight reads per 36 multiply-adds), with bit-identical results, on webasm at B = 64:
+ * 1.15–1.25x on conv2's forward and 1.40–1.59x on its input gradient (bench/RESULTS.md). Index arithmetic on
+ * thread ids stays integer.
+ * Grid [ceil(outW/2), ceil(outH/2), M*B*outC], Array(4): the result is laid out
+ * [M, B, outC, outH/2, outW/2, (dy, dx)]; `conv2dLayout` turns it into [M, B, outC, outH, outW]. With an odd
+ * size, the last block's extra outputs read past their row and are dropped by the layout.
  */
 export function conv2dForward(info: Conv2DInfo): KernelSpec {
   return {
     name: 'conv2d.forward',
     fn: function (this: This, x: Float32Array, w: Float32Array, bias: Float32Array): number[] {
-      const groups = this.constants.outC / 4;
-      const mb = Math.floor(this.thread.z / groups);
-      const co = (this.thread.z - mb * groups) * 4;
+      const mb = Math.floor(this.thread.z / this.constants.outC);
+      const co = this.thread.z - mb * this.constants.outC;
       const m = Math.floor(mb / this.constants.B);
       const b = mb - m * this.constants.B;
-      const wc = this.constants.inC * 9;
-      let s0 = bias[m * this.constants.outC + co];
-      let s1 = bias[m * this.constants.outC + co + 1];
-      let s2 = bias[m * this.constants.outC + co + 2];
-      let s3 = bias[m * this.constants.outC + co + 3];
+      let s00 = bias[m * this.constants.outC + co];
+      let s01 = s00;
+      let s10 = s00;
+      let s11 = s00;
       for (let ci = 0; ci < this.constants.inC; ci++) {
         const xo = m * this.constants.xModelStride
-          + ((b * this.constants.inC + ci) * this.constants.inH + this.thread.y) * this.constants.inW + this.thread.x;
+          + ((b * this.constants.inC + ci) * this.constants.inH + 2 * this.thread.y) * this.constants.inW + 2 * this.thread.x;
         const wo = ((m * this.constants.outC + co) * this.constants.inC + ci) * 9;
-        const x0 = x[xo];
-        const x1 = x[xo + 1];
-        const x2 = x[xo + 2];
-        const x3 = x[xo + this.constants.inW];
-        const x4 = x[xo + this.constants.inW + 1];
-        const x5 = x[xo + this.constants.inW + 2];
-        const x6 = x[xo + 2 * this.constants.inW];
-        const x7 = x[xo + 2 * this.constants.inW + 1];
-        const x8 = x[xo + 2 * this.constants.inW + 2];
-        s0 += x0 * w[wo + 0] + x1 * w[wo + 1] + x2 * w[wo + 2]
-          + x3 * w[wo + 3] + x4 * w[wo + 4] + x5 * w[wo + 5]
-          + x6 * w[wo + 6] + x7 * w[wo + 7] + x8 * w[wo + 8];
-        s1 += x0 * w[wo + wc + 0] + x1 * w[wo + wc + 1] + x2 * w[wo + wc + 2]
-          + x3 * w[wo + wc + 3] + x4 * w[wo + wc + 4] + x5 * w[wo + wc + 5]
-          + x6 * w[wo + wc + 6] + x7 * w[wo + wc + 7] + x8 * w[wo + wc + 8];
-        s2 += x0 * w[wo + 2 * wc + 0] + x1 * w[wo + 2 * wc + 1] + x2 * w[wo + 2 * wc + 2]
-          + x3 * w[wo + 2 * wc + 3] + x4 * w[wo + 2 * wc + 4] + x5 * w[wo + 2 * wc + 5]
-          + x6 * w[wo + 2 * wc + 6] + x7 * w[wo + 2 * wc + 7] + x8 * w[wo + 2 * wc + 8];
-        s3 += x0 * w[wo + 3 * wc + 0] + x1 * w[wo + 3 * wc + 1] + x2 * w[wo + 3 * wc + 2]
-          + x3 * w[wo + 3 * wc + 3] + x4 * w[wo + 3 * wc + 4] + x5 * w[wo + 3 * wc + 5]
-          + x6 * w[wo + 3 * wc + 6] + x7 * w[wo + 3 * wc + 7] + x8 * w[wo + 3 * wc + 8];
+        const w0 = w[wo];
+        const w1 = w[wo + 1];
+        const w2 = w[wo + 2];
+        const w3 = w[wo + 3];
+        const w4 = w[wo + 4];
+        const w5 = w[wo + 5];
+        const w6 = w[wo + 6];
+        const w7 = w[wo + 7];
+        const w8 = w[wo + 8];
+        const a0 = x[xo];
+        const a1 = x[xo + 1];
+        const a2 = x[xo + 2];
+        const a3 = x[xo + 3];
+        const b0 = x[xo + this.constants.inW];
+        const b1 = x[xo + this.constants.inW + 1];
+        const b2 = x[xo + this.constants.inW + 2];
+        const b3 = x[xo + this.constants.inW + 3];
+        const c0 = x[xo + 2 * this.constants.inW];
+        const c1 = x[xo + 2 * this.constants.inW + 1];
+        const c2 = x[xo + 2 * this.constants.inW + 2];
+        const c3 = x[xo + 2 * this.constants.inW + 3];
+        const d0 = x[xo + 3 * this.constants.inW];
+        const d1 = x[xo + 3 * this.constants.inW + 1];
+        const d2 = x[xo + 3 * this.constants.inW + 2];
+        const d3 = x[xo + 3 * this.constants.inW + 3];
+        s00 += a0 * w0 + a1 * w1 + a2 * w2 + b0 * w3 + b1 * w4 + b2 * w5 + c0 * w6 + c1 * w7 + c2 * w8;
+        s01 += a1 * w0 + a2 * w1 + a3 * w2 + b1 * w3 + b2 * w4 + b3 * w5 + c1 * w6 + c2 * w7 + c3 * w8;
+        s10 += b0 * w0 + b1 * w1 + b2 * w2 + c0 * w3 + c1 * w4 + c2 * w5 + d0 * w6 + d1 * w7 + d2 * w8;
+        s11 += b1 * w0 + b2 * w1 + b3 * w2 + c1 * w3 + c2 * w4 + c3 * w5 + d1 * w6 + d2 * w7 + d3 * w8;
       }
-      return [s0, s1, s2, s3];
+      return [s00, s01, s10, s11];
     },
     returnType: 'Array(4)',
-    output: [info.outW, info.outH, info.M * info.B * info.outC / 4],
+    output: [blockGrid(info).blocksW, blockGrid(info).blocksH, info.M * info.B * info.outC],
     constants: { ...info },
     flops: 2 * info.M * info.B * info.outC * info.outH * info.outW * info.inC * info.K * info.K,
   };
 }
 
-/** [M, B, outC/4, outH, outW, 4] → [M, B, outC, outH, outW]. Grid [outW, outH, M*B*outC]. */
+/** [M, B, outC, outH/2, outW/2, 4] → [M, B, outC, outH, outW]. Grid [outW, outH, M*B*outC]. */
 export function conv2dLayout(info: Conv2DInfo): KernelSpec {
   return {
     name: 'conv2d.layout',
-    fn: function (this: This, blocked: Float32Array): number {
-      const group = Math.floor(this.thread.z / 4);
-      return blocked[((group * this.constants.outH + this.thread.y) * this.constants.outW + this.thread.x) * 4 + this.thread.z - group * 4];
+    fn: function (this: KernelThis<Conv2DInfo & { blocksH: number; blocksW: number }>, blocked: Float32Array): number {
+      const by = Math.floor(this.thread.y / 2);
+      const bx = Math.floor(this.thread.x / 2);
+      return blocked[((this.thread.z * this.constants.blocksH + by) * this.constants.blocksW + bx) * 4
+        + (this.thread.y - 2 * by) * 2 + this.thread.x - 2 * bx];
     },
     output: [info.outW, info.outH, info.M * info.B * info.outC],
-    constants: { ...info },
+    constants: { ...info, ...blockGrid(info) },
     flops: 0,
   };
 }
@@ -82,13 +99,14 @@ export function conv2dLayout(info: Conv2DInfo): KernelSpec {
 export function conv2dLayoutRelu(info: Conv2DInfo): KernelSpec {
   return {
     name: 'conv2d.layoutRelu',
-    fn: function (this: This, blocked: Float32Array): number {
-      const group = Math.floor(this.thread.z / 4);
-      return Math.max(0,
-        blocked[((group * this.constants.outH + this.thread.y) * this.constants.outW + this.thread.x) * 4 + this.thread.z - group * 4]);
+    fn: function (this: KernelThis<Conv2DInfo & { blocksH: number; blocksW: number }>, blocked: Float32Array): number {
+      const by = Math.floor(this.thread.y / 2);
+      const bx = Math.floor(this.thread.x / 2);
+      return Math.max(0, blocked[((this.thread.z * this.constants.blocksH + by) * this.constants.blocksW + bx) * 4
+        + (this.thread.y - 2 * by) * 2 + this.thread.x - 2 * bx]);
     },
     output: [info.outW, info.outH, info.M * info.B * info.outC],
-    constants: { ...info },
+    constants: { ...info, ...blockGrid(info) },
     flops: info.M * info.B * info.outC * info.outH * info.outW,
   };
 }
@@ -100,7 +118,6 @@ export function conv2dLayoutRelu(info: Conv2DInfo): KernelSpec {
  * them with `conv2dForward(conv2dGradInputInfo(info))` (+ `conv2dLayout`).
  */
 export function conv2dGradInputInfo(info: Conv2DInfo): Conv2DInfo {
-  if (info.inC % 4 !== 0) throw new Error(`conv2d: the input gradient needs input channels in multiples of 4, got ${info.inC}`);
   const pad = 2 * (info.K - 1);
   return {
     M: info.M, B: info.B, inC: info.outC, inH: info.outH + pad, inW: info.outW + pad,

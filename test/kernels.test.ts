@@ -100,8 +100,9 @@ const CONV_CASES: ConvCase[] = [
   { M: 2, B: 1, inC: 32, inH: 5, inW: 6, outC: 32, sharedInput: true },
 ];
 
-// the input gradient runs the forward kernel with inC as its output channels: multiples of 4 only
+// the input gradient runs the forward kernel with inC as its output channels
 const GRAD_INPUT_CASES: ConvCase[] = [
+  { M: 2, B: 1, inC: 3, inH: 6, inW: 7, outC: 4, sharedInput: false },
   { M: 1, B: 1, inC: 4, inH: 5, inW: 7, outC: 4, sharedInput: false },
   { M: 2, B: 3, inC: 8, inH: 6, inW: 5, outC: 8, sharedInput: false },
   { M: 3, B: 2, inC: 4, inH: 7, inW: 6, outC: 12, sharedInput: false },
