@@ -4,11 +4,10 @@
  * a call uploads only the images and reads back only the log-probabilities. This is "single dispatch" carried
  * to its end: one submission for the whole forward of every model.
  */
-import { FC1, IMAGE_SIDE, NUM_CLASSES, cnnShapes, type ParamSet } from './architecture.ts';
+import { IMAGE_SIDE, NUM_CLASSES, cnnShapes, type ParamSet } from './architecture.ts';
 import type { Device, Plan } from './device.ts';
 import {
   conv2dBiasReluPoolResident, conv2dBiasReluResident, linearBiasReluResident, linearLogSoftmaxResident,
-  transposeLinearWeight,
 } from '../../kernels/fused-forward.ts';
 
 /** conv1's output for one sample of one model: the plan's largest intermediate. */
@@ -18,7 +17,6 @@ export class InferencePlan {
   readonly numModels: number;
   private readonly device: Device;
   private readonly params: ParamSet;
-  private readonly fc1WeightT: Float32Array;
   /** One compiled plan per batch size seen (the grid is part of a compiled kernel). */
   private readonly plans = new Map<number, Plan>();
 
@@ -26,7 +24,6 @@ export class InferencePlan {
     this.device = device;
     this.params = params;
     this.numModels = numModels;
-    this.fc1WeightT = transposeLinearWeight(params['fc1.weight'], numModels, FC1.outFeatures, FC1.inFeatures);
   }
 
   /** The largest batch one plan call takes: conv1's output, the largest intermediate, must stay indexable. */
@@ -72,7 +69,7 @@ export class InferencePlan {
     plan = this.device.plan([
       conv2dBiasReluResident(conv1, { weight: p['conv1.weight'], bias: p['conv1.bias'] }),
       conv2dBiasReluPoolResident(conv2, pool, { weight: p['conv2.weight'], bias: p['conv2.bias'] }),
-      linearBiasReluResident(fc1, { weight: this.fc1WeightT, bias: p['fc1.bias'] }),
+      linearBiasReluResident(fc1, { weight: p['fc1.weight'], bias: p['fc1.bias'] }),
       linearLogSoftmaxResident(fc2, { weight: p['fc2.weight'], bias: p['fc2.bias'] }),
     ], ([c1, c2, f1, f2], x) => f2(f1(c2(c1(x)))));
     this.plans.set(B, plan);
