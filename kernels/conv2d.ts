@@ -160,55 +160,60 @@ export function conv2dFlipWeights(info: Conv2DInfo): KernelSpec {
 }
 
 /**
- * dw[m,co,ci,ky,kx] = Σ_b,oy,ox dy[m,b,co,oy,ox] · x[m,b,ci,oy+ky,ox+kx], four output channels per cell so each
- * read of x (the costly, lane-dependent one) feeds four sums: 4x faster than one output per cell on webasm.
- * Grid [inC, K*K, M*outC/4], Array(4): the result is laid out [M, outC/4, K*K, inC, 4]; `conv2dGradWeightLayout`
+ * dw[m,co,ci,ky,kx] = Σ_b,oy,ox dy[m,b,co,oy,ox] · x[m,b,ci,oy+ky,ox+kx]. One cell computes a row of three taps
+ * (kx = 0..2) of one (co, ci, ky), with its lanes over output channels: each step along a row reads one gradient
+ * (the lane-dependent read) and one new input value, the other two slide along from the previous step, so two
+ * reads feed three sums, where four output channels per cell needed five reads for four. Each sum still runs
+ * over (b, oy, ox) in order, so the result is the same to the bit.
+ * Grid [outC, inC*K, M], Array(3) (K = 3): the result is laid out [M, inC, K, outC, K]; `conv2dGradWeightLayout`
  * turns it into PyTorch's [M, outC, inC, K, K].
  */
 export function conv2dGradWeight(info: Conv2DInfo): KernelSpec {
   return {
     name: 'conv2d.gradWeight',
     fn: function (this: This, dy: Float32Array, x: Float32Array): number[] {
-      const ky = Math.floor(this.thread.y / 3);
-      const kx = this.thread.y - ky * 3;
-      const groups = this.constants.outC / 4;
-      const m = Math.floor(this.thread.z / groups);
-      const co = (this.thread.z - m * groups) * 4;
-      const plane = this.constants.outH * this.constants.outW;
+      const ci = Math.floor(this.thread.y / 3);
+      const ky = this.thread.y - ci * 3;
       let s0 = 0;
       let s1 = 0;
       let s2 = 0;
-      let s3 = 0;
       for (let b = 0; b < this.constants.B; b++) {
         for (let oy = 0; oy < this.constants.outH; oy++) {
-          const dyRow = (((m * this.constants.B + b) * this.constants.outC + co) * this.constants.outH + oy) * this.constants.outW;
-          const xRow = m * this.constants.xModelStride
-            + ((b * this.constants.inC + this.thread.x) * this.constants.inH + oy + ky) * this.constants.inW + kx;
+          const dyRow = (((this.thread.z * this.constants.B + b) * this.constants.outC + this.thread.x) * this.constants.outH + oy) * this.constants.outW;
+          const xRow = this.thread.z * this.constants.xModelStride
+            + ((b * this.constants.inC + ci) * this.constants.inH + oy + ky) * this.constants.inW;
+          let x0 = x[xRow];
+          let x1 = x[xRow + 1];
           for (let ox = 0; ox < this.constants.outW; ox++) {
-            const xv = x[xRow + ox];
-            s0 += dy[dyRow + ox] * xv;
-            s1 += dy[dyRow + plane + ox] * xv;
-            s2 += dy[dyRow + 2 * plane + ox] * xv;
-            s3 += dy[dyRow + 3 * plane + ox] * xv;
+            const x2 = x[xRow + ox + 2];
+            const g = dy[dyRow + ox];
+            s0 += g * x0;
+            s1 += g * x1;
+            s2 += g * x2;
+            x0 = x1;
+            x1 = x2;
           }
         }
       }
-      return [s0, s1, s2, s3];
+      return [s0, s1, s2];
     },
-    returnType: 'Array(4)',
-    output: [info.inC, info.K * info.K, info.M * info.outC / 4],
+    returnType: 'Array(3)',
+    output: [info.outC, info.inC * info.K, info.M],
     constants: { ...info },
     flops: 2 * info.M * info.B * info.outC * info.outH * info.outW * info.inC * info.K * info.K,
   };
 }
 
-/** [M, outC/4, K*K, inC, 4] → [M, outC, inC, K, K]. Grid [K*K, inC, M*outC]. */
+/** [M, inC, K, outC, K] → [M, outC, inC, K, K]. Grid [K*K, inC, M*outC]. */
 export function conv2dGradWeightLayout(info: Conv2DInfo): KernelSpec {
   return {
     name: 'conv2d.gradWeightLayout',
     fn: function (this: This, blocked: Float32Array): number {
-      const group = Math.floor(this.thread.z / 4);
-      return blocked[((group * 9 + this.thread.x) * this.constants.inC + this.thread.y) * 4 + this.thread.z - group * 4];
+      const m = Math.floor(this.thread.z / this.constants.outC);
+      const co = this.thread.z - m * this.constants.outC;
+      const ky = Math.floor(this.thread.x / 3);
+      const kx = this.thread.x - ky * 3;
+      return blocked[(((m * this.constants.inC + this.thread.y) * 3 + ky) * this.constants.outC + co) * 3 + kx];
     },
     output: [info.K * info.K, info.inC, info.M * info.outC],
     constants: { ...info },
