@@ -18,9 +18,8 @@ export function computeConv2DInfo(p: {
   const outW = p.inW - p.K + 1;
   if (outH < 1 || outW < 1) throw new Error(`conv2d: a ${p.K}x${p.K} kernel does not fit a ${p.inH}x${p.inW} input`);
   checkCounts({ M: p.M, B: p.B, inC: p.inC, outC: p.outC, K: p.K });
-  // the kernels write the 3x3 taps out and compute four output channels per cell in the weight gradient
+  // the kernels write the 3x3 taps out
   if (p.K !== 3) throw new Error(`conv2d: only 3x3 kernels are implemented, got ${p.K}x${p.K}`);
-  if (p.outC % 4 !== 0) throw new Error(`conv2d: output channels must be a multiple of 4, got ${p.outC}`);
   return {
     M: p.M, B: p.B, inC: p.inC, inH: p.inH, inW: p.inW, outC: p.outC, K: p.K, outH, outW,
     xModelStride: p.sharedInput ? 0 : p.B * p.inC * p.inH * p.inW,
