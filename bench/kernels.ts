@@ -26,13 +26,15 @@ import {
   conv2dLayout, conv2dLayoutRelu, conv2dPadOutputGrad,
 } from '../kernels/conv2d.ts';
 import { computeDropoutInfo, dropoutApply } from '../kernels/dropout.ts';
-import { linearForward, linearGradBias, linearGradInput, linearGradWeight } from '../kernels/linear.ts';
+import {
+  linearForward, linearGradBias, linearGradInput, linearGradWeight, linearRowQuads, linearRows, linearRowsDropout, linearRowsRelu,
+} from '../kernels/linear.ts';
 import { logSoftmaxForward, logSoftmaxNllBackward, nllLoss } from '../kernels/log-softmax-nll.ts';
 import {
   adadeltaAccDelta, adadeltaDelta, adadeltaSquareAvg, applyUpdate, sgdMomentumBuffer, sgdStep,
 } from '../kernels/optim.ts';
 import { maxPool2dArgmax, maxPool2dBackward, maxPool2dForward } from '../kernels/pool.ts';
-import { reluBackward, reluForward } from '../kernels/relu.ts';
+import { reluBackward } from '../kernels/relu.ts';
 import {
   conv2dBiasReluPoolResident, conv2dBiasReluResident, linearBiasReluResident, linearLogSoftmaxResident,
 } from '../kernels/fused-forward.ts';
@@ -214,24 +216,37 @@ function buildCases(M: number, B: number, inputs: Inputs): Case[] {
   add('conv2.layoutRelu', conv2dLayoutRelu(conv2), [blocked(conv2Fwd)]);
   add('pool.forward', maxPool2dForward(pool), [u(h2)]);
   add('pool.argmax', maxPool2dArgmax(pool), [u(h2)]);
-  // dropout's kernel serves forward and backward with the same shape: one case per layer
+  // dropout in the forward pass (its backward is fused into the layout of the next layer's input gradient)
   add('dropout1.apply', dropoutApply(computeDropoutInfo(pooled, DROPOUT1)), [u(pooled), { n: pooled, fill: { keep: 1 - DROPOUT1 } }]);
-  add('fc1.forward', linearForward(fc1), [u(pooled), u(wf1), u(M * fc1.outF)], { contraction: true });
-  add('fc1.relu', reluForward({ n: h3 }), [u(h3)]);
+  const fc1Fwd = linearForward(fc1);
+  add('fc1.forward', fc1Fwd, [u(pooled), u(wf1), u(M * fc1.outF)], { contraction: true });
+  add('fc1.rowsRelu', linearRowsRelu(linearRowQuads(fc1, 'forward')), [blocked(fc1Fwd)]);
   add('dropout2.apply', dropoutApply(computeDropoutInfo(h3, DROPOUT2)), [u(h3), { n: h3, fill: { keep: 1 - DROPOUT2 } }]);
-  add('fc2.forward', linearForward(fc2), [u(h3), u(wf2), u(M * fc2.outF)], { contraction: true });
+  const fc2Fwd = linearForward(fc2);
+  add('fc2.forward', fc2Fwd, [u(h3), u(wf2), u(M * fc2.outF)], { contraction: true });
+  add('fc2.rows', linearRows(linearRowQuads(fc2, 'forward')), [blocked(fc2Fwd)]);
   add('logSoftmax.forward', logSoftmaxForward(rows), [u(logits)]);
 
   // backward
   add('nll.loss', nllLoss(rows), [u(logits), targets]);
   add('logSoftmaxNll.backward', logSoftmaxNllBackward(rows), [u(logits), targets]);
-  add('fc2.gradWeight', linearGradWeight(fc2), [u(logits), u(h3)], { contraction: true });
+  const fc2GradW = linearGradWeight(fc2);
+  add('fc2.gradWeight', fc2GradW, [u(logits), u(h3)], { contraction: true });
+  add('fc2.gradWeightRows', linearRows(linearRowQuads(fc2, 'gradWeight')), [blocked(fc2GradW)]);
   add('fc2.gradBias', linearGradBias(fc2), [u(logits)]);
-  add('fc2.gradInput', linearGradInput(fc2), [u(logits), u(wf2)], { contraction: true });
+  const fc2GradIn = linearGradInput(fc2);
+  add('fc2.gradInput', fc2GradIn, [u(logits), u(wf2)], { contraction: true });
+  add('fc2.gradInputRowsDropout', linearRowsDropout(linearRowQuads(fc2, 'gradInput'), computeDropoutInfo(h3, DROPOUT2)),
+    [blocked(fc2GradIn), { n: h3, fill: { keep: 1 - DROPOUT2 } }]);
   add('fc1.reluBackward', reluBackward({ n: h3 }), [u(h3), u(h3)]);
-  add('fc1.gradWeight', linearGradWeight(fc1), [u(h3), u(pooled)], { contraction: true });
+  const fc1GradW = linearGradWeight(fc1);
+  add('fc1.gradWeight', fc1GradW, [u(h3), u(pooled)], { contraction: true });
+  add('fc1.gradWeightRows', linearRows(linearRowQuads(fc1, 'gradWeight')), [blocked(fc1GradW)]);
   add('fc1.gradBias', linearGradBias(fc1), [u(h3)]);
-  add('fc1.gradInput', linearGradInput(fc1), [u(h3), u(wf1)], { contraction: true });
+  const fc1GradIn = linearGradInput(fc1);
+  add('fc1.gradInput', fc1GradIn, [u(h3), u(wf1)], { contraction: true });
+  add('fc1.gradInputRowsDropout', linearRowsDropout(linearRowQuads(fc1, 'gradInput'), computeDropoutInfo(pooled, DROPOUT1)),
+    [blocked(fc1GradIn), { n: pooled, fill: { keep: 1 - DROPOUT1 } }]);
   add('pool.backward', maxPool2dBackward(pool), [{ n: pooled, fill: 'argmax' }, u(pooled)]);
   add('conv2.reluBackward', reluBackward({ n: h2 }), [u(h2), u(h2)]);
   const conv2GradW = conv2dGradWeight(conv2);

@@ -18,7 +18,9 @@ import { computeDropoutInfo, dropoutApply } from '../kernels/dropout.ts';
 import {
   conv2dBiasReluPoolResident, conv2dBiasReluResident, linearBiasReluResident, linearLogSoftmaxResident,
 } from '../kernels/fused-forward.ts';
-import { linearForward, linearGradBias, linearGradInput, linearGradWeight } from '../kernels/linear.ts';
+import {
+  linearForward, linearGradBias, linearGradInput, linearGradWeight, linearRowQuads, linearRows, linearRowsDropout, linearRowsRelu,
+} from '../kernels/linear.ts';
 import { logSoftmaxForward, logSoftmaxNllBackward, nllLoss } from '../kernels/log-softmax-nll.ts';
 import { maxPool2dArgmax, maxPool2dBackward, maxPool2dForward } from '../kernels/pool.ts';
 import { reluBackward, reluForward } from '../kernels/relu.ts';
@@ -129,7 +131,9 @@ const LINEAR_CASES: LinearCase[] = [
   { M: 1, B: 4, inF: 7, outF: 3, sharedInput: true },
   { M: 3, B: 2, inF: 33, outF: 10, sharedInput: false },
   { M: 2, B: 5, inF: 17, outF: 9, sharedInput: true },
-  { M: 2, B: 17, inF: 33, outF: 128, sharedInput: false }, // forward 128·17·2 and weight-gradient 33·128·2 cells
+  { M: 2, B: 17, inF: 33, outF: 128, sharedInput: false },
+  // > 4096 cells in every contraction's grid, for the webasm worker pool: forward 128·17·2, input gradient 129·17·2, weight gradient 129·32·2
+  { M: 2, B: 65, inF: 129, outF: 128, sharedInput: false },
 ];
 const linearName = (c: LinearCase): string =>
   `M=${c.M} B=${c.B} ${c.inF}→${c.outF}, ${c.sharedInput ? 'shared x' : 'per-model x'}`;
@@ -474,13 +478,28 @@ describe.each(plan.run)('kernels on %s', (backend) => {
 
   describe('linear', () => {
     it.each(LINEAR_CASES.map((c) => [linearName(c), c] as const))('forward, gradInput, gradWeight, gradBias, %s', async (_name, c) => {
+      const rng = testRng();
       const d = device();
-      const { info, x, w, b, dy, z, grads } = linearProblem(testRng(), c);
+      const { info, x, w, b, dy, z, grads } = linearProblem(rng, c);
       const name = linearName(c);
+      // the contractions return quads of rows; the rows kernels (plain, + ReLU, + dropout) lay them out
+      const rows = async (of: 'forward' | 'gradInput' | 'gradWeight', quadded: Float32Array) =>
+        runPoisoned(d, linearRows(linearRowQuads(info, of)), quadded);
+      const y = concat(z.map((t) => t.data));
+      const dx = concat(grads.map((g) => g.dx.data));
 
-      expectRelative(await runPoisoned(d, linearForward(info), x, w, b), concat(z.map((t) => t.data)), FORWARD_TOL, `linear forward ${name}`);
-      expectRelative(await runPoisoned(d, linearGradInput(info), dy, w), concat(grads.map((g) => g.dx.data)), GRAD_TOL, `linear dx ${name}`);
-      expectRelative(await runPoisoned(d, linearGradWeight(info), dy, x), concat(grads.map((g) => g.dw.data)), GRAD_TOL, `linear dw ${name}`);
+      const yQuads = await runPoisoned(d, linearForward(info), x, w, b);
+      expectRelative(await rows('forward', yQuads), y, FORWARD_TOL, `linear forward ${name}`);
+      expectRelative(await runPoisoned(d, linearRowsRelu(linearRowQuads(info, 'forward')), yQuads),
+        ref.relu(tensor([y.length], y)).data, FORWARD_TOL, `linear forward + relu ${name}`);
+      const dxQuads = await runPoisoned(d, linearGradInput(info), dy, w);
+      expectRelative(await rows('gradInput', dxQuads), dx, GRAD_TOL, `linear dx ${name}`);
+      const p = 0.25;
+      const mask = new Float32Array(dx.length);
+      for (let i = 0; i < mask.length; i++) mask[i] = rng() < p ? 0 : 1;
+      expectRelative(await runPoisoned(d, linearRowsDropout(linearRowQuads(info, 'gradInput'), computeDropoutInfo(dx.length, p)), dxQuads, mask),
+        ref.dropoutBackward(tensor([dx.length], dx), mask, p).data, GRAD_TOL, `linear dx + dropout ${name}`);
+      expectRelative(await rows('gradWeight', await runPoisoned(d, linearGradWeight(info), dy, x)), concat(grads.map((g) => g.dw.data)), GRAD_TOL, `linear dw ${name}`);
       expectRelative(await runPoisoned(d, linearGradBias(info), dy), concat(grads.map((g) => g.db.data)), GRAD_TOL, `linear db ${name}`);
     });
   });

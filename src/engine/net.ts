@@ -17,10 +17,12 @@ import {
   conv2dFlipWeights, conv2dForward, conv2dGradBias, conv2dGradInputInfo, conv2dGradWeight, conv2dGradWeightLayout,
   conv2dLayout, conv2dLayoutRelu, conv2dPadOutputGrad,
 } from '../../kernels/conv2d.ts';
-import { reluBackward, reluForward } from '../../kernels/relu.ts';
+import { reluBackward } from '../../kernels/relu.ts';
 import { maxPool2dArgmax, maxPool2dBackward, maxPool2dForward } from '../../kernels/pool.ts';
 import { computeDropoutInfo, dropoutApply } from '../../kernels/dropout.ts';
-import { linearForward, linearGradBias, linearGradInput, linearGradWeight } from '../../kernels/linear.ts';
+import {
+  linearForward, linearGradBias, linearGradInput, linearGradWeight, linearRowQuads, linearRows, linearRowsDropout, linearRowsRelu,
+} from '../../kernels/linear.ts';
 import { logSoftmaxForward, logSoftmaxNllBackward, nllLoss } from '../../kernels/log-softmax-nll.ts';
 
 /** 0/1 masks for the two dropout layers: drop1 [M,B,9216] after the pool, drop2 [M,B,128] after fc1's ReLU. */
@@ -68,18 +70,22 @@ function buildLayers(M: number, B: number, sharedInput: boolean) {
   const rows = computeRowsInfo({ M, B, C: NUM_CLASSES });
   const gradIn2 = conv2dGradInputInfo(conv2);
   const h3 = { n: M * B * fc1.outF };
+  const dropout1 = computeDropoutInfo(M * B * fc1.inF, DROPOUT1);
+  const dropout2 = computeDropoutInfo(h3.n, DROPOUT2);
   return {
     conv1: conv2dForward(conv1), conv1Relu: conv2dLayoutRelu(conv1),
     conv2: conv2dForward(conv2), conv2Relu: conv2dLayoutRelu(conv2),
     pool: maxPool2dForward(pool), poolArgmax: maxPool2dArgmax(pool),
-    drop1: dropoutApply(computeDropoutInfo(M * B * fc1.inF, DROPOUT1)),
-    fc1: linearForward(fc1), relu3: reluForward(h3),
-    drop2: dropoutApply(computeDropoutInfo(h3.n, DROPOUT2)),
-    fc2: linearForward(fc2), logSoftmax: logSoftmaxForward(rows),
+    drop1: dropoutApply(dropout1),
+    fc1: linearForward(fc1), fc1RowsRelu: linearRowsRelu(linearRowQuads(fc1, 'forward')),
+    drop2: dropoutApply(dropout2),
+    fc2: linearForward(fc2), fc2Rows: linearRows(linearRowQuads(fc2, 'forward')), logSoftmax: logSoftmaxForward(rows),
     nll: nllLoss(rows), logSoftmaxNllBack: logSoftmaxNllBackward(rows),
-    fc2GradW: linearGradWeight(fc2), fc2GradB: linearGradBias(fc2), fc2GradIn: linearGradInput(fc2),
+    fc2GradW: linearGradWeight(fc2), fc2GradWRows: linearRows(linearRowQuads(fc2, 'gradWeight')), fc2GradB: linearGradBias(fc2),
+    fc2GradIn: linearGradInput(fc2), fc2GradInRowsDropout: linearRowsDropout(linearRowQuads(fc2, 'gradInput'), dropout2),
     relu3Back: reluBackward(h3),
-    fc1GradW: linearGradWeight(fc1), fc1GradB: linearGradBias(fc1), fc1GradIn: linearGradInput(fc1),
+    fc1GradW: linearGradWeight(fc1), fc1GradWRows: linearRows(linearRowQuads(fc1, 'gradWeight')), fc1GradB: linearGradBias(fc1),
+    fc1GradIn: linearGradInput(fc1), fc1GradInRowsDropout: linearRowsDropout(linearRowQuads(fc1, 'gradInput'), dropout1),
     poolBack: maxPool2dBackward(pool), relu2Back: reluBackward({ n: M * B * conv2.outC * conv2.outH * conv2.outW }),
     conv2GradW: conv2dGradWeight(conv2), conv2GradWLayout: conv2dGradWeightLayout(conv2), conv2GradB: conv2dGradBias(conv2),
     conv2PadGrad: conv2dPadOutputGrad(conv2), conv2FlipW: conv2dFlipWeights(conv2),
@@ -147,9 +153,9 @@ export class Net {
     const pooled = await d.run(L.pool, h2);
     const argmax = await d.run(L.poolArgmax, h2);
     const d1 = await d.run(L.drop1, pooled, masks.drop1);
-    const h3 = await d.run(L.relu3, await d.run(L.fc1, d1, p['fc1.weight'], p['fc1.bias']));
+    const h3 = await d.run(L.fc1RowsRelu, await d.run(L.fc1, d1, p['fc1.weight'], p['fc1.bias']));
     const d2 = await d.run(L.drop2, h3, masks.drop2);
-    const logp = await d.run(L.logSoftmax, await d.run(L.fc2, d2, p['fc2.weight'], p['fc2.bias']));
+    const logp = await d.run(L.logSoftmax, await d.run(L.fc2Rows, await d.run(L.fc2, d2, p['fc2.weight'], p['fc2.bias'])));
     return { logp, cache: { B, sharedInput: opts.sharedInput, masks, x, h1, h2, argmax, d1, h3, d2, logp } };
   }
 
@@ -163,13 +169,13 @@ export class Net {
     const loss = await d.run(L.nll, cache.logp, targets);
     const dz2 = await d.run(L.logSoftmaxNllBack, cache.logp, targets);
     const grads = {} as ParamSet;
-    grads['fc2.weight'] = await d.run(L.fc2GradW, dz2, cache.d2);
+    grads['fc2.weight'] = await d.run(L.fc2GradWRows, await d.run(L.fc2GradW, dz2, cache.d2));
     grads['fc2.bias'] = await d.run(L.fc2GradB, dz2);
-    const dh3 = await d.run(L.drop2, await d.run(L.fc2GradIn, dz2, p['fc2.weight']), cache.masks.drop2);
+    const dh3 = await d.run(L.fc2GradInRowsDropout, await d.run(L.fc2GradIn, dz2, p['fc2.weight']), cache.masks.drop2);
     const dz1 = await d.run(L.relu3Back, cache.h3, dh3);
-    grads['fc1.weight'] = await d.run(L.fc1GradW, dz1, cache.d1);
+    grads['fc1.weight'] = await d.run(L.fc1GradWRows, await d.run(L.fc1GradW, dz1, cache.d1));
     grads['fc1.bias'] = await d.run(L.fc1GradB, dz1);
-    const dPooled = await d.run(L.drop1, await d.run(L.fc1GradIn, dz1, p['fc1.weight']), cache.masks.drop1);
+    const dPooled = await d.run(L.fc1GradInRowsDropout, await d.run(L.fc1GradIn, dz1, p['fc1.weight']), cache.masks.drop1);
     const da2 = await d.run(L.relu2Back, cache.h2, await d.run(L.poolBack, cache.argmax, dPooled));
     grads['conv2.weight'] = await d.run(L.conv2GradWLayout, await d.run(L.conv2GradW, da2, cache.h1));
     grads['conv2.bias'] = await d.run(L.conv2GradB, da2);
