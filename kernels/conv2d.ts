@@ -84,17 +84,21 @@ export function conv2dForward(info: Conv2DInfo): KernelSpec {
   };
 }
 
-/** [M, B, outC, outH/2, outW/2, 4] → [M, B, outC, outH, outW]. Grid [outW, outH, M*B*outC]. */
+/**
+ * [M, B, outC, blocksH, blocksW, 4] → [M, B, outC, outH, outW]. Grid [outH*outW, M*B*outC]: one row per plane,
+ * so the row is a multiple of 4 wide (676 for conv1) and webasm's threads run it with SIMD.
+ */
 export function conv2dLayout(info: Conv2DInfo): KernelSpec {
   return {
     name: 'conv2d.layout',
     fn: function (this: KernelThis<Conv2DInfo & { blocksH: number; blocksW: number }>, blocked: Float32Array): number {
-      const by = Math.floor(this.thread.y / 2);
-      const bx = Math.floor(this.thread.x / 2);
-      return blocked[((this.thread.z * this.constants.blocksH + by) * this.constants.blocksW + bx) * 4
-        + (this.thread.y - 2 * by) * 2 + this.thread.x - 2 * bx];
+      const oy = Math.floor(this.thread.x / this.constants.outW);
+      const ox = this.thread.x - oy * this.constants.outW;
+      const by = Math.floor(oy / 2);
+      const bx = Math.floor(ox / 2);
+      return blocked[((this.thread.y * this.constants.blocksH + by) * this.constants.blocksW + bx) * 4 + (oy - 2 * by) * 2 + ox - 2 * bx];
     },
-    output: [info.outW, info.outH, info.M * info.B * info.outC],
+    output: [info.outH * info.outW, info.M * info.B * info.outC],
     constants: { ...info, ...blockGrid(info) },
     flops: 0,
   };
@@ -105,12 +109,13 @@ export function conv2dLayoutRelu(info: Conv2DInfo): KernelSpec {
   return {
     name: 'conv2d.layoutRelu',
     fn: function (this: KernelThis<Conv2DInfo & { blocksH: number; blocksW: number }>, blocked: Float32Array): number {
-      const by = Math.floor(this.thread.y / 2);
-      const bx = Math.floor(this.thread.x / 2);
-      return Math.max(0, blocked[((this.thread.z * this.constants.blocksH + by) * this.constants.blocksW + bx) * 4
-        + (this.thread.y - 2 * by) * 2 + this.thread.x - 2 * bx]);
+      const oy = Math.floor(this.thread.x / this.constants.outW);
+      const ox = this.thread.x - oy * this.constants.outW;
+      const by = Math.floor(oy / 2);
+      const bx = Math.floor(ox / 2);
+      return Math.max(0, blocked[((this.thread.y * this.constants.blocksH + by) * this.constants.blocksW + bx) * 4 + (oy - 2 * by) * 2 + ox - 2 * bx]);
     },
-    output: [info.outW, info.outH, info.M * info.B * info.outC],
+    output: [info.outH * info.outW, info.M * info.B * info.outC],
     constants: { ...info, ...blockGrid(info) },
     flops: info.M * info.B * info.outC * info.outH * info.outW,
   };
