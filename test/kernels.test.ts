@@ -318,6 +318,23 @@ describe.each(plan.run)('kernels on %s', (backend) => {
     expect(d.kernel(spec).kernel.constructor.name).toBe(KERNEL_CLASS[backend]);
   });
 
+  it('hands back each call of a vector-returning kernel as its own array', async () => {
+    // webasm and webgpu return their flat copy as is (Device keeps GPU.js from shaping it per cell), so a
+    // second call must not write into the first call's result
+    const d = device();
+    const rng = testRng();
+    const c = { M: 1, B: 4, inF: 6, outF: 8, sharedInput: false }; // one whole quad of rows: no dropped cells
+    const first = linearProblem(rng, c);
+    const second = linearProblem(rng, c);
+    const spec = linearForward(first.info);
+    const a = await d.run(spec, first.x, first.w, first.b);
+    const kept = Float32Array.from(a);
+    const b = await d.run(spec, second.x, second.w, second.b);
+    expect(b).not.toBe(a);
+    expectExact(a, kept, 'first result after a second call');
+    expect(Array.from(b)).not.toEqual(Array.from(a));
+  });
+
   describe.skipIf(backend !== 'webasm')('poisoning (webasm: the one backend whose output memory is reachable)', () => {
     const specs: Array<[string, (rng: Rng) => { spec: KernelSpec; args: Float32Array[]; expected: ArrayLike<number> }]> = [
       ['relu, 37 cells', (rng) => {

@@ -154,7 +154,7 @@ export class Device {
   }
 
   private compile(spec: KernelSpec): CompiledKernel {
-    return this.gpu.createKernel(spec.fn as any, {
+    const k = this.gpu.createKernel(spec.fn as any, {
       output: spec.output,
       constants: spec.constants,
       ...(spec.returnType ? { returnType: spec.returnType } : {}),
@@ -164,6 +164,8 @@ export class Device {
       // loops have constant bounds; this only lifts GPU.js's guard for dynamic ones
       loopMaxIterations: 1 << 20,
     } as any) as unknown as CompiledKernel;
+    if (spec.returnType) keepVectorResultFlat(k);
+    return k;
   }
 
   /**
@@ -234,6 +236,21 @@ export class Device {
     this.kernels.clear();
     this.gpu.destroy();
   }
+}
+
+/**
+ * GPU.js shapes a vector-returning kernel's result (`Array(4)`) as one Float32Array view per cell in nested rows
+ * (webasm and webgpu: `_shapeOutput`), ~0.2 µs a cell: ~100 ms for conv2's forward at B = 64, ~0.3 s of each
+ * training step. Every caller here takes the flat result (`flattenResult`), so the kernel hands back the flat copy
+ * it has already made. Should GPU.js swap in another kernel object, results arrive nested again, which
+ * `flattenResult` also takes: slower, never wrong.
+ */
+function keepVectorResultFlat(k: CompiledKernel): void {
+  const kernel = (k as any).kernel;
+  if (typeof kernel?._shapeOutput !== 'function') return;
+  const shape = kernel._shapeOutput.bind(kernel);
+  kernel._shapeOutput = (data: Float32Array, output: number[], components: number) =>
+    components > 1 ? data : shape(data, output, components);
 }
 
 /**
