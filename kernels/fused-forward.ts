@@ -25,20 +25,23 @@ export interface ResidentParams { weight: Float32Array; bias: Float32Array }
 
 /**
  * relu(b[m,co] + Σ_ci,ky,kx x[m,b,ci,oy+ky,ox+kx] · w[m,co,ci,ky,kx]), taps written out.
- * Grid [outW, outH, M*B*outC] → [M, B, outC, outH, outW].
+ * Grid [outH*outW, M*B*outC] → [M, B, outC, outH, outW]: one row per plane, so the row is a multiple of 4 wide
+ * (676 for conv1, where a 26-wide row is not) and webasm's worker threads run it with SIMD.
  */
 export function conv2dBiasReluResident(info: Conv2DInfo, p: ResidentParams): KernelSpec {
   return {
     name: 'fused.conv2dBiasRelu',
     fn: function (this: ConvThis, x: Float32Array): number {
-      const mb = Math.floor(this.thread.z / this.constants.outC);
-      const co = this.thread.z - mb * this.constants.outC;
+      const mb = Math.floor(this.thread.y / this.constants.outC);
+      const co = this.thread.y - mb * this.constants.outC;
       const m = Math.floor(mb / this.constants.B);
       const b = mb - m * this.constants.B;
+      const oy = Math.floor(this.thread.x / this.constants.outW);
+      const ox = this.thread.x - oy * this.constants.outW;
       let sum = this.constants.bias[m * this.constants.outC + co];
       for (let ci = 0; ci < this.constants.inC; ci++) {
         const xo = m * this.constants.xModelStride
-          + ((b * this.constants.inC + ci) * this.constants.inH + this.thread.y) * this.constants.inW + this.thread.x;
+          + ((b * this.constants.inC + ci) * this.constants.inH + oy) * this.constants.inW + ox;
         const wo = ((m * this.constants.outC + co) * this.constants.inC + ci) * 9;
         sum += x[xo] * this.constants.weight[wo] + x[xo + 1] * this.constants.weight[wo + 1]
           + x[xo + 2] * this.constants.weight[wo + 2]
@@ -51,7 +54,7 @@ export function conv2dBiasReluResident(info: Conv2DInfo, p: ResidentParams): Ker
       }
       return Math.max(sum, 0);
     },
-    output: [info.outW, info.outH, info.M * info.B * info.outC],
+    output: [info.outH * info.outW, info.M * info.B * info.outC],
     constants: { ...info, weight: p.weight, bias: p.bias },
     flops: 2 * info.M * info.B * info.outC * info.outH * info.outW * info.inC * 9,
   };
