@@ -23,7 +23,7 @@ import { parseArgs } from 'node:util';
 import { Bench } from 'tinybench';
 import {
   conv2dFlipWeights, conv2dForward, conv2dGradBias, conv2dGradInputInfo, conv2dGradWeight, conv2dGradWeightLayout,
-  conv2dLayout, conv2dLayoutRelu, conv2dPadOutputGrad,
+  conv2dLayout, conv2dLayoutRelu,
 } from '../kernels/conv2d.ts';
 import { computeDropoutInfo, dropoutApply } from '../kernels/dropout.ts';
 import {
@@ -33,7 +33,7 @@ import { logSoftmaxForward, logSoftmaxNllBackward, nllLoss } from '../kernels/lo
 import {
   adadeltaAccDelta, adadeltaDelta, adadeltaSquareAvg, applyUpdate, sgdMomentumBuffer, sgdStep,
 } from '../kernels/optim.ts';
-import { maxPool2dArgmax, maxPool2dBackward, maxPool2dForward } from '../kernels/pool.ts';
+import { maxPool2dArgmax, maxPool2dForward, maxPool2dReluBackward } from '../kernels/pool.ts';
 import { reluBackward } from '../kernels/relu.ts';
 import {
   conv2dBiasReluPoolResident, conv2dBiasReluResident, linearBiasReluResident, linearLogSoftmaxResident,
@@ -247,18 +247,19 @@ function buildCases(M: number, B: number, inputs: Inputs): Case[] {
   add('fc1.gradInput', fc1GradIn, [u(h3), u(wf1)], { contraction: true });
   add('fc1.gradInputRowsDropout', linearRowsDropout(linearRowQuads(fc1, 'gradInput'), computeDropoutInfo(pooled, DROPOUT1)),
     [blocked(fc1GradIn), { n: pooled, fill: { keep: 1 - DROPOUT1 } }]);
-  add('pool.backward', maxPool2dBackward(pool), [{ n: pooled, fill: 'argmax' }, u(pooled)]);
-  add('conv2.reluBackward', reluBackward({ n: h2 }), [u(h2), u(h2)]);
-  const conv2GradW = conv2dGradWeight(conv2);
-  add('conv2.gradWeight', conv2GradW, [u(h2), u(h1)], { contraction: true });
+  // conv2's output gradient, through pool and ReLU, written padded for its input gradient
+  const pad2 = conv2.K - 1;
+  const poolReluBack = maxPool2dReluBackward(pool, pad2);
+  const da2Padded = u(outputSize(poolReluBack));
+  add('pool.reluBackward', poolReluBack, [{ n: pooled, fill: 'argmax' }, u(pooled), u(h2)]);
+  const conv2GradW = conv2dGradWeight(conv2, pad2);
+  add('conv2.gradWeight', conv2GradW, [da2Padded, u(h1)], { contraction: true });
   add('conv2.gradWeightLayout', conv2dGradWeightLayout(conv2), [blocked(conv2GradW)]);
-  add('conv2.gradBias', conv2dGradBias(conv2), [u(h2)]);
-  // conv2's input gradient: pad dy, flip the weights, convolve, lay out
-  const pad = conv2dPadOutputGrad(conv2);
-  add('conv2.gradInput.pad', pad, [u(h2)]);
+  add('conv2.gradBias', conv2dGradBias(conv2, pad2), [da2Padded]);
+  // conv2's input gradient: flip the weights, convolve the padded gradient, lay out
   add('conv2.gradInput.flip', conv2dFlipWeights(conv2), [u(w2)], { batchFree: true });
   const gradInConv = conv2dForward(gradIn2);
-  add('conv2.gradInput.conv', gradInConv, [u(outputSize(pad)), u(w2), { n: M * conv2.inC, fill: 'zeros' }], { contraction: true });
+  add('conv2.gradInput.conv', gradInConv, [da2Padded, u(w2), { n: M * conv2.inC, fill: 'zeros' }], { contraction: true });
   add('conv2.gradInput.layout', conv2dLayout(gradIn2), [blocked(gradInConv)]);
   add('conv1.reluBackward', reluBackward({ n: h1 }), [u(h1), u(h1)]);
   const conv1GradW = conv2dGradWeight(conv1);

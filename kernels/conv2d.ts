@@ -7,6 +7,8 @@ import type { Conv2DInfo } from './shapes.ts';
 import type { KernelSpec, KernelThis } from './spec.ts';
 
 type This = KernelThis<Conv2DInfo>;
+/** The weight and bias gradients read dy inside a zero border of `dyPad` cells. */
+type PaddedThis = KernelThis<Conv2DInfo & { dyPad: number }>;
 
 /**
  * Layout constants of the forward's blocked output: the grid of 2x2 output blocks. Its rows are padded to a
@@ -124,32 +126,16 @@ export function conv2dLayoutRelu(info: Conv2DInfo): KernelSpec {
 /**
  * The input gradient is itself a convolution: dx = conv2d(pad(dy, K-1), flip(wᵀ)), where flip(wᵀ)[m,ci,co,ky,kx] =
  * w[m,co,ci,K-1-ky,K-1-kx]. Expressing it so (as TF.js does) reuses the forward kernel, branch-free, instead of
- * a loop that tests every tap against dy's borders. These two kernels prepare its operands; the engine chains
- * them with `conv2dForward(conv2dGradInputInfo(info))` (+ `conv2dLayout`).
+ * a loop that tests every tap against dy's borders. The padded dy is written directly by the pass that computes
+ * it (`maxPool2dReluBackward` with pad K-1: in this CNN a conv's output gradient comes through ReLU and pool),
+ * `conv2dFlipWeights` prepares the weights, and `conv2dForward(conv2dGradInputInfo(info))` (+ `conv2dLayout`)
+ * convolves them.
  */
 export function conv2dGradInputInfo(info: Conv2DInfo): Conv2DInfo {
   const pad = 2 * (info.K - 1);
   return {
     M: info.M, B: info.B, inC: info.outC, inH: info.outH + pad, inW: info.outW + pad,
     outC: info.inC, K: info.K, outH: info.inH, outW: info.inW, xModelStride: info.B * info.outC * (info.outH + pad) * (info.outW + pad),
-  };
-}
-
-/** dy [M,B,outC,outH,outW] zero-padded by K-1 on every side. Grid [outW+2(K-1), outH+2(K-1), M*B*outC]. */
-export function conv2dPadOutputGrad(info: Conv2DInfo): KernelSpec {
-  return {
-    name: 'conv2d.padOutputGrad',
-    fn: function (this: This, dy: Float32Array): number {
-      const oy = this.thread.y - (this.constants.K - 1);
-      const ox = this.thread.x - (this.constants.K - 1);
-      if (oy >= 0 && oy < this.constants.outH && ox >= 0 && ox < this.constants.outW) {
-        return dy[(this.thread.z * this.constants.outH + oy) * this.constants.outW + ox];
-      }
-      return 0;
-    },
-    output: [info.outW + 2 * (info.K - 1), info.outH + 2 * (info.K - 1), info.M * info.B * info.outC],
-    constants: { ...info },
-    flops: 0,
   };
 }
 
@@ -174,14 +160,15 @@ export function conv2dFlipWeights(info: Conv2DInfo): KernelSpec {
  * (kx = 0..2) of one (co, ci, ky), with its lanes over output channels: each step along a row reads one gradient
  * (the lane-dependent read) and one new input value, the other two slide along from the previous step, so two
  * reads feed three sums, where four output channels per cell needed five reads for four. Each sum still runs
- * over (b, oy, ox) in order, so the result is the same to the bit.
+ * over (b, oy, ox) in order, so the result is the same to the bit. dy may carry a zero border of `dyPad` cells
+ * (the input gradient's padding, `maxPool2dReluBackward`), which is skipped.
  * Grid [outC, inC*K, M], Array(3) (K = 3): the result is laid out [M, inC, K, outC, K]; `conv2dGradWeightLayout`
  * turns it into PyTorch's [M, outC, inC, K, K].
  */
-export function conv2dGradWeight(info: Conv2DInfo): KernelSpec {
+export function conv2dGradWeight(info: Conv2DInfo, dyPad = 0): KernelSpec {
   return {
     name: 'conv2d.gradWeight',
-    fn: function (this: This, dy: Float32Array, x: Float32Array): number[] {
+    fn: function (this: PaddedThis, dy: Float32Array, x: Float32Array): number[] {
       const ci = Math.floor(this.thread.y / 3);
       const ky = this.thread.y - ci * 3;
       let s0 = 0;
@@ -189,7 +176,8 @@ export function conv2dGradWeight(info: Conv2DInfo): KernelSpec {
       let s2 = 0;
       for (let b = 0; b < this.constants.B; b++) {
         for (let oy = 0; oy < this.constants.outH; oy++) {
-          const dyRow = (((this.thread.z * this.constants.B + b) * this.constants.outC + this.thread.x) * this.constants.outH + oy) * this.constants.outW;
+          const dyRow = (((this.thread.z * this.constants.B + b) * this.constants.outC + this.thread.x) * (this.constants.outH + 2 * this.constants.dyPad)
+            + oy + this.constants.dyPad) * (this.constants.outW + 2 * this.constants.dyPad) + this.constants.dyPad;
           const xRow = this.thread.z * this.constants.xModelStride
             + ((b * this.constants.inC + ci) * this.constants.inH + oy + ky) * this.constants.inW;
           let x0 = x[xRow];
@@ -209,7 +197,7 @@ export function conv2dGradWeight(info: Conv2DInfo): KernelSpec {
     },
     returnType: 'Array(3)',
     output: [info.outC, info.inC * info.K, info.M],
-    constants: { ...info },
+    constants: { ...info, dyPad },
     flops: 2 * info.M * info.B * info.outC * info.outH * info.outW * info.inC * info.K * info.K,
   };
 }
@@ -231,22 +219,25 @@ export function conv2dGradWeightLayout(info: Conv2DInfo): KernelSpec {
   };
 }
 
-/** db[m,co] = Σ_b,oy,ox dy[m,b,co,oy,ox]. Grid [outC, M]. */
-export function conv2dGradBias(info: Conv2DInfo): KernelSpec {
+/** db[m,co] = Σ_b,oy,ox dy[m,b,co,oy,ox], dy inside a zero border of `dyPad` cells. Grid [outC, M]. */
+export function conv2dGradBias(info: Conv2DInfo, dyPad = 0): KernelSpec {
   return {
     name: 'conv2d.gradBias',
-    fn: function (this: This, dy: Float32Array): number {
+    fn: function (this: PaddedThis, dy: Float32Array): number {
       let sum = 0;
       for (let b = 0; b < this.constants.B; b++) {
-        for (let p = 0; p < this.constants.outH * this.constants.outW; p++) {
-          sum += dy[((this.thread.y * this.constants.B + b) * this.constants.outC + this.thread.x)
-            * this.constants.outH * this.constants.outW + p];
+        for (let oy = 0; oy < this.constants.outH; oy++) {
+          const row = (((this.thread.y * this.constants.B + b) * this.constants.outC + this.thread.x) * (this.constants.outH + 2 * this.constants.dyPad)
+            + oy + this.constants.dyPad) * (this.constants.outW + 2 * this.constants.dyPad) + this.constants.dyPad;
+          for (let ox = 0; ox < this.constants.outW; ox++) {
+            sum += dy[row + ox];
+          }
         }
       }
       return sum;
     },
     output: [info.outC, info.M],
-    constants: { ...info },
+    constants: { ...info, dyPad },
     flops: info.M * info.B * info.outC * info.outH * info.outW,
   };
 }

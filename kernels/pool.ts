@@ -42,23 +42,31 @@ export function maxPool2dArgmax(info: Pool2DInfo): KernelSpec {
   };
 }
 
-/** dx[iy,ix] = dy[iy/2, ix/2] if (iy,ix) won its window, else 0. Grid [inW, inH, M*B*C]. */
-export function maxPool2dBackward(info: Pool2DInfo): KernelSpec {
+/**
+ * The gradient through ReLU then max-pool, in one pass: dx[iy,ix] = dy[iy/2, ix/2] where (iy, ix) won its window
+ * and the pool's input x (the ReLU's output) is > 0 there, else 0. It is written with a zero border of `pad`
+ * cells: the padding conv2d's input gradient convolves (`conv2dGradInputInfo`: pad K-1), which the conv's weight
+ * and bias gradients skip (their `dyPad`), so one pass replaces three (pool backward, ReLU backward, pad).
+ * x [M, B, C, inH, inW]. Grid [inW + 2 pad, inH + 2 pad, M*B*C].
+ */
+export function maxPool2dReluBackward(info: Pool2DInfo, pad: number): KernelSpec {
   return {
-    name: 'maxPool2d.backward',
-    fn: function (this: This, argmax: Float32Array, dy: Float32Array): number {
-      const py = Math.floor(this.thread.y / 2);
-      const px = Math.floor(this.thread.x / 2);
-      if (py < this.constants.outH && px < this.constants.outW) {
+    name: 'maxPool2d.reluBackward',
+    fn: function (this: KernelThis<Pool2DInfo & { pad: number }>, argmax: Float32Array, dy: Float32Array, x: Float32Array): number {
+      const iy = this.thread.y - this.constants.pad;
+      const ix = this.thread.x - this.constants.pad;
+      if (iy >= 0 && ix >= 0 && iy < 2 * this.constants.outH && ix < 2 * this.constants.outW) {
+        const py = Math.floor(iy / 2);
+        const px = Math.floor(ix / 2);
         const cell = (this.thread.z * this.constants.outH + py) * this.constants.outW + px;
-        if (argmax[cell] === (this.thread.y - 2 * py) * 2 + this.thread.x - 2 * px) {
+        if (argmax[cell] === (iy - 2 * py) * 2 + ix - 2 * px && x[(this.thread.z * this.constants.inH + iy) * this.constants.inW + ix] > 0) {
           return dy[cell];
         }
       }
       return 0;
     },
-    output: [info.inW, info.inH, info.M * info.B * info.C],
-    constants: { ...info },
+    output: [info.inW + 2 * pad, info.inH + 2 * pad, info.M * info.B * info.C],
+    constants: { ...info, pad },
     flops: info.M * info.B * info.C * info.inH * info.inW,
   };
 }

@@ -12,7 +12,7 @@ import gpujs from 'gpu.js';
 import { describe, expect, it } from 'vitest';
 import {
   conv2dFlipWeights, conv2dForward, conv2dGradBias, conv2dGradInputInfo, conv2dGradWeight, conv2dGradWeightLayout,
-  conv2dLayout, conv2dLayoutRelu, conv2dPadOutputGrad,
+  conv2dLayout, conv2dLayoutRelu,
 } from '../kernels/conv2d.ts';
 import { computeDropoutInfo, dropoutApply } from '../kernels/dropout.ts';
 import {
@@ -22,7 +22,7 @@ import {
   linearForward, linearGradBias, linearGradInput, linearGradWeight, linearRowQuads, linearRows, linearRowsDropout, linearRowsRelu,
 } from '../kernels/linear.ts';
 import { logSoftmaxForward, logSoftmaxNllBackward, nllLoss } from '../kernels/log-softmax-nll.ts';
-import { maxPool2dArgmax, maxPool2dBackward, maxPool2dForward } from '../kernels/pool.ts';
+import { maxPool2dArgmax, maxPool2dForward, maxPool2dReluBackward } from '../kernels/pool.ts';
 import { reluBackward, reluForward } from '../kernels/relu.ts';
 import { computeConv2DInfo, computeLinearInfo, computePool2DInfo, computeRowsInfo } from '../kernels/shapes.ts';
 import type { KernelSpec } from '../kernels/spec.ts';
@@ -177,6 +177,19 @@ function convProblem(rng: Rng, c: ConvCase) {
     db: concat(grads.map((g) => g.db.data)),
     dx: concat(grads.map((g) => g.dx.data)),
   };
+}
+
+/** planes of H x W values with a zero border of `pad` cells (float64, as the references are). */
+function padPlanes(values: ArrayLike<number>, planes: number, H: number, W: number, pad: number): Float64Array {
+  const pH = H + 2 * pad;
+  const pW = W + 2 * pad;
+  const out = new Float64Array(planes * pH * pW);
+  for (let z = 0; z < planes; z++) {
+    for (let y = 0; y < H; y++) {
+      for (let x = 0; x < W; x++) out[(z * pH + y + pad) * pW + x + pad] = values[(z * H + y) * W + x];
+    }
+  }
+  return out;
 }
 
 /** A random linear problem: stacked x, w, b and dy, each model's logits z = x·wᵀ + b and gradients (float64). */
@@ -396,26 +409,20 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       const blocked = await runPoisoned(d, conv2dGradWeight(p.info), p.dy, p.x);
       expectRelative(await runPoisoned(d, conv2dGradWeightLayout(p.info), blocked), p.dw, GRAD_TOL, `conv2d dw ${convName(c)}`);
       expectRelative(await runPoisoned(d, conv2dGradBias(p.info), p.dy), p.db, GRAD_TOL, `conv2d db ${convName(c)}`);
+      // dy inside the zero border the input gradient needs (as the engine hands it over): the border is skipped
+      const dyPadded = Float32Array.from(padPlanes(p.dy, c.M * c.B * c.outC, p.info.outH, p.info.outW, 2));
+      const blockedPadded = await runPoisoned(d, conv2dGradWeight(p.info, 2), dyPadded, p.x);
+      expectRelative(await runPoisoned(d, conv2dGradWeightLayout(p.info), blockedPadded), p.dw, GRAD_TOL, `conv2d dw, padded dy ${convName(c)}`);
+      expectRelative(await runPoisoned(d, conv2dGradBias(p.info, 2), dyPadded), p.db, GRAD_TOL, `conv2d db, padded dy ${convName(c)}`);
     });
 
-    it.each(GRAD_INPUT_CASES.map((c) => [convName(c), c] as const))('grad-input chain (pad dy, flip w, forward conv with zero bias), %s', async (_name, c) => {
+    it.each(GRAD_INPUT_CASES.map((c) => [convName(c), c] as const))('grad-input chain (padded dy, flip w, forward conv with zero bias), %s', async (_name, c) => {
       const rng = testRng();
       const d = device();
       const p = convProblem(rng, c);
       const { info } = p;
-
-      const padded = await runPoisoned(d, conv2dPadOutputGrad(info), p.dy);
-      const pH = info.outH + 4;
-      const pW = info.outW + 4;
-      const expectedPad = new Float64Array(c.M * c.B * c.outC * pH * pW);
-      for (let z = 0; z < c.M * c.B * c.outC; z++) {
-        for (let y = 0; y < info.outH; y++) {
-          for (let x = 0; x < info.outW; x++) {
-            expectedPad[(z * pH + y + 2) * pW + x + 2] = p.dy[(z * info.outH + y) * info.outW + x];
-          }
-        }
-      }
-      expectExact(padded, expectedPad, `padOutputGrad ${convName(c)}`);
+      // dy arrives padded by K-1 (maxPool2dReluBackward writes it so in the engine)
+      const padded = Float32Array.from(padPlanes(p.dy, c.M * c.B * c.outC, info.outH, info.outW, 2));
 
       const flipped = await runPoisoned(d, conv2dFlipWeights(info), p.w);
       const expectedFlip = new Float64Array(p.w.length);
@@ -463,10 +470,12 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       expectExact(await runPoisoned(d, maxPool2dForward(info), x), concat(refs.map((r) => r.y.data)), `pool forward ${poolName(c)}`);
       const argmax = await runPoisoned(d, maxPool2dArgmax(info), x);
       expectExact(argmax, concat(refs.map((r) => windowPositions(r.argmax, c.inH, c.inW))), `pool argmax ${poolName(c)}`);
-      // odd trailing rows/columns take no gradient: their zeros must be written too
-      const dx = perModel(c.M, (m) =>
-        ref.maxPool2dBackward([c.B, c.C, c.inH, c.inW], refs[m].argmax, tensor([c.B, c.C, info.outH, info.outW], part(dy, m, outSize))).data);
-      expectExact(await runPoisoned(d, maxPool2dBackward(info), argmax, dy), dx, `pool backward ${poolName(c)}`);
+      // the gradient through ReLU then pool; odd trailing rows/columns take none: their zeros must be written too
+      const dx = perModel(c.M, (m) => ref.reluBackward(tensor([inSize], part(x, m, inSize)), tensor([inSize],
+        ref.maxPool2dBackward([c.B, c.C, c.inH, c.inW], refs[m].argmax, tensor([c.B, c.C, info.outH, info.outW], part(dy, m, outSize))).data)).data);
+      expectExact(await runPoisoned(d, maxPool2dReluBackward(info, 0), argmax, dy, x), dx, `pool+relu backward ${poolName(c)}`);
+      expectExact(await runPoisoned(d, maxPool2dReluBackward(info, 2), argmax, dy, x), padPlanes(dx, c.M * c.B * c.C, c.inH, c.inW, 2),
+        `pool+relu backward, padded ${poolName(c)}`);
     });
 
     it('ties go to the first cell of the window, as in the reference', async () => {
@@ -477,7 +486,7 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       const argmax = await runPoisoned(d, maxPool2dArgmax(info), x);
       expectExact(argmax, [0, 1, 2], 'argmax');
       expectExact(argmax, windowPositions(ref.maxPool2d(tensor([1, 1, 2, 6], x)).argmax, 2, 6), 'argmax vs reference');
-      expectExact(await runPoisoned(d, maxPool2dBackward(info), argmax, new Float32Array([1, 2, 3])),
+      expectExact(await runPoisoned(d, maxPool2dReluBackward(info, 0), argmax, new Float32Array([1, 2, 3]), x),
         [1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 3, 0], 'backward');
     });
   });

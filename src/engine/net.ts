@@ -15,10 +15,10 @@ import type { Device } from './device.ts';
 import { computeRowsInfo } from '../../kernels/shapes.ts';
 import {
   conv2dFlipWeights, conv2dForward, conv2dGradBias, conv2dGradInputInfo, conv2dGradWeight, conv2dGradWeightLayout,
-  conv2dLayout, conv2dLayoutRelu, conv2dPadOutputGrad,
+  conv2dLayout, conv2dLayoutRelu,
 } from '../../kernels/conv2d.ts';
 import { reluBackward } from '../../kernels/relu.ts';
-import { maxPool2dArgmax, maxPool2dBackward, maxPool2dForward } from '../../kernels/pool.ts';
+import { maxPool2dArgmax, maxPool2dForward, maxPool2dReluBackward } from '../../kernels/pool.ts';
 import { computeDropoutInfo, dropoutApply } from '../../kernels/dropout.ts';
 import {
   linearForward, linearGradBias, linearGradInput, linearGradWeight, linearRowQuads, linearRows, linearRowsDropout, linearRowsRelu,
@@ -69,6 +69,8 @@ function buildLayers(M: number, B: number, sharedInput: boolean) {
   const { conv1, conv2, pool, fc1, fc2 } = cnnShapes(M, B, sharedInput);
   const rows = computeRowsInfo({ M, B, C: NUM_CLASSES });
   const gradIn2 = conv2dGradInputInfo(conv2);
+  // conv2's output gradient is written once, padded for its input gradient; its weight and bias gradients skip the border
+  const pad2 = conv2.K - 1;
   const h3 = { n: M * B * fc1.outF };
   const dropout1 = computeDropoutInfo(M * B * fc1.inF, DROPOUT1);
   const dropout2 = computeDropoutInfo(h3.n, DROPOUT2);
@@ -86,9 +88,9 @@ function buildLayers(M: number, B: number, sharedInput: boolean) {
     relu3Back: reluBackward(h3),
     fc1GradW: linearGradWeight(fc1), fc1GradWRows: linearRows(linearRowQuads(fc1, 'gradWeight')), fc1GradB: linearGradBias(fc1),
     fc1GradIn: linearGradInput(fc1), fc1GradInRowsDropout: linearRowsDropout(linearRowQuads(fc1, 'gradInput'), dropout1),
-    poolBack: maxPool2dBackward(pool), relu2Back: reluBackward({ n: M * B * conv2.outC * conv2.outH * conv2.outW }),
-    conv2GradW: conv2dGradWeight(conv2), conv2GradWLayout: conv2dGradWeightLayout(conv2), conv2GradB: conv2dGradBias(conv2),
-    conv2PadGrad: conv2dPadOutputGrad(conv2), conv2FlipW: conv2dFlipWeights(conv2),
+    poolReluBack: maxPool2dReluBackward(pool, pad2),
+    conv2GradW: conv2dGradWeight(conv2, pad2), conv2GradWLayout: conv2dGradWeightLayout(conv2), conv2GradB: conv2dGradBias(conv2, pad2),
+    conv2FlipW: conv2dFlipWeights(conv2),
     conv2GradIn: conv2dForward(gradIn2), conv2GradInLayout: conv2dLayout(gradIn2), conv2GradInZeroBias: new Float32Array(M * conv2.inC),
     relu1Back: reluBackward({ n: M * B * conv1.outC * conv1.outH * conv1.outW }),
     conv1GradW: conv2dGradWeight(conv1), conv1GradWLayout: conv2dGradWeightLayout(conv1), conv1GradB: conv2dGradBias(conv1),
@@ -176,11 +178,10 @@ export class Net {
     grads['fc1.weight'] = await d.run(L.fc1GradWRows, await d.run(L.fc1GradW, dz1, cache.d1));
     grads['fc1.bias'] = await d.run(L.fc1GradB, dz1);
     const dPooled = await d.run(L.fc1GradInRowsDropout, await d.run(L.fc1GradIn, dz1, p['fc1.weight']), cache.masks.drop1);
-    const da2 = await d.run(L.relu2Back, cache.h2, await d.run(L.poolBack, cache.argmax, dPooled));
-    grads['conv2.weight'] = await d.run(L.conv2GradWLayout, await d.run(L.conv2GradW, da2, cache.h1));
-    grads['conv2.bias'] = await d.run(L.conv2GradB, da2);
+    const da2Padded = await d.run(L.poolReluBack, cache.argmax, dPooled, cache.h2);
+    grads['conv2.weight'] = await d.run(L.conv2GradWLayout, await d.run(L.conv2GradW, da2Padded, cache.h1));
+    grads['conv2.bias'] = await d.run(L.conv2GradB, da2Padded);
     // conv2's input gradient is the forward convolution of the padded gradient with flipped weights
-    const da2Padded = await d.run(L.conv2PadGrad, da2);
     const flipped = await d.run(L.conv2FlipW, p['conv2.weight']);
     const dh1 = await d.run(L.conv2GradInLayout, await d.run(L.conv2GradIn, da2Padded, flipped, L.conv2GradInZeroBias));
     const da1 = await d.run(L.relu1Back, cache.h1, dh1);
