@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Packs what the lent GPU machine needs to run the CLI (it has no Node and reaches no registry) into one
-# ignored archive, gpu-carry.tar.xz (~30 MB), for the device tool's `carry`: this machine's node binary, the CLI
+# git-ignored archive, gpu-carry.tar.xz (~30 MB), for the device tool's `carry`: this machine's node binary, the CLI
 # bundled into one ES module by esbuild (tsx's dependency; no TypeScript at run time), the `webgpu` package's
 # linux-x64 Dawn addon, and the Vulkan loader. On the device:
 #   mkdir -p gpu-carry && tar -xJf gpu-carry.tar.xz -C gpu-carry
@@ -25,4 +25,4 @@ cp -r node_modules/webgpu "$work/pkg/node_modules/"
 find "$work/pkg/node_modules/webgpu/dist" -mindepth 1 -maxdepth 1 ! -name linux-x64 -exec rm -rf {} +
 cp -L "$(ldconfig -p | awk '/libvulkan.so.1 .*x86-64/ {print $NF; exit}')" "$work/pkg/lib/"
 tar -C "$work/pkg" -cf - . | xz -T0 -6 > gpu-carry.tar.xz
-echo "gpu-carry.tar.xz: $(du -h gpu-carry.tar.xz | cut -f1) (add it to .git/info/exclude so the device tool may carry it)"
+echo "gpu-carry.tar.xz: $(du -h gpu-carry.tar.xz | cut -f1) (git-ignored, so the device tool may carry it)"
