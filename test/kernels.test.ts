@@ -335,7 +335,7 @@ describe.each(plan.run)('kernels on %s', (backend) => {
   });
 
   it('hands back each call of a vector-returning kernel as its own array', async () => {
-    // webasm and webgpu return their flat copy as is (Device keeps GPU.js from shaping it per cell), so a
+    // webasm and webgpu return their flat copy as is (Device keeps GPU.js from shaping it into rows), so a
     // second call must not write into the first call's result
     const d = device();
     const rng = testRng();

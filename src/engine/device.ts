@@ -164,7 +164,7 @@ export class Device {
       // loops have constant bounds; this only lifts GPU.js's guard for dynamic ones
       loopMaxIterations: 1 << 20,
     } as any) as unknown as CompiledKernel;
-    if (spec.returnType) keepVectorResultFlat(k);
+    keepResultFlat(k);
     return k;
   }
 
@@ -239,18 +239,16 @@ export class Device {
 }
 
 /**
- * GPU.js shapes a vector-returning kernel's result (`Array(4)`) as one Float32Array view per cell in nested rows
- * (webasm and webgpu: `_shapeOutput`), ~0.2 µs a cell: ~100 ms for conv2's forward at B = 64, ~0.3 s of each
- * training step. Every caller here takes the flat result (`flattenResult`), so the kernel hands back the flat copy
- * it has already made. Should GPU.js swap in another kernel object, results arrive nested again, which
- * `flattenResult` also takes: slower, never wrong.
+ * GPU.js shapes a result on webasm and webgpu (`_shapeOutput`) as nested rows of Float32Array views: one view
+ * per row of a scalar result (114,688 for the pool backward's [28, 28, 4096] grid at B = 64), one per cell of a
+ * vector (`Array(4)`) result (~0.2 µs each: ~100 ms for conv2's forward at B = 64). Every caller here takes the
+ * flat result (`flattenResult`), so the kernel hands back the fresh flat copy it has already made, in grid order.
+ * Should GPU.js swap in another kernel object, results arrive nested again, which `flattenResult` also takes:
+ * slower, never wrong.
  */
-function keepVectorResultFlat(k: CompiledKernel): void {
+function keepResultFlat(k: CompiledKernel): void {
   const kernel = (k as any).kernel;
-  if (typeof kernel?._shapeOutput !== 'function') return;
-  const shape = kernel._shapeOutput.bind(kernel);
-  kernel._shapeOutput = (data: Float32Array, output: number[], components: number) =>
-    components > 1 ? data : shape(data, output, components);
+  if (typeof kernel?._shapeOutput === 'function') kernel._shapeOutput = (data: Float32Array) => data;
 }
 
 /**
