@@ -1,0 +1,126 @@
+/**
+ * `npm run bench:memory`: the memory that serving N models costs, as `bench` builds them. Issue 6's bound is a
+ * peak resident set of at most 2 × the weight bytes + 200 MB at N = 64, and RSS flat over long runs.
+ *
+ *   npx tsx bench/memory.ts [--num-models 64] [--backend webasm] [--iters 20] [--model PATH] [--json]
+ *
+ * One process, the stages in the order `bench` meets them: the model file loaded and replicated to N, both
+ * serving paths built, each path's first request (compiles its plans), then --iters requests per path. After
+ * each stage: RSS, the process's peak RSS so far (getrusage's maxrss, so a spike between samples counts), and the
+ * threads the process runs (Linux: /proc/self/status), since every GPU.js worker thread carries a V8 isolate.
+ */
+import { readFileSync } from 'node:fs';
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { IMAGE_SIDE } from '../src/engine/architecture.ts';
+import { BACKENDS, Device, type Backend } from '../src/engine/device.ts';
+import { firstRequest, makePaths, repeatImage } from '../src/bench/harness.ts';
+import { loadServedModels } from '../src/cli/models.ts';
+
+const USAGE = `usage: npx tsx bench/memory.ts [options]
+  --num-models N   models served by each path (default 64)
+  --backend NAME   ${BACKENDS.join(', ')} (default webasm)
+  --iters N        requests per path after the first (default 20)
+  --model PATH     model file (default fixtures/mnist_cnn.safetensors, replicated N times)
+  --json           print the stages as JSON
+  -h, --help       this text`;
+
+function fail(message: string): never {
+  process.stderr.write(`bench/memory: ${message}\n`);
+  process.exit(2);
+}
+
+const { values } = (() => {
+  try {
+    return parseArgs({
+      options: {
+        'num-models': { type: 'string', default: '64' },
+        backend: { type: 'string', default: 'webasm' },
+        iters: { type: 'string', default: '20' },
+        model: { type: 'string', default: 'fixtures/mnist_cnn.safetensors' },
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (e) {
+    fail(`${(e as Error).message}\n${USAGE}`);
+  }
+})();
+if (values.help) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
+}
+const positiveInt = (name: string, text: string, min: number): number => {
+  const n = Number(text);
+  if (!Number.isInteger(n) || n < min) fail(`--${name} must be an integer ≥ ${min}, got '${text}'`);
+  return n;
+};
+const N = positiveInt('num-models', values['num-models'], 1);
+const iters = positiveInt('iters', values.iters, 0);
+if (!(BACKENDS as readonly string[]).includes(values.backend)) fail(`--backend must be one of ${BACKENDS.join(', ')}`);
+const backend = values.backend as Backend;
+
+const MiB = 2 ** 20;
+
+/** Threads of this process (main, libuv, V8 helpers and every worker thread); null where /proc is absent. */
+function threadCount(): number | null {
+  try {
+    const match = /^Threads:\s+(\d+)/m.exec(readFileSync('/proc/self/status', 'utf8'));
+    return match ? Number(match[1]) : null;
+  } catch {
+    return null;
+  }
+}
+
+interface Stage {
+  stage: string;
+  rssMiB: number;
+  peakRssMiB: number;
+  threads: number | null;
+}
+const stages: Stage[] = [];
+function record(stage: string): void {
+  const s: Stage = {
+    stage,
+    rssMiB: process.memoryUsage().rss / MiB,
+    peakRssMiB: process.resourceUsage().maxRSS / 1024,
+    threads: threadCount(),
+  };
+  stages.push(s);
+  if (!values.json) {
+    process.stdout.write(`${stage.padEnd(34)} rss ${s.rssMiB.toFixed(0).padStart(6)} MiB   peak ${s.peakRssMiB.toFixed(0).padStart(6)} MiB   threads ${s.threads ?? '?'}\n`);
+  }
+}
+
+record('start');
+const device = await Device.open(backend);
+const served = loadServedModels(values.model, N);
+const weightBytes = Object.values(served.params).reduce((sum, a) => sum + a.byteLength, 0);
+record(`loaded (${(weightBytes / MiB).toFixed(0)} MiB of weights)`);
+
+const image = new Float32Array(IMAGE_SIDE * IMAGE_SIDE).map((_, i) => ((i * 37) % 255) / 255);
+const x = repeatImage(image, 1);
+const paths = makePaths(device, served.params, N);
+record('both paths built');
+await firstRequest(paths, x, 1);
+record('first request of each path');
+for (const path of ['sequential', 'singleDispatch'] as const) {
+  for (let i = 0; i < iters; i++) await paths[path].predict(x, 1);
+  record(`${iters} requests of ${path}`);
+}
+const executors = { sequential: paths.sequential.executorKind, singleDispatch: paths.singleDispatch.executorKind };
+paths.sequential.destroy();
+paths.singleDispatch.destroy();
+device.destroy();
+
+const peakMiB = Math.max(...stages.map((s) => s.peakRssMiB));
+const boundMiB = (2 * weightBytes) / MiB + 200 * 1e6 / MiB;
+const summary = {
+  backend, numModels: N, weightMiB: weightBytes / MiB, peakRssMiB: peakMiB, boundMiB,
+  withinBound: peakMiB <= boundMiB, executors, cpus: os.cpus().length, stages,
+};
+if (values.json) {
+  process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
+} else {
+  process.stdout.write(`peak ${peakMiB.toFixed(0)} MiB; bound 2 × ${(weightBytes / MiB).toFixed(0)} MiB + 200 MB = ${boundMiB.toFixed(0)} MiB: ${summary.withinBound ? 'within' : 'over'}\n`);
+}
