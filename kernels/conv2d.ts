@@ -3,7 +3,7 @@
  * gradients. Shapes: x [M or shared, B, inC, inH, inW], w [M, outC, inC, K, K], b [M, outC],
  * y / dy [M, B, outC, outH, outW].
  */
-import type { Conv2DInfo } from './shapes.ts';
+import { convGradWeightParts, type Conv2DInfo } from './shapes.ts';
 import type { KernelSpec, KernelThis } from './spec.ts';
 
 type This = KernelThis<Conv2DInfo>;
@@ -159,26 +159,31 @@ export function conv2dFlipWeights(info: Conv2DInfo): KernelSpec {
  * dw[m,co,ci,ky,kx] = Σ_b,oy,ox dy[m,b,co,oy,ox] · x[m,b,ci,oy+ky,ox+kx]. One cell computes a row of three taps
  * (kx = 0..2) of one (co, ci, ky), with its lanes over output channels: each step along a row reads one gradient
  * (the lane-dependent read) and one new input value, the other two slide along from the previous step, so two
- * reads feed three sums, where four output channels per cell needed five reads for four. Each sum still runs
- * over (b, oy, ox) in order, so the result is the same to the bit. dy may carry a zero border of `dyPad` cells
- * (the input gradient's padding, `maxPool2dReluBackward`), which is skipped.
- * Grid [outC, inC*K, M], Array(3) (K = 3): the result is laid out [M, inC, K, outC, K]; `conv2dGradWeightLayout`
- * turns it into PyTorch's [M, outC, inC, K, K].
+ * reads feed three sums, where four output channels per cell needed five reads for four. dy may carry a zero
+ * border of `dyPad` cells (the input gradient's padding, `maxPool2dReluBackward`), which is skipped.
+ * The sum over the batch is split into `convGradWeightParts` parts of whole samples, one cell each, so that conv1's
+ * small grid runs on both of webasm's worker threads; within a part each sum runs over (b, oy, ox) in order.
+ * Grid [outC, inC*K, M*parts], Array(3) (K = 3): the result is laid out [M, parts, inC, K, outC, K];
+ * `conv2dGradWeightLayout` adds the parts and lays them out as PyTorch's [M, outC, inC, K, K].
  */
 export function conv2dGradWeight(info: Conv2DInfo, dyPad = 0): KernelSpec {
+  const parts = convGradWeightParts(info);
   return {
     name: 'conv2d.gradWeight',
-    fn: function (this: PaddedThis, dy: Float32Array, x: Float32Array): number[] {
+    fn: function (this: KernelThis<Conv2DInfo & { dyPad: number; parts: number; partB: number }>, dy: Float32Array, x: Float32Array): number[] {
+      const m = Math.floor(this.thread.z / this.constants.parts);
+      const part = this.thread.z - m * this.constants.parts;
       const ci = Math.floor(this.thread.y / 3);
       const ky = this.thread.y - ci * 3;
       let s0 = 0;
       let s1 = 0;
       let s2 = 0;
-      for (let b = 0; b < this.constants.B; b++) {
+      for (let i = 0; i < this.constants.partB; i++) {
+        const b = part * this.constants.partB + i;
         for (let oy = 0; oy < this.constants.outH; oy++) {
-          const dyRow = (((this.thread.z * this.constants.B + b) * this.constants.outC + this.thread.x) * (this.constants.outH + 2 * this.constants.dyPad)
+          const dyRow = (((m * this.constants.B + b) * this.constants.outC + this.thread.x) * (this.constants.outH + 2 * this.constants.dyPad)
             + oy + this.constants.dyPad) * (this.constants.outW + 2 * this.constants.dyPad) + this.constants.dyPad;
-          const xRow = this.thread.z * this.constants.xModelStride
+          const xRow = m * this.constants.xModelStride
             + ((b * this.constants.inC + ci) * this.constants.inH + oy + ky) * this.constants.inW;
           let x0 = x[xRow];
           let x1 = x[xRow + 1];
@@ -196,25 +201,30 @@ export function conv2dGradWeight(info: Conv2DInfo, dyPad = 0): KernelSpec {
       return [s0, s1, s2];
     },
     returnType: 'Array(3)',
-    output: [info.outC, info.inC * info.K, info.M],
-    constants: { ...info, dyPad },
+    output: [info.outC, info.inC * info.K, info.M * parts],
+    constants: { ...info, dyPad, parts, partB: info.B / parts },
     flops: 2 * info.M * info.B * info.outC * info.outH * info.outW * info.inC * info.K * info.K,
   };
 }
 
-/** [M, inC, K, outC, K] → [M, outC, inC, K, K]. Grid [K*K, inC, M*outC]. */
+/** [M, parts, inC, K, outC, K] → [M, outC, inC, K, K], the parts added in order. Grid [K*K, inC, M*outC]. */
 export function conv2dGradWeightLayout(info: Conv2DInfo): KernelSpec {
   return {
     name: 'conv2d.gradWeightLayout',
-    fn: function (this: This, blocked: Float32Array): number {
+    fn: function (this: KernelThis<Conv2DInfo & { parts: number }>, blocked: Float32Array): number {
       const m = Math.floor(this.thread.z / this.constants.outC);
       const co = this.thread.z - m * this.constants.outC;
       const ky = Math.floor(this.thread.x / 3);
       const kx = this.thread.x - ky * 3;
-      return blocked[(((m * this.constants.inC + this.thread.y) * 3 + ky) * this.constants.outC + co) * 3 + kx];
+      const at = ((((m * this.constants.parts) * this.constants.inC + this.thread.y) * 3 + ky) * this.constants.outC + co) * 3 + kx;
+      let v = blocked[at];
+      for (let p = 1; p < this.constants.parts; p++) {
+        v += blocked[at + p * this.constants.inC * 9 * this.constants.outC];
+      }
+      return v;
     },
     output: [info.K * info.K, info.inC, info.M * info.outC],
-    constants: { ...info },
+    constants: { ...info, parts: convGradWeightParts(info) },
     flops: 0,
   };
 }

@@ -44,6 +44,43 @@ export function computeLinearInfo(p: { M: number; B: number; inF: number; outF: 
   return { M: p.M, B: p.B, inF: p.inF, outF: p.outF, xModelStride: p.sharedInput ? 0 : p.B * p.inF };
 }
 
+/**
+ * GPU.js's webasm backend gives a kernel one worker thread per 4,096 cells of its grid (up to its pool's size), so a
+ * grid of 4,096 cells or fewer runs on one core.
+ */
+export const CELLS_PER_WORKER = 4096;
+
+/**
+ * How many parts to split a kernel's sum into, each part a cell of its own, so that a small grid of `cells` cells
+ * per model runs on two worker threads: the smallest power of two up to `maxParts` that takes the grid past
+ * `CELLS_PER_WORKER`, then halved until `fits` accepts it (1 always fits). Chosen from one model's grid, never from
+ * M: a model trained beside others sums in the same order as one trained alone.
+ */
+function threadingParts(cells: number, maxParts: number, fits: (parts: number) => boolean): number {
+  let parts = 1;
+  while (parts < maxParts && cells * parts <= CELLS_PER_WORKER) parts *= 2;
+  while (parts > 1 && !fits(parts)) parts /= 2;
+  return parts;
+}
+
+/**
+ * The linear forward's parts of its sum over the input features (added up by the rows pass): fc1 at B = 64 has
+ * 128 × 16 = 2,048 cells of four rows, so it ran on one core; in 4 parts it runs on two. At most 8 parts, each of at
+ * least 256 features, so a small layer such as fc2 stays whole.
+ */
+export function linearForwardParts(info: LinearInfo): number {
+  return threadingParts(info.outF * Math.ceil(info.B / 4), 8, (parts) => info.inF % parts === 0 && info.inF / parts >= 256);
+}
+
+/**
+ * The conv weight gradient's parts of its sum over the batch (added up by its layout pass): conv1's grid is
+ * 32 output channels × 3 rows of taps = 96 cells, so it ran on one core; in 64 parts of one sample it runs on two.
+ * Each part holds a whole number of samples.
+ */
+export function convGradWeightParts(info: Conv2DInfo): number {
+  return threadingParts(info.outC * info.inC * info.K, info.B, (parts) => info.B % parts === 0);
+}
+
 /** Row-wise ops over [M, B, C] (log-softmax, NLL). */
 export interface RowsInfo { M: number; B: number; C: number }
 

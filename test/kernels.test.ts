@@ -24,7 +24,9 @@ import {
 import { logSoftmaxForward, logSoftmaxNllBackward, nllLoss } from '../kernels/log-softmax-nll.ts';
 import { maxPool2dArgmax, maxPool2dForward, maxPool2dReluBackward } from '../kernels/pool.ts';
 import { reluBackward, reluForward } from '../kernels/relu.ts';
-import { computeConv2DInfo, computeLinearInfo, computePool2DInfo, computeRowsInfo } from '../kernels/shapes.ts';
+import {
+  computeConv2DInfo, computeLinearInfo, computePool2DInfo, computeRowsInfo, convGradWeightParts, linearForwardParts,
+} from '../kernels/shapes.ts';
 import type { KernelSpec } from '../kernels/spec.ts';
 import { PARAM_SPECS, type ParamSet } from '../src/engine/architecture.ts';
 import { Device, PLAN_EXECUTORS } from '../src/engine/device.ts';
@@ -102,6 +104,8 @@ const CONV_CASES: ConvCase[] = [
   { M: 2, B: 1, inC: 32, inH: 5, inW: 6, outC: 32, sharedInput: true },
   // output channels not a multiple of 4: the weight gradient's lanes run over them
   { M: 2, B: 2, inC: 3, inH: 7, inW: 8, outC: 5, sharedInput: false },
+  // one input channel, as conv1: the weight gradient's sum in 4 parts of one sample (convGradWeightParts)
+  { M: 2, B: 4, inC: 1, inH: 6, inW: 6, outC: 4, sharedInput: false },
 ];
 
 // the input gradient runs the forward kernel with inC as its output channels
@@ -132,10 +136,14 @@ const LINEAR_CASES: LinearCase[] = [
   { M: 3, B: 2, inF: 33, outF: 10, sharedInput: false },
   { M: 2, B: 5, inF: 17, outF: 9, sharedInput: true },
   { M: 2, B: 17, inF: 33, outF: 128, sharedInput: false },
+  // the forward split into parts (linearForwardParts): 2 parts of 515 (unrolled to 512, tail of 3), 8 of 257
+  { M: 2, B: 5, inF: 1030, outF: 9, sharedInput: false },
+  { M: 1, B: 3, inF: 2056, outF: 5, sharedInput: true },
 ];
 /**
  * > 4096 cells in every per-layer contraction's grid, for the webasm worker pool: forward 128·17·2, input gradient
- * 129·17·2, weight gradient 129·32·2 (the fused kernels' cases above already reach it with one output per cell).
+ * 132·17·2, weight gradient 132·32·2 (129 features padded to a multiple of 4; the fused kernels' cases above
+ * already reach it with one output per cell).
  */
 const LINEAR_THREADED_CASE: LinearCase = { M: 2, B: 65, inF: 129, outF: 128, sharedInput: false };
 const linearName = (c: LinearCase): string =>
@@ -302,6 +310,33 @@ describe('Device kernel cache', () => {
     } finally {
       d.destroy();
     }
+  });
+});
+
+describe('linearForwardParts', () => {
+  const parts = (B: number, inF: number, outF: number, M = 1) => linearForwardParts(computeLinearInfo({ M, B, inF, outF }));
+  it('splits a grid below two workers\' worth of cells, never into parts under 256 features', () => {
+    expect(parts(64, 9216, 128)).toBe(4); // fc1 at B = 64: 2,048 cells → 8,192
+    expect(parts(16, 9216, 128)).toBe(8); // at most 8 parts
+    expect(parts(64, 128, 10)).toBe(1); // fc2: too few features to split
+    expect(parts(256, 9216, 128)).toBe(1); // 8,192 cells already
+    expect(parts(5, 1030, 9)).toBe(2); // 1030 divides by 2 only
+    expect(parts(3, 2056, 5)).toBe(8);
+  });
+  it('depends on one model\'s grid, not on M: a model trained beside others sums as one trained alone', () => {
+    expect(parts(64, 9216, 128, 4)).toBe(parts(64, 9216, 128, 1));
+  });
+});
+
+describe('convGradWeightParts', () => {
+  const parts = (B: number, inC: number, outC: number, M = 1) =>
+    convGradWeightParts(computeConv2DInfo({ M, B, inC, inH: 28, inW: 28, outC, K: 3 }));
+  it('splits a grid of one worker\'s cells or fewer over whole samples', () => {
+    expect(parts(64, 1, 32)).toBe(64); // conv1 at B = 64: 96 cells → 6,144, two workers
+    expect(parts(64, 32, 64)).toBe(1); // conv2: 6,144 cells already
+    expect(parts(4, 1, 4)).toBe(4);
+    expect(parts(3, 1, 32)).toBe(1); // 3 samples split into no whole power-of-two parts
+    expect(parts(64, 1, 32, 4)).toBe(parts(64, 1, 32, 1));
   });
 });
 
