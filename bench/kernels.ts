@@ -12,6 +12,9 @@
  * activation, the kernel, the read-back. Each case runs twice untimed first (the first
  * call compiles, the second sizes the run), so GPU.js compilation never lands in the warm-up or a sample.
  *
+ * Each per-layer contraction is also timed as its movement floor (bench/floor.ts: same grid and arguments, no
+ * arithmetic): `floor ms`, and `max %`, the share of the matmul its flops would reach in that time.
+ *
  * Cells a backend cannot run exactly (an array beyond device.maxElements) are reported `n/a`, not run. Cells
  * whose call exceeds --max-call-ms are skipped too, so a default run stays within minutes (cpu at B = 64,
  * M = 32 would spend minutes per conv kernel): the call time is extrapolated from the same kernel at a smaller
@@ -43,6 +46,7 @@ import { outputSize, type KernelSpec } from '../kernels/spec.ts';
 import { DROPOUT1, DROPOUT2, IMAGE_SIDE, NUM_CLASSES, cnnShapes } from '../src/engine/architecture.ts';
 import { BACKENDS, Device, backendUnavailableReason, type Backend } from '../src/engine/device.ts';
 import { makeRng } from '../src/engine/random.ts';
+import { movementFloor } from './floor.ts';
 import { MATMUL_LAYOUTS, computeMatmulInfo, matmul, matmulAt, matmulReferenceAt, type MatmulLayout } from './matmul.ts';
 
 // ---------------------------------------------------------------------------------------------
@@ -365,6 +369,9 @@ interface Row {
   pctOfMatmul: number | null;
   rmePercent: number | null;
   samples: number | null;
+  /** per-layer contractions: the movement floor's call time (bench/floor.ts), and the % of the matmul it allows */
+  floorMs: number | null;
+  maxPctOfMatmul: number | null;
   /** why the cell has no timing: 'exceeds 2^24 elements on webasm', 'estimated … > --max-call-ms …', 'error: …' */
   skipped: string | null;
 }
@@ -377,6 +384,11 @@ interface MatmulResult {
   ceilingGflops: number;
   best: MatmulLayout;
   layouts: MatmulTiming[];
+  /**
+   * The best layout as a 64 × 128 product over the same inner size: its grid (2,048 cells) stays below GPU.js's
+   * threading floor, so it runs on one core: the matmul kernel's rate for a grid as small as fc2's.
+   */
+  oneCore: { rows: number; cols: number; inner: number; gflops: number };
 }
 
 interface BackendReport {
@@ -414,7 +426,15 @@ async function runMatmul(device: Device, opts: Options): Promise<MatmulResult> {
     layouts.push({ layout, kernel: spec.name, ms: t.ms, gflops: spec.flops / (t.ms * 1e6), rmePercent: t.rmePercent, samples: t.samples });
   }
   const best = layouts.reduce((p, q) => (q.gflops > p.gflops ? q : p));
-  return { size: opts.matmulSize, ceilingGflops: best.gflops, best: best.layout, layouts };
+  const small = computeMatmulInfo(64, 128, opts.matmulSize);
+  const smallSpec = matmul(small, best.layout);
+  const smallB = b.subarray(0, small.inner * small.cols);
+  await device.run(smallSpec, a.subarray(0, small.rows * small.inner), smallB);
+  const oneCoreMs = (await measure(smallSpec.name, () => device.run(smallSpec, a.subarray(0, small.rows * small.inner), smallB), opts, false)).ms;
+  return {
+    size: opts.matmulSize, ceilingGflops: best.gflops, best: best.layout, layouts,
+    oneCore: { ...small, gflops: smallSpec.flops / (oneCoreMs * 1e6) },
+  };
 }
 
 const progress = process.stderr.isTTY
@@ -443,7 +463,7 @@ async function runBackend(backend: Backend, opts: Options): Promise<BackendRepor
         if (opts.only && !opts.only.test(c.label) && !opts.only.test(c.spec.name)) continue;
         const row: Row = {
           backend, label: c.label, kernel: c.spec.name, B: c.batchFree ? null : B, M, flops: c.spec.flops,
-          ms: null, gflops: null, pctOfMatmul: null, rmePercent: null, samples: null, skipped: null,
+          ms: null, gflops: null, pctOfMatmul: null, rmePercent: null, samples: null, floorMs: null, maxPctOfMatmul: null, skipped: null,
         };
         report.rows.push(row);
         const largest = Math.max(outputSize(c.spec), ...c.args.map((a) => (typeof a === 'number' ? 0 : a.n)),
@@ -481,6 +501,12 @@ async function runBackend(backend: Backend, opts: Options): Promise<BackendRepor
           row.pctOfMatmul = c.contraction && row.gflops !== null ? 100 * row.gflops / ceiling : null;
           row.rmePercent = t.rmePercent;
           row.samples = t.samples;
+          const floor = c.contraction && !plan ? movementFloor(c.spec, args.length) : null;
+          if (floor) {
+            await device.run(floor, ...args);
+            row.floorMs = (await measure(floor.name, () => device.run(floor, ...args), opts, false)).ms;
+            row.maxPctOfMatmul = 100 * (c.spec.flops / (row.floorMs * 1e6)) / ceiling;
+          }
         } catch (err) {
           row.skipped = `error: ${err instanceof Error ? err.message : String(err)}`;
         } finally {
@@ -516,7 +542,9 @@ function printTable(report: BackendReport): void {
   const layouts = mm.layouts.map((l) => `${l.kernel} ${formatMs(l.ms)} ms = ${formatRate(l.gflops)} GFLOP/s`).join(', ');
   console.log(`== ${report.backend} — matmul ${mm.size}x${mm.size}x${mm.size}: ${layouts}; `
     + `100% below = ${formatRate(mm.ceilingGflops)} GFLOP/s`);
-  const header = ['kernel', 'spec', 'B', 'M', 'ms', 'GFLOP/s', '% matmul', '±%', 'n'];
+  console.log(`   on one core (${mm.oneCore.rows}x${mm.oneCore.cols}x${mm.oneCore.inner}, a grid below GPU.js's threading floor): `
+    + `${formatRate(mm.oneCore.gflops)} GFLOP/s = ${(100 * mm.oneCore.gflops / mm.ceilingGflops).toFixed(0)}%`);
+  const header = ['kernel', 'spec', 'B', 'M', 'ms', 'GFLOP/s', '% matmul', '±%', 'n', 'floor ms', 'max %'];
   const cells = report.rows.map((r) => {
     const head = [r.label, r.kernel, r.B === null ? '-' : String(r.B), String(r.M)];
     if (r.skipped !== null) {
@@ -525,6 +553,7 @@ function printTable(report: BackendReport): void {
     return [
       ...head, formatMs(r.ms!), r.gflops === null ? '-' : formatRate(r.gflops),
       r.pctOfMatmul === null ? '' : `${r.pctOfMatmul.toFixed(0)}%`, r.rmePercent!.toFixed(1), String(r.samples),
+      r.floorMs === null ? '' : formatMs(r.floorMs), r.maxPctOfMatmul === null ? '' : `${r.maxPctOfMatmul.toFixed(0)}%`,
     ];
   });
   // a skipped row's note runs on past the numeric columns, so it sets no width there
