@@ -8,7 +8,8 @@
  * the reads of A do not depend on thread.x (one load + splat on webasm); k is unrolled by four, as the conv
  * kernels write their nine taps out. No tiling or shared memory: GPU.js offers neither on cpu/webasm.
  * Two layouts of B, because which one is faster depends on the backend (cache lines vs lanes):
- * - 'ab':  B [inner, cols] — the four lanes of a quad read one cache line, each cell walks B down a column;
+ * - 'ab':  B [inner, cols] — the four lanes of a quad read four consecutive elements (one vector load on webasm,
+ *          patches/), each cell walks B down a column;
  * - 'abt': Bᵀ [cols, inner] — each cell walks a row of Bᵀ contiguously (the linear layer's y = x · wᵀ form).
  * The benchmark runs both and takes the faster as 100%. Not a hard bound: a kernel with a long inner loop per cell
  * (conv2's weight gradient) can pass it, since per-cell overhead weighs less there.
@@ -54,11 +55,12 @@ export function matmul(info: MatmulInfo, layout: MatmulLayout): KernelSpec {
         let s2 = 0;
         let s3 = 0;
         for (let k = 0; k < this.constants.inner; k += 4) {
-          const bo = k * this.constants.cols + this.thread.x;
-          const b0 = b[bo];
-          const b1 = b[bo + this.constants.cols];
-          const b2 = b[bo + 2 * this.constants.cols];
-          const b3 = b[bo + 3 * this.constants.cols];
+          // written `uniform + thread.x`: the four lanes' reads are one vector load on webasm (patches/)
+          const bo = k * this.constants.cols;
+          const b0 = b[bo + this.thread.x];
+          const b1 = b[bo + this.constants.cols + this.thread.x];
+          const b2 = b[bo + 2 * this.constants.cols + this.thread.x];
+          const b3 = b[bo + 3 * this.constants.cols + this.thread.x];
           s0 += a[a0 + k] * b0 + a[a0 + k + 1] * b1 + a[a0 + k + 2] * b2 + a[a0 + k + 3] * b3;
           s1 += a[a1 + k] * b0 + a[a1 + k + 1] * b1 + a[a1 + k + 2] * b2 + a[a1 + k + 3] * b3;
           s2 += a[a2 + k] * b0 + a[a2 + k + 1] * b1 + a[a2 + k + 2] * b2 + a[a2 + k + 3] * b3;

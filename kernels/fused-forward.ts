@@ -1,7 +1,8 @@
 /**
- * The inference forward as four fused kernels, each one value per cell, with the weights resident:
+ * The inference forward as five fused kernels, each one value per cell, with the weights resident:
  *
- *   conv1 + bias + ReLU → conv2 + bias + ReLU + 2x2 max-pool → fc1 + bias + ReLU → fc2 + bias + log_softmax
+ *   conv1 + bias + ReLU → conv2 + bias + ReLU + 2x2 max-pool → fc1 (four partial sums per output)
+ *   → + bias + ReLU → fc2 + bias + log_softmax
  *
  * Weights and biases are `constants`, which a backend uploads once when it builds the kernel (webgpu: storage
  * buffers; webasm: its wasm memory; GL: textures) and never per call. Each cell returns one value because the chain
@@ -9,9 +10,8 @@
  * identity at inference, so it has no kernel here; training uses the per-layer kernels of the other files.
  *
  * Parameter layouts are PyTorch's, stacked over M models, so the constants are the model's own arrays (views, no
- * copy on the host). fc1 reads its weight in that layout too: a transposed copy (adjacent cells reading adjacent
- * weights) measured no faster on webasm (B = 1: 3.07 ms transposed, 2.71 ms as is) and cost a second host copy
- * of every model's 4.7 MB.
+ * copy on the host). fc1 reads its weight in that layout too: its adjacent cells read adjacent weights by splitting
+ * each row's sum four ways (`linearPartialsResident`), so no transposed copy is needed.
  */
 import type { Conv2DInfo, LinearInfo, Pool2DInfo } from './shapes.ts';
 import type { KernelSpec, KernelThis } from './spec.ts';
@@ -121,22 +121,49 @@ export function conv2dBiasReluPoolResident(info: Conv2DInfo, pool: Pool2DInfo, p
   };
 }
 
-/** relu(b[m,o] + Σ_k x[m,b,k] · w[m,o,k]). Grid [outF, B, M]. */
-export function linearBiasReluResident(info: LinearInfo, p: ResidentParams): KernelSpec {
+/**
+ * fc1 in two steps, because at B = 1 every weight is read once per request and model: no cell can share a weight
+ * read with another. So the lanes read consecutive weights instead: the 4 cells of a row split the sum over k by
+ * k mod 4, cell p summing k = p, p+4, p+8, … (the tail of an inF not a multiple of 4 included), and both its reads,
+ * `x[… + j + thread.x]` and `weight[… + j + thread.x]`, are four consecutive elements, one vector load each on
+ * webasm (patches/: stock gpu.js gathers them one by one). 20 → 10 ms for 8 models at B = 1 (bench/RESULTS.md).
+ * Grid [4, outF, M*B] → partial sums [M, B, outF, 4]; `linearPartialsBiasRelu` adds them.
+ */
+export function linearPartialsResident(info: LinearInfo, weight: Float32Array): KernelSpec {
   return {
-    name: 'fused.linearBiasRelu',
-    fn: function (this: LinearThis, x: Float32Array): number {
-      const xo = this.thread.z * this.constants.xModelStride + this.thread.y * this.constants.inF;
-      const wo = (this.thread.z * this.constants.outF + this.thread.x) * this.constants.inF;
-      let sum = this.constants.bias[this.thread.z * this.constants.outF + this.thread.x];
-      for (let k = 0; k < this.constants.inF; k++) {
-        sum += x[xo + k] * this.constants.weight[wo + k];
+    name: 'fused.linearPartials',
+    fn: function (this: KernelThis<LinearInfo & { inF4: number; weight: Float32Array }>, x: Float32Array): number {
+      const m = Math.floor(this.thread.z / this.constants.B);
+      const b = this.thread.z - m * this.constants.B;
+      const xo = m * this.constants.xModelStride + b * this.constants.inF;
+      const wo = (m * this.constants.outF + this.thread.y) * this.constants.inF;
+      let sum = 0;
+      for (let j = 0; j < this.constants.inF4; j += 4) {
+        sum += x[xo + j + this.thread.x] * this.constants.weight[wo + j + this.thread.x];
       }
-      return Math.max(sum, 0);
+      if (this.thread.x < this.constants.inF - this.constants.inF4) {
+        sum += x[xo + this.constants.inF4 + this.thread.x] * this.constants.weight[wo + this.constants.inF4 + this.thread.x];
+      }
+      return sum;
+    },
+    output: [4, info.outF, info.M * info.B],
+    constants: { ...info, inF4: info.inF - (info.inF % 4), weight },
+    flops: 2 * info.M * info.B * info.outF * info.inF,
+  };
+}
+
+/** relu(b[m,o] + the four partial sums of `linearPartialsResident`, added in order). Grid [outF, B, M]. */
+export function linearPartialsBiasRelu(info: LinearInfo, bias: Float32Array): KernelSpec {
+  return {
+    name: 'fused.linearPartialsBiasRelu',
+    fn: function (this: KernelThis<LinearInfo & { bias: Float32Array }>, partials: Float32Array): number {
+      const at = ((this.thread.z * this.constants.B + this.thread.y) * this.constants.outF + this.thread.x) * 4;
+      return Math.max(this.constants.bias[this.thread.z * this.constants.outF + this.thread.x]
+        + partials[at] + partials[at + 1] + partials[at + 2] + partials[at + 3], 0);
     },
     output: [info.outF, info.B, info.M],
-    constants: { ...info, weight: p.weight, bias: p.bias },
-    flops: 2 * info.M * info.B * info.outF * info.inF,
+    constants: { ...info, bias },
+    flops: 5 * info.M * info.B * info.outF,
   };
 }
 

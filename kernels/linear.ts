@@ -104,12 +104,12 @@ export function linearGradInput(info: LinearInfo): KernelSpec {
       let s2 = 0;
       let s3 = 0;
       const dyo = (this.thread.z * this.constants.B + 4 * this.thread.y) * this.constants.outF;
-      const wo = this.thread.z * this.constants.outF * this.constants.inF + this.thread.x;
+      const wo = this.thread.z * this.constants.outF * this.constants.inF;
       for (let o = 0; o < this.constants.outF4; o += 4) {
-        const w0 = w[wo + o * this.constants.inF];
-        const w1 = w[wo + (o + 1) * this.constants.inF];
-        const w2 = w[wo + (o + 2) * this.constants.inF];
-        const w3 = w[wo + (o + 3) * this.constants.inF];
+        const w0 = w[wo + o * this.constants.inF + this.thread.x];
+        const w1 = w[wo + (o + 1) * this.constants.inF + this.thread.x];
+        const w2 = w[wo + (o + 2) * this.constants.inF + this.thread.x];
+        const w3 = w[wo + (o + 3) * this.constants.inF + this.thread.x];
         s0 += dy[dyo + o] * w0;
         s0 += dy[dyo + o + 1] * w1;
         s0 += dy[dyo + o + 2] * w2;
@@ -129,7 +129,7 @@ export function linearGradInput(info: LinearInfo): KernelSpec {
       }
       for (let t = 0; t < this.constants.outF - this.constants.outF4; t++) {
         const o = this.constants.outF4 + t;
-        const wk = w[wo + o * this.constants.inF];
+        const wk = w[wo + o * this.constants.inF + this.thread.x];
         s0 += dy[dyo + o] * wk;
         s1 += dy[dyo + this.constants.outF + o] * wk;
         s2 += dy[dyo + 2 * this.constants.outF + o] * wk;
@@ -153,13 +153,13 @@ export function linearGradWeight(info: LinearInfo): KernelSpec {
       let s1 = 0;
       let s2 = 0;
       let s3 = 0;
-      const xo = this.thread.z * this.constants.xModelStride + this.thread.x;
+      const xo = this.thread.z * this.constants.xModelStride;
       const dyo = this.thread.z * this.constants.B * this.constants.outF + 4 * this.thread.y;
       for (let b = 0; b < this.constants.B4; b += 4) {
-        const x0 = x[xo + b * this.constants.inF];
-        const x1 = x[xo + (b + 1) * this.constants.inF];
-        const x2 = x[xo + (b + 2) * this.constants.inF];
-        const x3 = x[xo + (b + 3) * this.constants.inF];
+        const x0 = x[xo + b * this.constants.inF + this.thread.x];
+        const x1 = x[xo + (b + 1) * this.constants.inF + this.thread.x];
+        const x2 = x[xo + (b + 2) * this.constants.inF + this.thread.x];
+        const x3 = x[xo + (b + 3) * this.constants.inF + this.thread.x];
         s0 += dy[dyo + b * this.constants.outF] * x0;
         s0 += dy[dyo + (b + 1) * this.constants.outF] * x1;
         s0 += dy[dyo + (b + 2) * this.constants.outF] * x2;
@@ -179,7 +179,7 @@ export function linearGradWeight(info: LinearInfo): KernelSpec {
       }
       for (let t = 0; t < this.constants.B - this.constants.B4; t++) {
         const b = this.constants.B4 + t;
-        const xb = x[xo + b * this.constants.inF];
+        const xb = x[xo + b * this.constants.inF + this.thread.x];
         s0 += dy[dyo + b * this.constants.outF] * xb;
         s1 += dy[dyo + b * this.constants.outF + 1] * xb;
         s2 += dy[dyo + b * this.constants.outF + 2] * xb;

@@ -16,7 +16,7 @@ import {
 } from '../kernels/conv2d.ts';
 import { computeDropoutInfo, dropoutApply } from '../kernels/dropout.ts';
 import {
-  conv2dBiasReluPoolResident, conv2dBiasReluResident, linearBiasReluResident, linearLogSoftmaxResident,
+  conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
 } from '../kernels/fused-forward.ts';
 import {
   linearForward, linearGradBias, linearGradInput, linearGradWeight, linearRowQuads, linearRows, linearRowsDropout, linearRowsRelu,
@@ -593,12 +593,13 @@ describe.each(plan.run)('kernels on %s', (backend) => {
   });
 
   describe('fused forward (resident weights, run as a compiled plan)', () => {
-    /** Runs one fused kernel as a one-step plan, as InferencePlan chains them, and checks how the plan ran. */
-    async function runAsPlan(d: Device, spec: KernelSpec, x: Float32Array): Promise<Float32Array> {
-      const plan = d.plan([spec], ([k], input) => k!(input));
+    /** Runs fused kernels chained as one plan, as InferencePlan chains them, and checks how the plan ran. */
+    async function runAsPlan(d: Device, spec: KernelSpec | KernelSpec[], x: Float32Array): Promise<Float32Array> {
+      const specs = Array.isArray(spec) ? spec : [spec];
+      const plan = d.plan(specs, (ks, input) => ks.reduce((value, k) => k(value), input));
       try {
         const out = await plan.run(x);
-        expect(PLAN_EXECUTORS[backend], `${spec.name}: executor (${plan.fallbackReason ?? 'no fallback reason'})`).toContain(plan.executorKind);
+        expect(PLAN_EXECUTORS[backend], `${specs.map((s) => s.name).join(' → ')}: executor (${plan.fallbackReason ?? 'no fallback reason'})`).toContain(plan.executorKind);
         return out;
       } finally {
         plan.destroy();
@@ -623,11 +624,11 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       expectRelative(y, expected, FORWARD_TOL, `fused conv2d+relu+pool ${convName(c)}`);
     });
 
-    it.each(LINEAR_CASES.map((c) => [linearName(c), c] as const))('linear + bias + relu and linear + log_softmax, %s', async (_name, c) => {
+    it.each(LINEAR_CASES.map((c) => [linearName(c), c] as const))('linear in four partial sums + bias + relu, and linear + log_softmax, %s', async (_name, c) => {
       const d = device();
       // larger weights than the linear test's, so the log-softmax sees logits of several units
       const { info, x, w, b, z } = linearProblem(testRng(), c, 3);
-      expectRelative(await runAsPlan(d, linearBiasReluResident(info, { weight: w, bias: b }), x),
+      expectRelative(await runAsPlan(d, [linearPartialsResident(info, w), linearPartialsBiasRelu(info, b)], x),
         concat(z.map((t) => ref.relu(t).data)), FORWARD_TOL, `fused linear+relu ${linearName(c)}`);
       expectRelative(await runAsPlan(d, linearLogSoftmaxResident(info, { weight: w, bias: b }), x),
         concat(z.map((t) => ref.logSoftmax(t).data)), FORWARD_TOL, `fused linear+log_softmax ${linearName(c)}`);

@@ -1,6 +1,12 @@
 /**
- * GPU.js's webasm worker pool, as patched at install (patches/gpu.js+2.24.1.patch, applied by `patch-package`
- * on `npm install`): every kernel and plan shares one process-wide pool instead of spawning workers of its own.
+ * GPU.js's webasm backend as patched at install (patches/gpu.js+2.24.1.patch, applied by `patch-package` on
+ * `npm install`). Two changes, each tested here against exact expected values:
+ *
+ * Contiguous reads. A read `a[U + this.thread.x]` with U the same in every lane is one vector load of four
+ * consecutive elements instead of four scalar loads; in-bounds lanes must read exactly what they read before, at
+ * the array's end, inside a lane-divergent branch, and a wild index in a branch no lane takes must not trap.
+ *
+ * The worker pool. Every kernel and plan shares one process-wide pool instead of spawning workers of its own.
  * Stock gpu.js gave each threaded plan its own pool, so the sequential path's N one-model plans ran 2N worker
  * threads (~1 GiB more resident memory at N = 64). These tests fail if the patch is missing or breaks plans:
  * many plans and kernels on a handful of workers, plans run concurrently (the shared pool queues their
@@ -10,13 +16,18 @@
 import { createRequire } from 'node:module';
 import { afterAll, describe, expect, it } from 'vitest';
 import { reluForward } from '../kernels/relu.ts';
+import type { KernelSpec, KernelThis } from '../kernels/spec.ts';
 import { Device, type Plan } from '../src/engine/device.ts';
 import { freshSeed, makeRng } from './rng.ts';
 
 interface PoolWorker { dead: boolean }
 interface WorkerPool { size: number; shared: boolean; workers: PoolWorker[] }
-const workerPoolModule = createRequire(import.meta.url)('gpu.js/src/backend/web-assembly/worker-pool.js') as {
+const requireGpujs = createRequire(import.meta.url);
+const workerPoolModule = requireGpujs('gpu.js/src/backend/web-assembly/worker-pool.js') as {
   sharedWorkerPool?: () => WorkerPool;
+};
+const functionNodeModule = requireGpujs('gpu.js/src/backend/web-assembly/function-node.js') as {
+  WebAssemblyFunctionNode: { prototype: { vContiguousBase?: unknown } };
 };
 
 const webasm = (await Device.open('webasm').catch(() => null));
@@ -32,9 +43,70 @@ function input(rng: () => number): Float32Array {
 }
 const relu = (x: Float32Array): Float32Array => x.map((v) => Math.max(v, 0));
 
+type ReadThis = KernelThis<{ n: number; off: number }>;
+/** A kernel of `width` cells (a multiple of 4, so webasm runs it with SIMD) whose cell x reads what `fn` reads. */
+function reader(name: string, width: number, constants: { n: number; off: number }, fn: KernelSpec['fn']): KernelSpec {
+  return { name: `patch-test.${name}`, fn, output: [width], constants, flops: 0 };
+}
+
+describe.skipIf(webasm === null)('webasm contiguous reads (gpu.js patched at install)', () => {
+  const n = 1001;
+  const a = Float32Array.from({ length: n }, (_, i) => i + 0.5);
+
+  it('a[U + thread.x] reads element U + x in every lane, for any U, up to the last element', async () => {
+    const rng = makeRng(seed + 3);
+    for (const off of [0, 1, 2, 3, Math.floor(rng() * (n - 64)), n - 64]) {
+      const out = await webasm!.run(reader('offset', 64, { n, off }, function (this: ReadThis, v: Float32Array): number {
+        return v[this.constants.off + this.thread.x];
+      }), a);
+      expect(Array.from(out), `U = ${off}`).toEqual(Array.from(a.subarray(off, off + 64)));
+    }
+  });
+
+  it('this.thread.x + U, with U a uniform expression of thread.y and a loop counter', async () => {
+    const out = await webasm!.run({
+      name: 'patch-test.loop', output: [8, 5], constants: { n, off: 7 }, flops: 0,
+      fn: function (this: ReadThis, v: Float32Array): number {
+        let s = 0;
+        for (let k = 0; k < 3; k++) {
+          s += v[this.thread.x + ((this.thread.y * 3 + k) * 10 + this.constants.off)];
+        }
+        return s;
+      },
+    }, a);
+    const expected = Array.from({ length: 40 }, (_, c) => {
+      const [x, y] = [c % 8, Math.floor(c / 8)];
+      return [0, 1, 2].reduce((s, k) => s + a[x + (y * 3 + k) * 10 + 7]!, 0);
+    });
+    expect(Array.from(out)).toEqual(expected);
+  });
+
+  it('the last quad\'s in-bounds lanes read exactly, where its other lanes run past the array', async () => {
+    const out = await webasm!.run(reader('tail', 4, { n, off: n - 2 }, function (this: ReadThis, v: Float32Array): number {
+      return v[this.constants.off + this.thread.x];
+    }), a);
+    expect([out[0], out[1]]).toEqual([a[n - 2], a[n - 1]]);
+  });
+
+  it('inside a lane-divergent branch, and with a wild index in a branch no lane takes', async () => {
+    const out = await webasm!.run(reader('branch', 16, { n, off: 40 }, function (this: ReadThis, v: Float32Array): number {
+      let r = -1;
+      if (this.thread.x % 3 === 1) {
+        r = v[this.constants.off + this.thread.x];
+      }
+      if (this.thread.x > 1000) {
+        r = v[this.constants.n * 100000 + this.thread.x];
+      }
+      return r;
+    }), a);
+    expect(Array.from(out)).toEqual(Array.from({ length: 16 }, (_, x) => (x % 3 === 1 ? a[40 + x]! : -1)));
+  });
+});
+
 describe.skipIf(webasm === null)('webasm worker pool (gpu.js patched at install)', () => {
-  it('the patch is installed: gpu.js exports the process-wide pool', () => {
+  it('the patch is installed: gpu.js exports the process-wide pool and plans contiguous reads', () => {
     expect(typeof workerPoolModule.sharedWorkerPool, 'run `npm install` (its postinstall applies patches/ with patch-package)').toBe('function');
+    expect(typeof functionNodeModule.WebAssemblyFunctionNode.prototype.vContiguousBase).toBe('function');
     expect(workerPoolModule.sharedWorkerPool!().shared).toBe(true);
   });
 
