@@ -2,12 +2,14 @@
  * `npm run bench:memory`: the memory that serving N models costs, as `bench` builds them. Issue 6's bound is a
  * peak resident set of at most 2 × the weight bytes + 200 MB at N = 64, and RSS flat over long runs.
  *
- *   npx tsx bench/memory.ts [--num-models 64] [--backend webasm] [--iters 20] [--model PATH] [--json]
+ *   npx tsx bench/memory.ts [--num-models 64] [--backend webasm] [--iters 20] [--sample-every K] [--model PATH] [--json]
  *
  * One process, the stages in the order `bench` meets them: the model file loaded and replicated to N, both
  * serving paths built, each path's first request (compiles its plans), then --iters requests per path. After
  * each stage: RSS, the process's peak RSS so far (getrusage's maxrss, so a spike between samples counts), and the
  * threads the process runs (Linux: /proc/self/status), since every GPU.js worker thread carries a V8 isolate.
+ * `--sample-every K` also records every K requests, to see whether RSS stays flat over a long run; with
+ * NODE_OPTIONS=--expose-gc each sample follows a full garbage collection, so growth there is memory still held.
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
@@ -21,6 +23,7 @@ const USAGE = `usage: npx tsx bench/memory.ts [options]
   --num-models N   models served by each path (default 64)
   --backend NAME   ${BACKENDS.join(', ')} (default webasm)
   --iters N        requests per path after the first (default 20)
+  --sample-every K also record every K requests of each path (default: only after each stage)
   --model PATH     model file (default fixtures/mnist_cnn.safetensors, replicated N times)
   --json           print the stages as JSON
   -h, --help       this text`;
@@ -37,6 +40,7 @@ const { values } = (() => {
         'num-models': { type: 'string', default: '64' },
         backend: { type: 'string', default: 'webasm' },
         iters: { type: 'string', default: '20' },
+        'sample-every': { type: 'string', default: '0' },
         model: { type: 'string', default: 'fixtures/mnist_cnn.safetensors' },
         json: { type: 'boolean', default: false },
         help: { type: 'boolean', short: 'h', default: false },
@@ -57,6 +61,7 @@ const positiveInt = (name: string, text: string, min: number): number => {
 };
 const N = positiveInt('num-models', values['num-models'], 1);
 const iters = positiveInt('iters', values.iters, 0);
+const sampleEvery = positiveInt('sample-every', values['sample-every'], 0);
 if (!(BACKENDS as readonly string[]).includes(values.backend)) fail(`--backend must be one of ${BACKENDS.join(', ')}`);
 const backend = values.backend as Backend;
 
@@ -79,7 +84,10 @@ interface Stage {
   threads: number | null;
 }
 const stages: Stage[] = [];
+/** Under `node --expose-gc` (NODE_OPTIONS=--expose-gc), a full collection before each sample: what is left is held. */
+const collect = (globalThis as { gc?: () => void }).gc;
 function record(stage: string): void {
+  collect?.();
   const s: Stage = {
     stage,
     rssMiB: process.memoryUsage().rss / MiB,
@@ -105,7 +113,10 @@ record('both paths built');
 await firstRequest(paths, x, 1);
 record('first request of each path');
 for (const path of ['sequential', 'singleDispatch'] as const) {
-  for (let i = 0; i < iters; i++) await paths[path].predict(x, 1);
+  for (let i = 1; i <= iters; i++) {
+    await paths[path].predict(x, 1);
+    if (sampleEvery > 0 && i % sampleEvery === 0 && i < iters) record(`${i} requests of ${path}`);
+  }
   record(`${iters} requests of ${path}`);
 }
 const executors = { sequential: paths.sequential.executorKind, singleDispatch: paths.singleDispatch.executorKind };
@@ -117,7 +128,7 @@ const peakMiB = Math.max(...stages.map((s) => s.peakRssMiB));
 const boundMiB = (2 * weightBytes) / MiB + 200 * 1e6 / MiB;
 const summary = {
   backend, numModels: N, weightMiB: weightBytes / MiB, peakRssMiB: peakMiB, boundMiB,
-  withinBound: peakMiB <= boundMiB, executors, cpus: os.cpus().length, stages,
+  withinBound: peakMiB <= boundMiB, executors, cpus: os.cpus().length, collectedBeforeSamples: collect !== undefined, stages,
 };
 if (values.json) {
   process.stdout.write(`${JSON.stringify(summary, null, 2)}\n`);
