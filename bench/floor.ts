@@ -3,8 +3,8 @@
  * arithmetic, only one read of each argument and the write of every output value. Timed as the engine calls a
  * kernel (`device.run`: arguments uploaded, kernel, result read back), it is what any formulation with that output
  * grid pays before its first multiply-add, so `flops / floor time` bounds the GFLOP/s the kernel could reach on
- * this backend without changing what it writes. conv1 (9 multiply-adds per output) and fc2 (10 outputs per row)
- * are bound by it; conv2 and fc1 are not.
+ * this backend without changing what it writes. conv1's forward (9 multiply-adds per output written) is bound by
+ * it; conv2, fc1 and fc2 are not (fc2's small grids are bound by running on one core instead).
  */
 import type { KernelSpec, KernelThis } from '../kernels/spec.ts';
 

@@ -225,7 +225,7 @@ export function conv2dGradWeightLayout(info: Conv2DInfo): KernelSpec {
     },
     output: [info.K * info.K, info.inC, info.M * info.outC],
     constants: { ...info, parts: convGradWeightParts(info) },
-    flops: 0,
+    flops: (convGradWeightParts(info) - 1) * info.M * info.outC * info.inC * info.K * info.K,
   };
 }
 

@@ -126,8 +126,9 @@ export function conv2dBiasReluPoolResident(info: Conv2DInfo, pool: Pool2DInfo, p
  * read with another. So the lanes read consecutive weights instead: the 4 cells of a row split the sum over k by
  * k mod 4, cell p summing k = p, p+4, p+8, … (the tail of an inF not a multiple of 4 included), and both its reads,
  * `x[… + j + thread.x]` and `weight[… + j + thread.x]`, are four consecutive elements, one vector load each on
- * webasm (patches/: stock gpu.js gathers them one by one). For 8 models at B = 1 on one core: 20 → 10 ms; on both
- * cores in the whole plan the step is then bound by streaming the weights from memory (bench/RESULTS.md).
+ * webasm (patches/: stock gpu.js gathers them one by one). For 8 models at B = 1 on one core: ~20 → 13 ms; in
+ * the whole threaded plan the step is bound by streaming the weights from memory, and the forward gained 0–20%
+ * (bench/RESULTS.md).
  * Grid [4, outF, M*B] → partial sums [M, B, outF, 4]; `linearPartialsBiasRelu` adds them.
  */
 export function linearPartialsResident(info: LinearInfo, weight: Float32Array): KernelSpec {

@@ -5,7 +5,7 @@
  * Each contraction computes four rows of its output per cell (`Array(4)`), so each lane-dependent read (the
  * costly kind on webasm: four scalar loads) feeds four sums instead of one. Its loop is unrolled by four, with a
  * tail loop for the rest (counted from 0: WGSL increments only integer counters), each sum still added term by
- * term in order, so the results are those of one output per cell to the bit. Unrolled, a multiply-add pays for
+ * term in order, so unrolling changed no result by a bit. Unrolled, a multiply-add pays for
  * fewer float loop counters and index conversions: on webasm at B = 64, fc1's weight gradient ran 1.3x, its input
  * gradient 1.15x, its forward 1.5x faster. The cells' results come out in quads of rows, [M, ceil(R/4), padF, 4]
  * (rows of F padded to a multiple of 4, `pad4`); `linearRows` (or its ReLU / dropout variants, fused into the pass
@@ -13,7 +13,9 @@
  * there.
  *
  * The forward also splits its sum over the input features into `linearForwardParts` parts, one cell each, so that
- * fc1's small grid runs on both of webasm's worker threads; the rows pass adds the parts, in order.
+ * fc1's small grid runs on both of webasm's worker threads; the rows pass adds the parts, in order. That order
+ * depends on the batch size (the parts are chosen from the grid), so a sample's fc1 output can differ in its last
+ * bits between batch sizes; never between M, the number of models trained together.
  */
 import { linearForwardParts, type LinearInfo } from './shapes.ts';
 import type { DropoutInfo } from './dropout.ts';

@@ -88,6 +88,17 @@ describe.skipIf(webasm === null)('webasm contiguous reads (gpu.js patched at ins
     expect([out[0], out[1]]).toEqual([a[n - 2], a[n - 1]]);
   });
 
+  it('a quad that starts before the array: its in-bounds lanes read exactly (a guarded stencil)', async () => {
+    const out = await webasm!.run(reader('before', 8, { n, off: -2 }, function (this: ReadThis, v: Float32Array): number {
+      let r = -1;
+      if (this.constants.off + this.thread.x >= 0) {
+        r = v[this.constants.off + this.thread.x];
+      }
+      return r;
+    }), a);
+    expect(Array.from(out)).toEqual([-1, -1, a[0], a[1], a[2], a[3], a[4], a[5]]);
+  });
+
   it('inside a lane-divergent branch, and with a wild index in a branch no lane takes', async () => {
     const out = await webasm!.run(reader('branch', 16, { n, off: 40 }, function (this: ReadThis, v: Float32Array): number {
       let r = -1;
@@ -103,13 +114,13 @@ describe.skipIf(webasm === null)('webasm contiguous reads (gpu.js patched at ins
   });
 });
 
-describe.skipIf(webasm === null)('webasm worker pool (gpu.js patched at install)', () => {
-  it('the patch is installed: gpu.js exports the process-wide pool and plans contiguous reads', () => {
-    expect(typeof workerPoolModule.sharedWorkerPool, 'run `npm install` (its postinstall applies patches/ with patch-package)').toBe('function');
-    expect(typeof functionNodeModule.WebAssemblyFunctionNode.prototype.vContiguousBase).toBe('function');
-    expect(workerPoolModule.sharedWorkerPool!().shared).toBe(true);
-  });
+it('the patch is installed: gpu.js exports the process-wide pool and plans contiguous reads', () => {
+  expect(typeof workerPoolModule.sharedWorkerPool, 'run `npm install` (its postinstall applies patches/ with patch-package)').toBe('function');
+  expect(typeof functionNodeModule.WebAssemblyFunctionNode.prototype.vContiguousBase).toBe('function');
+  expect(workerPoolModule.sharedWorkerPool!().shared).toBe(true);
+});
 
+describe.skipIf(webasm === null)('webasm worker pool (gpu.js patched at install)', () => {
   const pool = (): WorkerPool => workerPoolModule.sharedWorkerPool!();
   const threads = (): boolean => pool().size >= 2;
 

@@ -314,7 +314,7 @@ describe('Device kernel cache', () => {
 });
 
 describe('linearForwardParts', () => {
-  const parts = (B: number, inF: number, outF: number, M = 1) => linearForwardParts(computeLinearInfo({ M, B, inF, outF }));
+  const parts = (B: number, inF: number, outF: number) => linearForwardParts(computeLinearInfo({ M: 1, B, inF, outF }));
   it('splits a grid below two workers\' worth of cells, never into parts under 256 features', () => {
     expect(parts(64, 9216, 128)).toBe(4); // fc1 at B = 64: 2,048 cells → 8,192
     expect(parts(16, 9216, 128)).toBe(8); // at most 8 parts
@@ -323,20 +323,16 @@ describe('linearForwardParts', () => {
     expect(parts(5, 1030, 9)).toBe(2); // 1030 divides by 2 only
     expect(parts(3, 2056, 5)).toBe(8);
   });
-  it('depends on one model\'s grid, not on M: a model trained beside others sums as one trained alone', () => {
-    expect(parts(64, 9216, 128, 4)).toBe(parts(64, 9216, 128, 1));
-  });
 });
 
 describe('convGradWeightParts', () => {
-  const parts = (B: number, inC: number, outC: number, M = 1) =>
-    convGradWeightParts(computeConv2DInfo({ M, B, inC, inH: 28, inW: 28, outC, K: 3 }));
+  const parts = (B: number, inC: number, outC: number) =>
+    convGradWeightParts(computeConv2DInfo({ M: 1, B, inC, inH: 28, inW: 28, outC, K: 3 }));
   it('splits a grid of one worker\'s cells or fewer over whole samples', () => {
     expect(parts(64, 1, 32)).toBe(64); // conv1 at B = 64: 96 cells → 6,144, two workers
     expect(parts(64, 32, 64)).toBe(1); // conv2: 6,144 cells already
     expect(parts(4, 1, 4)).toBe(4);
     expect(parts(3, 1, 32)).toBe(1); // 3 samples split into no whole power-of-two parts
-    expect(parts(64, 1, 32, 4)).toBe(parts(64, 1, 32, 1));
   });
 });
 
