@@ -36,7 +36,7 @@ afterAll(() => webasm?.destroy());
 // 16,384 cells: above the 4,096 per worker from which GPU.js splits a plan over its threads
 const N = 16384;
 const seed = freshSeed();
-console.log(`[worker-pool] TEST_SEED=${seed}`);
+console.log(`[gpujs-patch] TEST_SEED=${seed}`);
 
 function input(rng: () => number): Float32Array {
   return Float32Array.from({ length: N }, () => rng() * 2 - 1);
