@@ -20,7 +20,7 @@ import type { KernelSpec, KernelThis } from '../kernels/spec.ts';
 import { Device, type Plan } from '../src/engine/device.ts';
 import { freshSeed, makeRng } from './rng.ts';
 
-interface PoolWorker { dead: boolean }
+interface PoolWorker { dead: boolean; handle: { terminate(): Promise<number> } }
 interface WorkerPool { size: number; shared: boolean; workers: PoolWorker[] }
 const requireGpujs = createRequire(import.meta.url);
 const workerPoolModule = requireGpujs('gpu.js/src/backend/web-assembly/worker-pool.js') as {
@@ -185,4 +185,56 @@ describe.skipIf(webasm === null)('webasm worker pool (gpu.js patched at install)
       kept.destroy();
     }
   });
+
+  /** Kills a pool worker as a crash would, and waits until the pool has seen it die. */
+  async function kill(worker: PoolWorker): Promise<void> {
+    await worker.handle.terminate();
+    for (let i = 0; i < 200 && !worker.dead; i++) await new Promise((resolve) => setTimeout(resolve, 5));
+    expect(worker.dead).toBe(true);
+  }
+
+  it('a worker that dies between runs is replaced, and every plan and kernel runs on', async (ctx) => {
+    if (!threads()) ctx.skip();
+    const d = webasm!;
+    const rng = makeRng(seed + 4);
+    const plans = Array.from({ length: 2 }, () => d.plan([reluForward({ n: N })], ([k], x) => k!(x)));
+    try {
+      for (const plan of plans) await plan.run(input(rng));
+      const victim = pool().workers[1]!;
+      await kill(victim);
+      for (const plan of plans) {
+        const x = input(rng);
+        expect(Array.from(await plan.run(x))).toEqual(Array.from(relu(x)));
+      }
+      const x = input(rng);
+      expect(Array.from(await d.run(reluForward({ n: N }), x))).toEqual(Array.from(relu(x)));
+      expect(pool().workers[1]).not.toBe(victim);
+      expect(pool().workers.every((w) => !w.dead)).toBe(true);
+    } finally {
+      for (const plan of plans) plan.destroy();
+    }
+  }, 30_000);
+
+  it('a worker that dies during a run: that run settles (no hang), the next runs are right', async (ctx) => {
+    if (!threads()) ctx.skip();
+    const d = webasm!;
+    const rng = makeRng(seed + 5);
+    const plan = d.plan([reluForward({ n: 4 * N })], ([k], x) => k!(x));
+    const other = d.plan([reluForward({ n: N })], ([k], x) => k!(x));
+    try {
+      await plan.run(Float32Array.from({ length: 4 * N }, () => rng() - 0.5));
+      await other.run(input(rng));
+      const running = plan.run(Float32Array.from({ length: 4 * N }, () => rng() - 0.5));
+      await kill(pool().workers[1]!);
+      // resolved (the worker had finished its share) or rejected (it had not): either way, settled
+      console.log('[gpujs-patch] run during a death:', await running.then(() => 'resolved', (e) => 'rejected: ' + e.message));
+      for (const p of [plan, other]) {
+        const x = Float32Array.from({ length: p === plan ? 4 * N : N }, () => rng() * 2 - 1);
+        expect(Array.from(await p.run(x))).toEqual(Array.from(relu(x)));
+      }
+    } finally {
+      plan.destroy();
+      other.destroy();
+    }
+  }, 30_000);
 });
