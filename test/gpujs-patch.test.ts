@@ -17,7 +17,7 @@ import { createRequire } from 'node:module';
 import { afterAll, describe, expect, it } from 'vitest';
 import { reluForward } from '../kernels/relu.ts';
 import type { KernelSpec, KernelThis } from '../kernels/spec.ts';
-import { Device, type Plan } from '../src/engine/device.ts';
+import { Device, webasmPatchMissing, type Plan } from '../src/engine/device.ts';
 import { freshSeed, makeRng } from './rng.ts';
 
 interface PoolWorker { dead: boolean; handle: { terminate(): Promise<number> } }
@@ -118,6 +118,19 @@ it('the patch is installed: gpu.js exports the process-wide pool and plans conti
   expect(typeof workerPoolModule.sharedWorkerPool, 'run `npm install` (its postinstall applies patches/ with patch-package)').toBe('function');
   expect(typeof functionNodeModule.WebAssemblyFunctionNode.prototype.vContiguousBase).toBe('function');
   expect(workerPoolModule.sharedWorkerPool!().shared).toBe(true);
+});
+
+it('the commands note an unpatched gpu.js on webasm, and only then', () => {
+  expect(webasmPatchMissing()).toBeNull();
+  expect(webasm?.note ?? null).toBeNull();
+  const pool = workerPoolModule as { sharedWorkerPool?: unknown };
+  const saved = pool.sharedWorkerPool;
+  try {
+    delete pool.sharedWorkerPool; // what gpu.js looks like when npm install ran with --ignore-scripts
+    expect(webasmPatchMissing()).toMatch(/gpu\.js is not patched .*npx patch-package/);
+  } finally {
+    pool.sharedWorkerPool = saved;
+  }
 });
 
 describe.skipIf(webasm === null)('webasm worker pool (gpu.js patched at install)', () => {

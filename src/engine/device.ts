@@ -4,6 +4,7 @@
  * its worker threads and webgpu can run at all), returns flat Float32Arrays, and refuses to report a backend
  * that did not actually run: a kernel that GPU.js silently moved to another backend is an error.
  */
+import { createRequire } from 'node:module';
 import gpujs from 'gpu.js';
 import type { GPU as GPUType, IKernelRunShortcut } from 'gpu.js';
 import { InputError } from '../errors.ts';
@@ -57,6 +58,23 @@ export function maxElementsFor(backend: Backend): number {
   return backend === 'webasm' || backend === 'headlessgl' ? MAX_EXACT_INDEX : 2 ** 31 - 1;
 }
 
+/**
+ * Why webasm runs slower here than it should, or null: gpu.js without this project's patch (patches/, applied by
+ * `npm install`'s postinstall, so missing after `npm install --ignore-scripts`). Results are the same either way.
+ */
+export function webasmPatchMissing(): string | null {
+  const require = createRequire(import.meta.url);
+  const pool = require('gpu.js/src/backend/web-assembly/worker-pool.js') as { sharedWorkerPool?: unknown };
+  const codegen = require('gpu.js/src/backend/web-assembly/function-node.js') as {
+    WebAssemblyFunctionNode?: { prototype: { vContiguousBase?: unknown } };
+  };
+  if (typeof pool.sharedWorkerPool === 'function' && typeof codegen.WebAssemblyFunctionNode?.prototype.vContiguousBase === 'function') {
+    return null;
+  }
+  return 'gpu.js is not patched (installed with --ignore-scripts?): run `npx patch-package` for its shared worker '
+    + 'pool and contiguous loads; webasm runs without them, slower and with more memory';
+}
+
 /** The GPU.js kernel class that runs on each backend (GL kernels all report mode 'gpu', so the class tells). */
 export const KERNEL_CLASS: Record<Backend, string> = {
   cpu: 'CPUKernel', webasm: 'WebAssemblyKernel', headlessgl: 'HeadlessGLKernel', webgpu: 'WebGPUKernel',
@@ -97,6 +115,8 @@ export class Device {
   readonly maxElements: number;
   /** The GPU behind a GPU backend (webgpu's adapter, headlessgl's renderer); undefined on cpu and webasm. */
   readonly adapter: AdapterInfo | undefined;
+  /** A line worth showing the user about how this backend runs here (webasm on unpatched gpu.js), or null. */
+  readonly note: string | null;
   private readonly gpu: GPUType;
   private readonly plans = new Set<Plan>();
   /** Compiled kernels, least recently used first (a Map keeps insertion order; a hit moves its entry last). */
@@ -114,6 +134,7 @@ export class Device {
     this.adapter = adapter;
     this.maxKernels = maxKernels;
     this.maxElements = maxElementsFor(backend);
+    this.note = backend === 'webasm' ? webasmPatchMissing() : null;
     this.gpu = new GPU({ mode: backend });
   }
 

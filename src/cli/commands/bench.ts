@@ -89,6 +89,7 @@ export async function run(opts: BenchOptions, io: CliIO = processIO): Promise<nu
   print(`Timing: ${opts.warmup} warm-up call(s) per path, then ${opts.iters} timed call(s) per path, alternating in ${chunks} chunk(s)`);
 
   const device = await Device.open(opts.backend);
+  if (device.note) io.stderr.write(`mnist-gpujs: note: ${device.note}\n`);
   const abort = new AbortController();
   const onSigint = () => {
     if (abort.signal.aborted) process.exit(EXIT_INTERRUPTED); // a second Ctrl-C does not wait for the chunk

@@ -50,6 +50,7 @@ export async function run(opts: DashboardOptions, io: CliIO = processIO): Promis
   const models = loadServedModels(opts.modelPath, opts.numModels);
   const digit = readDigitPng(opts.imagePath, { invert: opts.invert });
   const device = await Device.open(opts.backend);
+  if (device.note) io.stderr.write(`mnist-gpujs: note: ${device.note}\n`);
 
   const controller = new BenchController({
     backend: device.description, // the backend, and the adapter behind a GPU backend

@@ -35,6 +35,7 @@ export async function run(opts: PredictOptions, io: CliIO = processIO): Promise<
   const x = new Float32Array(B * IMAGE_PIXELS);
   digits.forEach((d, i) => x.set(normalizeImages(d.pixels), i * IMAGE_PIXELS));
   const device = await Device.open(opts.backend);
+  if (device.note) io.stderr.write(`mnist-gpujs: note: ${device.note}\n`);
   try {
     const runner = new SingleDispatchRunner(device, served.params, served.numModels);
     const logp = await runner.predict(x, B);

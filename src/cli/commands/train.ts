@@ -29,6 +29,7 @@ export async function run(opts: TrainOptions, io: CliIO = processIO): Promise<nu
     ? { ...ADADELTA_DEFAULTS, weightDecay: opts.weightDecay }
     : { kind: 'sgd', momentum: opts.momentum, weightDecay: opts.weightDecay };
   const device = await Device.open(opts.backend);
+  if (device.note) io.stderr.write(`mnist-gpujs: note: ${device.note}\n`);
   const K = opts.numModels;
   const maxModels = maxModelsPerDispatch(device);
   if (K > maxModels) {
