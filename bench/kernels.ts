@@ -430,9 +430,9 @@ async function runMatmul(device: Device, opts: Options): Promise<MatmulResult> {
   const best = layouts.reduce((p, q) => (q.gflops > p.gflops ? q : p));
   const small = computeMatmulInfo(64, 128, opts.matmulSize);
   const smallSpec = matmul(small, best.layout);
-  const smallB = b.subarray(0, small.inner * small.cols);
-  await device.run(smallSpec, a.subarray(0, small.rows * small.inner), smallB);
-  const oneCoreMs = (await measure(smallSpec.name, () => device.run(smallSpec, a.subarray(0, small.rows * small.inner), smallB), opts, false)).ms;
+  const smallArgs = [a.subarray(0, small.rows * small.inner), b.subarray(0, small.inner * small.cols)];
+  await device.run(smallSpec, ...smallArgs);
+  const oneCoreMs = (await measure(smallSpec.name, () => device.run(smallSpec, ...smallArgs), opts, false)).ms;
   return {
     size: opts.matmulSize, ceilingGflops: best.gflops, best: best.layout, layouts,
     oneCore: { ...small, gflops: smallSpec.flops / (oneCoreMs * 1e6) },

@@ -124,7 +124,8 @@ paths.sequential.destroy();
 paths.singleDispatch.destroy();
 device.destroy();
 
-const peakMiB = Math.max(...stages.map((s) => s.peakRssMiB));
+// getrusage's maxrss only grows, so the last sample holds the run's peak
+const peakMiB = stages[stages.length - 1]!.peakRssMiB;
 const boundMiB = (2 * weightBytes) / MiB + 200 * 1e6 / MiB;
 const summary = {
   backend, numModels: N, weightMiB: weightBytes / MiB, peakRssMiB: peakMiB, boundMiB,

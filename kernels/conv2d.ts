@@ -209,6 +209,7 @@ export function conv2dGradWeight(info: Conv2DInfo, dyPad = 0): KernelSpec {
 
 /** [M, parts, inC, K, outC, K] → [M, outC, inC, K, K], the parts added in order. Grid [K*K, inC, M*outC]. */
 export function conv2dGradWeightLayout(info: Conv2DInfo): KernelSpec {
+  const parts = convGradWeightParts(info);
   return {
     name: 'conv2d.gradWeightLayout',
     fn: function (this: KernelThis<Conv2DInfo & { parts: number }>, blocked: Float32Array): number {
@@ -224,8 +225,8 @@ export function conv2dGradWeightLayout(info: Conv2DInfo): KernelSpec {
       return v;
     },
     output: [info.K * info.K, info.inC, info.M * info.outC],
-    constants: { ...info, parts: convGradWeightParts(info) },
-    flops: (convGradWeightParts(info) - 1) * info.M * info.outC * info.inC * info.K * info.K,
+    constants: { ...info, parts },
+    flops: (parts - 1) * info.M * info.outC * info.inC * info.K * info.K,
   };
 }
 
