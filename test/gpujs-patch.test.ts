@@ -38,10 +38,18 @@ const N = 16384;
 const seed = freshSeed();
 console.log(`[gpujs-patch] TEST_SEED=${seed}`);
 
-function input(rng: () => number): Float32Array {
-  return Float32Array.from({ length: N }, () => rng() * 2 - 1);
+function input(rng: () => number, n = N): Float32Array {
+  return Float32Array.from({ length: n }, () => rng() * 2 - 1);
 }
 const relu = (x: Float32Array): Float32Array => x.map((v) => Math.max(v, 0));
+/** A plan of `steps` ReLUs over n values (still a ReLU): threaded on webasm from 8,192 values on two cores. */
+const reluPlan = (n = N, steps = 1): Plan =>
+  webasm!.plan(Array.from({ length: steps }, () => reluForward({ n })), (ks, x) => ks.reduce((v, k) => k(v), x));
+/** Runs `plan` on fresh input and checks every value against the host's ReLU. */
+async function expectRelu(plan: Plan, rng: () => number, n = N): Promise<void> {
+  const x = input(rng, n);
+  expect(Array.from(await plan.run(x))).toEqual(Array.from(relu(x)));
+}
 
 type ReadThis = KernelThis<{ n: number; off: number }>;
 /** A kernel of `width` cells (a multiple of 4, so webasm runs it with SIMD) whose cell x reads what `fn` reads. */
@@ -52,6 +60,25 @@ function reader(name: string, width: number, constants: { n: number; off: number
 describe.skipIf(webasm === null)('webasm contiguous reads (gpu.js patched at install)', () => {
   const n = 1001;
   const a = Float32Array.from({ length: n }, (_, i) => i + 0.5);
+
+  it('the read is compiled on the fast path (these tests would pass on stock gpu.js\'s gathers too)', async () => {
+    const proto = functionNodeModule.WebAssemblyFunctionNode.prototype as { vContiguousBase: (ast: unknown) => unknown };
+    const original = proto.vContiguousBase;
+    let matched = 0;
+    proto.vContiguousBase = function (this: unknown, ast: unknown) {
+      const base = original.call(this, ast);
+      if (base) matched++;
+      return base;
+    };
+    try {
+      await webasm!.run(reader('spy', 8, { n, off: 5 }, function (this: ReadThis, v: Float32Array): number {
+        return v[this.constants.off + this.thread.x];
+      }), a);
+    } finally {
+      proto.vContiguousBase = original;
+    }
+    expect(matched).toBeGreaterThan(0);
+  });
 
   it('a[U + thread.x] reads element U + x in every lane, for any U, up to the last element', async () => {
     const rng = makeRng(seed + 3);
@@ -139,18 +166,16 @@ describe.skipIf(webasm === null)('webasm worker pool (gpu.js patched at install)
 
   it('many threaded plans and kernels run on one pool: never more workers than it has slots', async (ctx) => {
     if (!threads()) ctx.skip(); // one core: GPU.js never threads, so there is no pool to share
-    const d = webasm!;
     const rng = makeRng(seed);
-    const plans: Plan[] = Array.from({ length: 12 }, () => d.plan([reluForward({ n: N })], ([k], x) => k!(x)));
+    const plans = Array.from({ length: 12 }, () => reluPlan());
     try {
       for (const plan of plans) {
-        const x = input(rng);
-        expect(Array.from(await plan.run(x))).toEqual(Array.from(relu(x)));
+        await expectRelu(plan, rng);
         expect(plan.executorKind).toBe('fused-threaded');
       }
       // a cached threaded kernel (the training path) uses the same workers
       const x = input(rng);
-      expect(Array.from(await d.run(reluForward({ n: N }), x))).toEqual(Array.from(relu(x)));
+      expect(Array.from(await webasm!.run(reluForward({ n: N }), x))).toEqual(Array.from(relu(x)));
       expect(pool().workers.length).toBeLessThanOrEqual(pool().size);
       expect(pool().workers.length).toBeGreaterThanOrEqual(2);
     } finally {
@@ -160,15 +185,12 @@ describe.skipIf(webasm === null)('webasm worker pool (gpu.js patched at install)
 
   it('plans called concurrently all finish with their own results', async (ctx) => {
     if (!threads()) ctx.skip();
-    const d = webasm!;
     const rng = makeRng(seed + 1);
-    const plans = Array.from({ length: 4 }, () => d.plan([reluForward({ n: N })], ([k], x) => k!(x)));
+    const plans = Array.from({ length: 4 }, () => reluPlan());
     try {
       for (let round = 0; round < 10; round++) {
-        const xs = plans.map(() => input(rng));
         // not awaited one by one: the plans' run messages interleave on the workers
-        const outs = await Promise.all(plans.map((plan, i) => plan.run(xs[i]!)));
-        outs.forEach((out, i) => expect(Array.from(out), `round ${round}, plan ${i}`).toEqual(Array.from(relu(xs[i]!))));
+        await Promise.all(plans.map((plan) => expectRelu(plan, rng)));
       }
     } finally {
       for (const plan of plans) plan.destroy();
@@ -177,19 +199,16 @@ describe.skipIf(webasm === null)('webasm worker pool (gpu.js patched at install)
 
   it('a plan destroyed right after its run leaves the workers and the other plans running', async (ctx) => {
     if (!threads()) ctx.skip();
-    const d = webasm!;
     const rng = makeRng(seed + 2);
-    const kept = d.plan([reluForward({ n: N })], ([k], x) => k!(x));
+    const kept = reluPlan();
     try {
       await kept.run(input(rng));
       const workersBefore = [...pool().workers];
       for (let i = 0; i < 5; i++) {
-        const doomed = d.plan([reluForward({ n: N })], ([k], x) => k!(x));
-        const x = input(rng);
-        expect(Array.from(await doomed.run(x))).toEqual(Array.from(relu(x)));
+        const doomed = reluPlan();
+        await expectRelu(doomed, rng);
         doomed.destroy(); // its workers may not have acknowledged the run yet
-        const y = input(rng);
-        expect(Array.from(await kept.run(y))).toEqual(Array.from(relu(y)));
+        await expectRelu(kept, rng);
       }
       // the same worker threads throughout: none was terminated and respawned
       expect(pool().workers).toEqual(workersBefore);
@@ -208,19 +227,15 @@ describe.skipIf(webasm === null)('webasm worker pool (gpu.js patched at install)
 
   it('a worker that dies between runs is replaced, and every plan and kernel runs on', async (ctx) => {
     if (!threads()) ctx.skip();
-    const d = webasm!;
     const rng = makeRng(seed + 4);
-    const plans = Array.from({ length: 2 }, () => d.plan([reluForward({ n: N })], ([k], x) => k!(x)));
+    const plans = [reluPlan(), reluPlan()];
     try {
       for (const plan of plans) await plan.run(input(rng));
       const victim = pool().workers[1]!;
       await kill(victim);
-      for (const plan of plans) {
-        const x = input(rng);
-        expect(Array.from(await plan.run(x))).toEqual(Array.from(relu(x)));
-      }
+      for (const plan of plans) await expectRelu(plan, rng);
       const x = input(rng);
-      expect(Array.from(await d.run(reluForward({ n: N }), x))).toEqual(Array.from(relu(x)));
+      expect(Array.from(await webasm!.run(reluForward({ n: N }), x))).toEqual(Array.from(relu(x)));
       expect(pool().workers[1]).not.toBe(victim);
       expect(pool().workers.every((w) => !w.dead)).toBe(true);
     } finally {
@@ -230,21 +245,20 @@ describe.skipIf(webasm === null)('webasm worker pool (gpu.js patched at install)
 
   it('a worker that dies during a run: that run settles (no hang), the next runs are right', async (ctx) => {
     if (!threads()) ctx.skip();
-    const d = webasm!;
     const rng = makeRng(seed + 5);
-    const plan = d.plan([reluForward({ n: 4 * N })], ([k], x) => k!(x));
-    const other = d.plan([reluForward({ n: N })], ([k], x) => k!(x));
+    // long enough (8 steps over 2^20 values) that the kill lands while the workers are inside it
+    const big = 64 * N;
+    const plan = reluPlan(big, 8);
+    const other = reluPlan();
     try {
-      await plan.run(Float32Array.from({ length: 4 * N }, () => rng() - 0.5));
+      await plan.run(input(rng, big));
       await other.run(input(rng));
-      const running = plan.run(Float32Array.from({ length: 4 * N }, () => rng() - 0.5));
+      const running = plan.run(input(rng, big));
       await kill(pool().workers[1]!);
       // resolved (the worker had finished its share) or rejected (it had not): either way, settled
       console.log('[gpujs-patch] run during a death:', await running.then(() => 'resolved', (e) => 'rejected: ' + e.message));
-      for (const p of [plan, other]) {
-        const x = Float32Array.from({ length: p === plan ? 4 * N : N }, () => rng() * 2 - 1);
-        expect(Array.from(await p.run(x))).toEqual(Array.from(relu(x)));
-      }
+      await expectRelu(plan, rng, big);
+      await expectRelu(other, rng);
     } finally {
       plan.destroy();
       other.destroy();
