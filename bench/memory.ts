@@ -16,6 +16,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { IMAGE_SIDE } from '../src/engine/architecture.ts';
 import { BACKENDS, Device, type Backend } from '../src/engine/device.ts';
+import { paramCount } from '../src/engine/net.ts';
 import { firstRequest, makePaths, repeatImage } from '../src/bench/harness.ts';
 import { loadServedModels } from '../src/cli/models.ts';
 
@@ -96,19 +97,20 @@ function record(stage: string): void {
   };
   stages.push(s);
   if (!values.json) {
-    process.stdout.write(`${stage.padEnd(34)} rss ${s.rssMiB.toFixed(0).padStart(6)} MiB   peak ${s.peakRssMiB.toFixed(0).padStart(6)} MiB   threads ${s.threads ?? '?'}\n`);
+    process.stdout.write(`${stage.padEnd(40)} rss ${s.rssMiB.toFixed(0).padStart(6)} MiB   peak ${s.peakRssMiB.toFixed(0).padStart(6)} MiB   threads ${s.threads ?? '?'}\n`);
   }
 }
 
 record('start');
 const device = await Device.open(backend);
 const served = loadServedModels(values.model, N);
-const weightBytes = Object.values(served.params).reduce((sum, a) => sum + a.byteLength, 0);
-record(`loaded (${(weightBytes / MiB).toFixed(0)} MiB of weights)`);
+// the weights of N models, whether or not they exist on the host at once (a replicated model is held once)
+const weightBytes = N * paramCount() * Float32Array.BYTES_PER_ELEMENT;
+record(`loaded (${N} models, ${(weightBytes / MiB).toFixed(0)} MiB of weights)`);
 
 const image = new Float32Array(IMAGE_SIDE * IMAGE_SIDE).map((_, i) => ((i * 37) % 255) / 255);
 const x = repeatImage(image, 1);
-const paths = makePaths(device, served.params, N);
+const paths = makePaths(device, served, N);
 record('both paths built');
 await firstRequest(paths, x, 1);
 record('first request of each path');

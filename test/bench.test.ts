@@ -11,7 +11,7 @@ import {
 import { run } from '../src/cli/commands/bench.ts';
 import { main } from '../src/cli/main.ts';
 import type { BenchOptions } from '../src/cli/options.ts';
-import { NUM_CLASSES, stackParams } from '../src/engine/architecture.ts';
+import { NUM_CLASSES, stackParams, stackedModels } from '../src/engine/architecture.ts';
 import { Device, PLAN_EXECUTORS, resolveBackend } from '../src/engine/device.ts';
 import { initParams } from '../src/engine/init.ts';
 import type { Runner } from '../src/engine/runners.ts';
@@ -181,7 +181,7 @@ describe('measure (fake runners)', () => {
 
 describe('sequential and single dispatch on a real device', () => {
   it('agree for N = 1, 2 and 7 distinct models, with B = 1 and B = 3', async () => {
-    const stacked = stackParams(Array.from({ length: 7 }, (_, i) => initParams(100 + i)));
+    const stacked = stackedModels(stackParams(Array.from({ length: 7 }, (_, i) => initParams(100 + i))), 7);
     const image = normalizeImages(readDigitPng(IMAGE).pixels);
     const device = await Device.open(BACKEND);
     try {
@@ -212,7 +212,7 @@ describe('sequential and single dispatch on a real device', () => {
     const device = await Device.open(BACKEND);
     try {
       const seen: number[][][] = [];
-      const r = await benchmarkModels(device, initParams(5), 1, normalizeImages(readDigitPng(IMAGE).pixels), 1,
+      const r = await benchmarkModels(device, stackedModels(initParams(5), 1), 1, normalizeImages(readDigitPng(IMAGE).pixels), 1,
         { warmup: 0, iters: 3, onFirstRequest: (f) => seen.push(f.predictions) });
       expect(seen).toEqual([[[r.predictions[0]]]]);
       expectEntry({ ...r, replicated: false }, 1, 3);

@@ -17,7 +17,7 @@ afterAll(() => {
   for (const [name, value] of Object.entries(savedCi)) if (value !== undefined) process.env[name] = value;
 });
 import { cleanup, render } from 'ink-testing-library';
-import { NUM_CLASSES, type ParamSet } from '../src/engine/architecture.ts';
+import { NUM_CLASSES, stackedModels, type ParamSet } from '../src/engine/architecture.ts';
 import type { Runner } from '../src/engine/runners.ts';
 import { InputError } from '../src/errors.ts';
 import type { LoadedDigit } from '../src/io/png.ts';
@@ -272,7 +272,7 @@ function fakeDeps(delayMs = 0) {
   const deps: RunDeps = {
     loadModels: (n) => {
       if (n > FILE_MODELS) throw new InputError(`m.safetensors holds ${FILE_MODELS} models; --num-models ${n} needs a file with at least ${n}`);
-      return { params: {} as ParamSet, fileModels: FILE_MODELS };
+      return { ...stackedModels({} as ParamSet, FILE_MODELS), fileModels: FILE_MODELS };
     },
     loadImage: () => DIGIT,
     makePaths: (_params, n): ServingPaths => {

@@ -15,6 +15,7 @@ import {
   writeModelFile,
 } from '../src/io/model-file.ts';
 import { expectInputError } from './expect-input-error.ts';
+import { loadServedModels } from '../src/cli/models.ts';
 
 /** Deterministic pseudo-random model (xorshift), with a few special values mixed in. */
 function makeModel(seed: number): ParamSet {
@@ -264,6 +265,38 @@ describe('reading and writing files', () => {
     const p = path.join(dir, 'junk.safetensors');
     fs.writeFileSync(p, 'hello');
     expectInputError(() => readModelFile(p), p, '5 bytes');
+  });
+});
+
+describe('served models (loadServedModels)', () => {
+  it('a single-model file served N times holds the model once and stacks only the groups asked for', () => {
+    const p = path.join(tmpDir(), 'one.safetensors');
+    writeModelFile(p, model0, 1);
+    const served = loadServedModels(p, 3);
+    expect([served.numModels, served.fileModels]).toEqual([3, 1]);
+    expect(served.note).toContain('replicated 3 times');
+    // a group of one is the model itself, the same arrays for every index
+    // (identity compared as booleans: vitest would format the 1.2M-value arrays for its message)
+    expect(served.slice(2, 1)['fc1.weight'] === served.slice(0, 1)['fc1.weight']).toBe(true);
+    expectSameParams(served.slice(1, 1), model0);
+    // a larger group is a fresh stack of copies
+    const two = served.slice(1, 2);
+    expect(two['fc1.weight'] === served.slice(1, 2)['fc1.weight']).toBe(false);
+    expectSameParams(two, stackModels([model0, model0]));
+    expect(() => served.slice(2, 2)).toThrow(RangeError);
+    expect(() => served.slice(-1, 1)).toThrow(RangeError);
+  });
+
+  it('a stacked file gives views of its models, the first N of them', () => {
+    const p = path.join(tmpDir(), 'three.safetensors');
+    writeModelFile(p, stackModels([model0, model1, model2]), 3);
+    const served = loadServedModels(p, 2);
+    expect([served.numModels, served.fileModels, served.note]).toEqual([2, 3, undefined]);
+    expectSameParams(served.slice(1, 1), model1);
+    expectSameParams(served.slice(0, 2), stackModels([model0, model1]));
+    expect(served.slice(1, 1)['fc1.weight'].buffer === served.slice(0, 2)['fc1.weight'].buffer).toBe(true);
+    expect(() => served.slice(1, 2)).toThrow(RangeError); // model 2 is in the file but not served
+    expectInputError(() => loadServedModels(p, 4), 'holds 3 models; --num-models 4 needs a file with at least 4');
   });
 });
 

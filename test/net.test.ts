@@ -12,11 +12,13 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import v8 from 'node:v8';
+import vm from 'node:vm';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
-  DROPOUT1, DROPOUT2, FC1, IMAGE_SIDE, NUM_CLASSES, PARAM_SPECS, stackParams, type ParamSet,
+  DROPOUT1, DROPOUT2, FC1, IMAGE_SIDE, NUM_CLASSES, PARAM_SPECS, stackParams, stackedModels, type ParamSet,
 } from '../src/engine/architecture.ts';
-import type { Device } from '../src/engine/device.ts';
+import { Plan, type Device } from '../src/engine/device.ts';
 import { initParams } from '../src/engine/init.ts';
 import { Net } from '../src/engine/net.ts';
 import { ADADELTA_DEFAULTS, Optimizer } from '../src/engine/optimizer.ts';
@@ -43,6 +45,12 @@ function seeded(what: string): Rng {
   const seed = freshSeed();
   console.log(`[net.test] ${what}: seed ${seed} (replay with TEST_SEED=${seed})`);
   return makeRng(seed);
+}
+
+/** A full garbage collection, without starting node with --expose-gc. */
+function collectGarbage(): void {
+  v8.setFlagsFromString('--expose-gc');
+  (vm.runInNewContext('gc') as () => void)();
 }
 
 /** Computed on first use, then shared (by every backend's suite). */
@@ -308,8 +316,8 @@ describe.each(plan.run)('net on %s', (backend) => {
       const x = f.x.subarray(0, B * PIXELS);
       // plans keep their outputs inside GPU.js's executors, out of reach of poisoning: fresh random weights and
       // inputs make an unwritten cell (zero or stale) fail the comparison with the reference instead
-      const sequential = new SequentialRunner(device(), stacked, M);
-      const single = new SingleDispatchRunner(device(), stacked, M);
+      const sequential = new SequentialRunner(device(), stackedModels(stacked, M), M);
+      const single = new SingleDispatchRunner(device(), stackedModels(stacked, M), M);
       expect([sequential.dispatches, single.dispatches]).toEqual([M, 1]);
       const a = await sequential.predict(x, B);
       const b = await single.predict(x, B);
@@ -346,6 +354,60 @@ describe.each(plan.run)('net on %s', (backend) => {
     } finally {
       whole.destroy();
       chunked.destroy();
+    }
+  });
+
+  it('a plan loads its weights once per batch size and, on webasm, lets go of them after its first run', { timeout: 60_000 }, async () => {
+    const f = runnerFixture();
+    const M = 2;
+    let loads = 0;
+    let loaded: WeakRef<Float32Array> | undefined;
+    const plan = new InferencePlan(device(), () => {
+      loads++;
+      const stacked = stackParams(f.models.slice(0, M)); // fresh arrays: only the plan can hold them
+      loaded = new WeakRef(stacked['fc1.weight']);
+      return stacked;
+    }, M);
+    try {
+      const first = await plan.predict(f.x.subarray(0, PIXELS), 1);
+      const again = await plan.predict(f.x.subarray(0, PIXELS), 1);
+      expect(loads).toBe(1);
+      expect(again).toEqual(first);
+      expectRelative(first, concat(f.refs.slice(0, M).map((r) => r.subarray(0, NUM_CLASSES))), FORWARD_TOL, 'B = 1 vs reference');
+      if (backend === 'webasm') {
+        await new Promise((resolve) => setImmediate(resolve));
+        collectGarbage();
+        expect(loaded!.deref(), 'the loaded fc1 weight is collectable once the plan holds its copy').toBeUndefined();
+      }
+      // a new batch size builds a new plan from the loader
+      const three = await plan.predict(f.x.subarray(0, 3 * PIXELS), 3);
+      expect(loads).toBe(2);
+      expectRelative(three, concat(f.refs.slice(0, M).map((r) => r.subarray(0, 3 * NUM_CLASSES))), FORWARD_TOL, 'B = 3 vs reference');
+    } finally {
+      plan.destroy();
+    }
+  });
+
+  it('a plan whose run failed is built again from the loader on the next call', { timeout: 60_000 }, async () => {
+    const f = runnerFixture();
+    let loads = 0;
+    const plan = new InferencePlan(device(), () => {
+      loads++;
+      return stackParams(f.models.slice(0, 1));
+    }, 1);
+    const x = f.x.subarray(0, PIXELS);
+    try {
+      const before = await plan.predict(x, 1);
+      const failOnce = vi.spyOn(Plan.prototype, 'run').mockRejectedValueOnce(new Error('worker lost'));
+      try {
+        await expect(plan.predict(x, 1)).rejects.toThrow('worker lost');
+      } finally {
+        failOnce.mockRestore();
+      }
+      expect(await plan.predict(x, 1)).toEqual(before);
+      expect(loads).toBe(2);
+    } finally {
+      plan.destroy();
     }
   });
 

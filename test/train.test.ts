@@ -11,7 +11,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main } from '../src/cli/main.ts';
-import { NUM_CLASSES, PARAM_SPECS, stackParams, type ParamSet } from '../src/engine/architecture.ts';
+import { NUM_CLASSES, PARAM_SPECS, stackParams, stackedModels, type ParamSet } from '../src/engine/architecture.ts';
 import { Device, backendUnavailableReason } from '../src/engine/device.ts';
 import { initParams } from '../src/engine/init.ts';
 import { SingleDispatchRunner } from '../src/engine/runners.ts';
@@ -158,7 +158,7 @@ describe.skipIf(webasmMissing !== null)('train through the CLI (webasm, real run
       const reloaded = readModelFile(model);
       const device = await Device.open(BACKEND);
       try {
-        return await new SingleDispatchRunner(device, reloaded.params, reloaded.numModels).predict(x, test.count);
+        return await new SingleDispatchRunner(device, stackedModels(reloaded.params, reloaded.numModels), reloaded.numModels).predict(x, test.count);
       } finally {
         device.destroy();
       }

@@ -17,7 +17,7 @@
  *   dispatch first in odd ones), so drift from other load on the machine, thermal state or GC hits both paths.
  */
 import {
-  CONV1, CONV2, DROPOUT1, DROPOUT2, FC1, FC2, NUM_CLASSES, sliceModels, type ParamSet,
+  CONV1, CONV2, DROPOUT1, DROPOUT2, FC1, FC2, NUM_CLASSES, type ModelSource,
 } from '../engine/architecture.ts';
 import type { Device } from '../engine/device.ts';
 import { SequentialRunner, SingleDispatchRunner, type Runner } from '../engine/runners.ts';
@@ -178,12 +178,12 @@ export interface ServingPaths {
   singleDispatch: Runner;
 }
 
-export function makePaths(device: Device, stacked: ParamSet, numModels: number): ServingPaths {
-  const params = sliceModels(stacked, 0, numModels);
+/** Both paths serving the first `numModels` of `models`. */
+export function makePaths(device: Device, models: ModelSource, numModels: number): ServingPaths {
   return {
     numModels,
-    sequential: new SequentialRunner(device, params, numModels),
-    singleDispatch: new SingleDispatchRunner(device, params, numModels),
+    sequential: new SequentialRunner(device, models, numModels),
+    singleDispatch: new SingleDispatchRunner(device, models, numModels),
   };
 }
 
@@ -256,10 +256,10 @@ export async function measure(paths: ServingPaths, x: Float32Array, B: number, c
  * `onFirstRequest` sees the sample prediction before the (long) timing starts.
  */
 export async function benchmarkModels(
-  device: Device, stacked: ParamSet, numModels: number, x: Float32Array, B: number,
+  device: Device, models: ModelSource, numModels: number, x: Float32Array, B: number,
   cfg: MeasureConfig & { onFirstRequest?: (r: { predictions: number[][]; agreement: Agreement }) => void },
 ): Promise<ModelsBenchmark> {
-  const paths = makePaths(device, stacked, numModels);
+  const paths = makePaths(device, models, numModels);
   let first: Awaited<ReturnType<typeof firstRequest>>;
   let m: Measurement;
   let execution: ModelsBenchmark['execution'];

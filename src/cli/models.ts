@@ -1,14 +1,13 @@
 /**
  * Loading N models for serving (bench, predict, dashboard) from a model file: a stacked file gives N distinct
  * models; a single-model file asked for N > 1 is replicated, with a visible note, as the PyTorch example does.
+ * A replicated model is held once: the runners stack the groups they need from it as they build their plans.
  */
-import { sliceModels, stackParams, type ParamSet } from '../engine/architecture.ts';
+import { replicatedModels, stackedModels, type ModelSource } from '../engine/architecture.ts';
 import { InputError } from '../errors.ts';
 import { readModelFile } from '../io/model-file.ts';
 
-export interface ServedModels {
-  params: ParamSet;
-  numModels: number;
+export interface ServedModels extends ModelSource {
   /** how many models the file holds */
   fileModels: number;
   /** set when the file's single model was replicated */
@@ -19,12 +18,11 @@ export function loadServedModels(path: string, requested: number | undefined): S
   const file = readModelFile(path);
   const N = requested ?? file.numModels;
   if (N <= file.numModels) {
-    return { params: sliceModels(file.params, 0, N), numModels: N, fileModels: file.numModels };
+    return { ...stackedModels(file.params, N), fileModels: file.numModels };
   }
   if (file.numModels === 1) {
     return {
-      params: stackParams(Array.from({ length: N }, () => file.params)),
-      numModels: N,
+      ...replicatedModels(file.params, N),
       fileModels: 1,
       note: `${path} holds one model; it is replicated ${N} times (identical models)`,
     };

@@ -93,3 +93,48 @@ export function stackParams(models: readonly ParamSet[]): ParamSet {
   return out;
 }
 
+
+/**
+ * The models a runner serves, handed out a group at a time: `slice(first, count)` gives models
+ * [first, first + count) stacked. Runners take groups, not one stacked set, so a source decides what exists on
+ * the host: a loaded stack gives views of itself; a replicated model builds only the group asked for, and a plan
+ * that has copied a group into its own memory lets it go (see `InferencePlan`).
+ */
+export interface ModelSource {
+  readonly numModels: number;
+  slice(first: number, count: number): ParamSet;
+}
+
+/** Models [first, first + count) of a source, checked against its size. */
+function checkSlice(source: ModelSource, first: number, count: number): void {
+  if (!(Number.isInteger(first) && Number.isInteger(count) && first >= 0 && count >= 1 && first + count <= source.numModels)) {
+    throw new RangeError(`models [${first}, ${first + count}) are not within the source's ${source.numModels}`);
+  }
+}
+
+/** A stack already in memory (a model file, a Net's parameters): slices are views of it. */
+export function stackedModels(stacked: ParamSet, numModels: number): ModelSource {
+  const source: ModelSource = {
+    numModels,
+    slice(first, count) {
+      checkSlice(source, first, count);
+      return sliceModels(stacked, first, count);
+    },
+  };
+  return source;
+}
+
+/**
+ * One model served N times. A group of one is the model itself (every sequential plan reads the same arrays);
+ * a larger group is stacked afresh on each call, so N host copies never exist at once.
+ */
+export function replicatedModels(model: ParamSet, numModels: number): ModelSource {
+  const source: ModelSource = {
+    numModels,
+    slice(first, count) {
+      checkSlice(source, first, count);
+      return count === 1 ? model : stackParams(Array.from({ length: count }, () => model));
+    },
+  };
+  return source;
+}

@@ -303,6 +303,7 @@ export class Plan {
   /** values the last step returns */
   private readonly outputSize: number;
   private verified = false;
+  private buildInputsReleased = false;
 
   constructor(device: Device, steps: KernelSpec[], kernels: CompiledKernel[], pipeline: unknown) {
     this.device = device;
@@ -347,6 +348,35 @@ export class Plan {
       throw new Error(`plan ${this.steps.map((s) => s.name).join(' → ')} ran as '${this.executorKind}', not as ${expected.join(' or ')} on ${this.device.backend}${why}`);
     }
     this.kernels.forEach((k, i) => checkKernelClass(this.steps[i]!, k, this.device.backend));
+  }
+
+  /**
+   * Lets go of what only a rebuild of the plan would read, once the plan holds its own copy of it. Only
+   * webasm's fused executor qualifies: its first run copies every constant array into the plan's wasm memory and
+   * compiles every step, and later runs read only that memory and those modules. Two things go:
+   * - the host arrays among the steps' constants (the resident weights), so a weight costs its bytes once, not
+   *   twice. GPU.js's kernels, and the private clones the plan runs, keep the very `constants` object of each
+   *   spec, so clearing its arrays drops every reference the plan holds;
+   * - each kernel's function builder (the parsed kernel source, ~0.5 MiB per plan), which only compiles.
+   * The plan must not be rebuilt afterwards (a rebuild would read both): its owner replaces a plan whose run
+   * failed (`InferencePlan`). Returns whether they were let go: false before the first run and on other
+   * backends, where they stay.
+   */
+  releaseBuildInputs(): boolean {
+    if (this.buildInputsReleased) return true;
+    if (!this.verified || this.device.backend !== 'webasm') return false;
+    for (const step of this.steps) {
+      for (const name of Object.keys(step.constants)) {
+        if (ArrayBuffer.isView(step.constants[name])) (step.constants as Record<string, unknown>)[name] = null;
+      }
+    }
+    const planKernels: Array<{ shortcut?: CompiledKernel; clone?: CompiledKernel }> = this.pipeline.pipeline?.plan?.kernels ?? [];
+    for (const k of [...this.kernels, ...planKernels.flatMap((e) => [e.shortcut, e.clone])]) {
+      const kernel = (k as any)?.kernel;
+      if (kernel) kernel.functionBuilder = null;
+    }
+    this.buildInputsReleased = true;
+    return true;
   }
 
   destroy(): void {

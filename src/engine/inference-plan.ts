@@ -3,6 +3,10 @@
  * chained by `Device.plan`. The weights are resident (uploaded once, when a plan is built for a batch size);
  * a call uploads only the images and reads back only the log-probabilities. This is "single dispatch" carried
  * to its end: one submission for the whole forward of every model.
+ *
+ * The weights come from a loader, called each time a plan is built. Once a plan has run, it lets go of the
+ * arrays it was built from where it holds its own copy (webasm), so a replicated model's stacked group lives
+ * on the host only while its plan is built; a later batch size calls the loader again.
  */
 import { IMAGE_SIDE, NUM_CLASSES, cnnShapes, type ParamSet } from './architecture.ts';
 import type { Device, Plan } from './device.ts';
@@ -16,13 +20,14 @@ const CONV1_OUT = (({ outC, outH, outW }) => outC * outH * outW)(cnnShapes(1, 1,
 export class InferencePlan {
   readonly numModels: number;
   private readonly device: Device;
-  private readonly params: ParamSet;
+  private readonly loadWeights: () => ParamSet;
   /** One compiled plan per batch size seen (the grid is part of a compiled kernel). */
   private readonly plans = new Map<number, Plan>();
 
-  constructor(device: Device, params: ParamSet, numModels: number) {
+  /** weights: M models stacked, or a loader that builds them (called once per batch size). */
+  constructor(device: Device, weights: ParamSet | (() => ParamSet), numModels: number) {
     this.device = device;
-    this.params = params;
+    this.loadWeights = typeof weights === 'function' ? weights : () => weights;
     this.numModels = numModels;
   }
 
@@ -36,12 +41,12 @@ export class InferencePlan {
     const pixels = IMAGE_SIDE * IMAGE_SIDE;
     if (x.length !== B * pixels) throw new Error(`InferencePlan: input holds ${x.length} values, expected ${B * pixels}`);
     const chunk = this.maxBatch;
-    if (B <= chunk) return this.planFor(B).run(x);
+    if (B <= chunk) return this.run(B, x);
     const M = this.numModels;
     const logp = new Float32Array(M * B * NUM_CLASSES);
     for (let start = 0; start < B; start += chunk) {
       const Bc = Math.min(chunk, B - start);
-      const part = await this.planFor(Bc).run(x.subarray(start * pixels, (start + Bc) * pixels));
+      const part = await this.run(Bc, x.subarray(start * pixels, (start + Bc) * pixels));
       for (let m = 0; m < M; m++) {
         logp.set(part.subarray(m * Bc * NUM_CLASSES, (m + 1) * Bc * NUM_CLASSES), (m * B + start) * NUM_CLASSES);
       }
@@ -60,11 +65,29 @@ export class InferencePlan {
     return first ? first.fallbackReason : null;
   }
 
+  /**
+   * One call of the plan for B. After its first run the plan holds its own copy of the weights and lets go of
+   * the loaded arrays (`Plan.releaseBuildInputs`); a plan whose run failed is dropped, and the next call builds
+   * it again from the loader.
+   */
+  private async run(B: number, x: Float32Array): Promise<Float32Array> {
+    const plan = this.planFor(B);
+    try {
+      const logp = await plan.run(x);
+      plan.releaseBuildInputs();
+      return logp;
+    } catch (e) {
+      if (this.plans.get(B) === plan) this.plans.delete(B);
+      plan.destroy();
+      throw e;
+    }
+  }
+
   private planFor(B: number): Plan {
     let plan = this.plans.get(B);
     if (plan) return plan;
     const M = this.numModels;
-    const p = this.params;
+    const p = this.loadWeights();
     const { conv1, conv2, pool, fc1, fc2 } = cnnShapes(M, B, true);
     plan = this.device.plan([
       conv2dBiasReluResident(conv1, { weight: p['conv1.weight'], bias: p['conv1.bias'] }),

@@ -4,9 +4,10 @@
  * - sequential: N plans of one model each, run one after another (N dispatches per request);
  * - single dispatch: one plan holding all N models stacked (one dispatch per request: the counterpart of
  *   PyTorch's `torch.func.vmap` over `stack_module_state`).
- * Both take one batch shared by every model and return log-probabilities [N, B, 10].
+ * Both take one batch shared by every model and return log-probabilities [N, B, 10]. Both serve the first N
+ * models of a `ModelSource`, each plan loading its own group of them.
  */
-import { NUM_CLASSES, sliceModels, type ParamSet } from './architecture.ts';
+import { NUM_CLASSES, type ModelSource } from './architecture.ts';
 import type { Device } from './device.ts';
 import { InferencePlan } from './inference-plan.ts';
 import { maxModelsPerDispatch } from './net.ts';
@@ -32,7 +33,9 @@ abstract class PlanRunner implements Runner {
   readonly numModels: number;
   protected readonly plans: InferencePlan[];
 
-  protected constructor(numModels: number, plans: InferencePlan[]) {
+  protected constructor(numModels: number, plans: InferencePlan[], models: ModelSource) {
+    // plans load their models on first use; a count the source cannot give fails now
+    if (numModels > models.numModels) throw new RangeError(`${numModels} models asked of a source holding ${models.numModels}`);
     this.numModels = numModels;
     this.plans = plans;
   }
@@ -66,8 +69,8 @@ abstract class PlanRunner implements Runner {
 export class SequentialRunner extends PlanRunner {
   readonly kind = 'sequential';
 
-  constructor(device: Device, stacked: ParamSet, numModels: number) {
-    super(numModels, Array.from({ length: numModels }, (_, i) => new InferencePlan(device, sliceModels(stacked, i, 1), 1)));
+  constructor(device: Device, models: ModelSource, numModels: number) {
+    super(numModels, Array.from({ length: numModels }, (_, i) => new InferencePlan(device, () => models.slice(i, 1), 1)), models);
   }
 }
 
@@ -79,14 +82,14 @@ export class SequentialRunner extends PlanRunner {
 export class SingleDispatchRunner extends PlanRunner {
   readonly kind = 'single-dispatch';
 
-  constructor(device: Device, stacked: ParamSet, numModels: number) {
+  constructor(device: Device, models: ModelSource, numModels: number) {
     const groups = Math.ceil(numModels / maxModelsPerDispatch(device));
     const size = Math.ceil(numModels / groups);
     const plans: InferencePlan[] = [];
     for (let first = 0; first < numModels; first += size) {
       const count = Math.min(size, numModels - first);
-      plans.push(new InferencePlan(device, sliceModels(stacked, first, count), count));
+      plans.push(new InferencePlan(device, () => models.slice(first, count), count));
     }
-    super(numModels, plans);
+    super(numModels, plans, models);
   }
 }

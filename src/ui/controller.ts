@@ -15,7 +15,7 @@
  * chunk boundary); requests made meanwhile coalesce, and the latest starts once the old run has settled, so
  * two runs never share the device.
  */
-import type { ParamSet } from '../engine/architecture.ts';
+import type { ModelSource } from '../engine/architecture.ts';
 import type { Runner } from '../engine/runners.ts';
 import { normalizeImages } from '../data/mnist.ts';
 import type { LoadedDigit } from '../io/png.ts';
@@ -100,8 +100,7 @@ export interface DashboardController {
 }
 
 /** The models for one run, as loadServedModels gives them. */
-export interface LoadedModels {
-  params: ParamSet;
+export interface LoadedModels extends ModelSource {
   fileModels: number;
   note?: string;
 }
@@ -111,7 +110,7 @@ export interface RunDeps {
   /** N models (loadServedModels semantics: a single-model file is replicated, a stacked one bounds N); throws */
   loadModels(numModels: number): LoadedModels;
   loadImage(): LoadedDigit;
-  makePaths(params: ParamSet, numModels: number): ServingPaths;
+  makePaths(models: ModelSource, numModels: number): ServingPaths;
 }
 
 export interface ControllerOptions {
@@ -356,7 +355,7 @@ export class BenchController implements DashboardController {
       notes: [...(models.note ? [models.note] : []), ...digit.warnings],
     };
     const x = repeatImage(normalizeImages(digit.pixels), B);
-    const built = deps.makePaths(models.params, N);
+    const built = deps.makePaths(models, N);
     try {
       const paths: ServingPaths = {
         numModels: N,

@@ -101,7 +101,7 @@ export async function run(opts: BenchOptions, io: CliIO = processIO): Promise<nu
   try {
     for (const N of counts) {
       if (opts.sweep) print(`\n== ${plural(N, 'model')} ==`);
-      const result = await benchmarkModels(device, served.params, N, x, B, {
+      const result = await benchmarkModels(device, served, N, x, B, {
         warmup: opts.warmup, iters: opts.iters, chunks: DEFAULT_CHUNKS, signal: abort.signal,
         onProgress: (p) => progress.update(p),
         onFirstRequest: (first) => {

@@ -64,7 +64,7 @@ export async function run(opts: DashboardOptions, io: CliIO = processIO): Promis
     deps: {
       loadModels: (n) => loadServedModels(opts.modelPath, n),
       loadImage: () => readDigitPng(opts.imagePath, { invert: opts.invert }),
-      makePaths: (params, n) => makePaths(device, params, n),
+      makePaths: (models, n) => makePaths(device, models, n),
     },
   });
   const ink = render(createElement(App, { controller }), {

@@ -37,7 +37,7 @@ export async function run(opts: PredictOptions, io: CliIO = processIO): Promise<
   const device = await Device.open(opts.backend);
   if (device.note) io.stderr.write(`mnist-gpujs: note: ${device.note}\n`);
   try {
-    const runner = new SingleDispatchRunner(device, served.params, served.numModels);
+    const runner = new SingleDispatchRunner(device, served, served.numModels);
     const logp = await runner.predict(x, B);
     const results = digits.map((d, b) => describe(opts.images[b], d, logp, b, B, served.numModels));
     if (opts.json) {
