@@ -11,13 +11,16 @@ type This = KernelThis<Conv2DInfo>;
 type PaddedThis = KernelThis<Conv2DInfo & { dyPad: number }>;
 
 /**
- * Layout constants of the forward's blocked output: the grid of 2x2 output blocks. Its rows are padded to a
- * multiple of 4 blocks because webasm's worker threads run a kernel with SIMD only when its x size is a multiple
- * of 4 (otherwise every cell runs scalar): conv1's and conv2's input gradient have 13 blocks per row, and the
- * 3 extra blocks (dropped by the layout) cost less than scalar code does.
+ * Layout constants of the forward's blocked output: a plane's 2x2 output blocks, `blocksH` rows of `blocksW`,
+ * numbered row by row into one grid dimension of `blocks` cells. That count is padded to a multiple of 4
+ * because webasm's worker threads run a kernel with SIMD only when its x size is a multiple of 4 (otherwise every
+ * cell runs scalar). Numbering a plane's blocks in one dimension pads the plane once (conv1's output and conv2's
+ * input gradient: 13 x 13 = 169 blocks, 172 cells) where padding each row of 13 blocks to 16 ran 23% more cells.
  */
 function blockGrid(info: Conv2DInfo) {
-  return { blocksH: Math.ceil(info.outH / 2), blocksW: Math.ceil(info.outW / 8) * 4 };
+  const blocksH = Math.ceil(info.outH / 2);
+  const blocksW = Math.ceil(info.outW / 2);
+  return { blocksH, blocksW, blocks: Math.ceil((blocksH * blocksW) / 4) * 4 };
 }
 
 /**
@@ -27,25 +30,27 @@ function blockGrid(info: Conv2DInfo) {
  * cell (9 input and 36 weight reads per 36 multiply-adds), with bit-identical results, on webasm at B = 64:
  * 1.15–1.25x on conv2's forward and 1.40–1.59x on its input gradient (bench/RESULTS.md). Index arithmetic on
  * thread ids stays integer.
- * Grid [blocksW, ceil(outH/2), M*B*outC] (`blockGrid`), Array(4): the result is laid out
- * [M, B, outC, blocksH, blocksW, (dy, dx)]; `conv2dLayout` turns it into [M, B, outC, outH, outW]. Outputs beyond
- * outW or outH (an odd size, the padded blocks) read past their row and are dropped by the layout.
+ * Grid [blocks, M*B*outC] (`blockGrid`), Array(4): the result is laid out [M, B, outC, blocks, (dy, dx)], the
+ * blocks row by row; `conv2dLayout` turns it into [M, B, outC, outH, outW]. Outputs beyond outW or outH (an odd
+ * size, the padding cells) read past their row or plane and are dropped by the layout.
  */
 export function conv2dForward(info: Conv2DInfo): KernelSpec {
   return {
     name: 'conv2d.forward',
-    fn: function (this: This, x: Float32Array, w: Float32Array, bias: Float32Array): number[] {
-      const mb = Math.floor(this.thread.z / this.constants.outC);
-      const co = this.thread.z - mb * this.constants.outC;
+    fn: function (this: KernelThis<Conv2DInfo & { blocksW: number }>, x: Float32Array, w: Float32Array, bias: Float32Array): number[] {
+      const mb = Math.floor(this.thread.y / this.constants.outC);
+      const co = this.thread.y - mb * this.constants.outC;
       const m = Math.floor(mb / this.constants.B);
       const b = mb - m * this.constants.B;
+      const by = Math.floor(this.thread.x / this.constants.blocksW);
+      const bx = this.thread.x - by * this.constants.blocksW;
       let s00 = bias[m * this.constants.outC + co];
       let s01 = s00;
       let s10 = s00;
       let s11 = s00;
       for (let ci = 0; ci < this.constants.inC; ci++) {
         const xo = m * this.constants.xModelStride
-          + ((b * this.constants.inC + ci) * this.constants.inH + 2 * this.thread.y) * this.constants.inW + 2 * this.thread.x;
+          + ((b * this.constants.inC + ci) * this.constants.inH + 2 * by) * this.constants.inW + 2 * bx;
         const wo = ((m * this.constants.outC + co) * this.constants.inC + ci) * 9;
         const w0 = w[wo];
         const w1 = w[wo + 1];
@@ -80,25 +85,25 @@ export function conv2dForward(info: Conv2DInfo): KernelSpec {
       return [s00, s01, s10, s11];
     },
     returnType: 'Array(4)',
-    output: [blockGrid(info).blocksW, blockGrid(info).blocksH, info.M * info.B * info.outC],
-    constants: { ...info },
+    output: [blockGrid(info).blocks, info.M * info.B * info.outC],
+    constants: { ...info, blocksW: blockGrid(info).blocksW },
     flops: 2 * info.M * info.B * info.outC * info.outH * info.outW * info.inC * info.K * info.K,
   };
 }
 
 /**
- * [M, B, outC, blocksH, blocksW, 4] → [M, B, outC, outH, outW]. Grid [outH*outW, M*B*outC]: one row per plane,
+ * [M, B, outC, blocks, 4] → [M, B, outC, outH, outW]. Grid [outH*outW, M*B*outC]: one row per plane,
  * so the row is a multiple of 4 wide (676 for conv1) and webasm's threads run it with SIMD.
  */
 export function conv2dLayout(info: Conv2DInfo): KernelSpec {
   return {
     name: 'conv2d.layout',
-    fn: function (this: KernelThis<Conv2DInfo & { blocksH: number; blocksW: number }>, blocked: Float32Array): number {
+    fn: function (this: KernelThis<Conv2DInfo & { blocks: number; blocksW: number }>, blocked: Float32Array): number {
       const oy = Math.floor(this.thread.x / this.constants.outW);
       const ox = this.thread.x - oy * this.constants.outW;
       const by = Math.floor(oy / 2);
       const bx = Math.floor(ox / 2);
-      return blocked[((this.thread.y * this.constants.blocksH + by) * this.constants.blocksW + bx) * 4 + (oy - 2 * by) * 2 + ox - 2 * bx];
+      return blocked[(this.thread.y * this.constants.blocks + by * this.constants.blocksW + bx) * 4 + (oy - 2 * by) * 2 + ox - 2 * bx];
     },
     output: [info.outH * info.outW, info.M * info.B * info.outC],
     constants: { ...info, ...blockGrid(info) },
@@ -110,12 +115,12 @@ export function conv2dLayout(info: Conv2DInfo): KernelSpec {
 export function conv2dLayoutRelu(info: Conv2DInfo): KernelSpec {
   return {
     name: 'conv2d.layoutRelu',
-    fn: function (this: KernelThis<Conv2DInfo & { blocksH: number; blocksW: number }>, blocked: Float32Array): number {
+    fn: function (this: KernelThis<Conv2DInfo & { blocks: number; blocksW: number }>, blocked: Float32Array): number {
       const oy = Math.floor(this.thread.x / this.constants.outW);
       const ox = this.thread.x - oy * this.constants.outW;
       const by = Math.floor(oy / 2);
       const bx = Math.floor(ox / 2);
-      return Math.max(0, blocked[((this.thread.y * this.constants.blocksH + by) * this.constants.blocksW + bx) * 4 + (oy - 2 * by) * 2 + ox - 2 * bx]);
+      return Math.max(0, blocked[(this.thread.y * this.constants.blocks + by * this.constants.blocksW + bx) * 4 + (oy - 2 * by) * 2 + ox - 2 * bx]);
     },
     output: [info.outH * info.outW, info.M * info.B * info.outC],
     constants: { ...info, ...blockGrid(info) },
