@@ -35,6 +35,7 @@ function blockGrid(info: Conv2DInfo) {
  * size, the padding cells) read past their row or plane and are dropped by the layout.
  */
 export function conv2dForward(info: Conv2DInfo): KernelSpec {
+  const { blocks, blocksW } = blockGrid(info);
   return {
     name: 'conv2d.forward',
     fn: function (this: KernelThis<Conv2DInfo & { blocksW: number }>, x: Float32Array, w: Float32Array, bias: Float32Array): number[] {
@@ -85,8 +86,8 @@ export function conv2dForward(info: Conv2DInfo): KernelSpec {
       return [s00, s01, s10, s11];
     },
     returnType: 'Array(4)',
-    output: [blockGrid(info).blocks, info.M * info.B * info.outC],
-    constants: { ...info, blocksW: blockGrid(info).blocksW },
+    output: [blocks, info.M * info.B * info.outC],
+    constants: { ...info, blocksW },
     flops: 2 * info.M * info.B * info.outC * info.outH * info.outW * info.inC * info.K * info.K,
   };
 }

@@ -275,7 +275,7 @@ function fakeDeps(delayMs = 0) {
       return { ...stackedModels({} as ParamSet, FILE_MODELS), fileModels: FILE_MODELS };
     },
     loadImage: () => DIGIT,
-    makePaths: (_params, n): ServingPaths => {
+    makePaths: (_models, n): ServingPaths => {
       log.runs.push(`N=${n}`);
       return {
         numModels: n,

@@ -99,7 +99,7 @@ const CONV_CASES: ConvCase[] = [
   { M: 1, B: 3, inC: 3, inH: 6, inW: 5, outC: 8, sharedInput: true },
   { M: 3, B: 2, inC: 5, inH: 7, inW: 6, outC: 4, sharedInput: false },
   { M: 2, B: 3, inC: 2, inH: 5, inW: 9, outC: 8, sharedInput: true },
-  // ≥ 4096 cells for the webasm worker pool: the forward grid here (12·11·48 blocks), the weight gradient's in the next (32·96·2)
+  // ≥ 4096 cells for the webasm worker pool: the forward grid here (112·48: 11·10 blocks a plane, padded to 112), the weight gradient's in the next (32·96·2)
   { M: 2, B: 3, inC: 2, inH: 23, inW: 21, outC: 8, sharedInput: false },
   { M: 2, B: 1, inC: 32, inH: 5, inW: 6, outC: 32, sharedInput: true },
   // output channels not a multiple of 4: the weight gradient's lanes run over them

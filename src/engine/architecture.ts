@@ -108,7 +108,7 @@ export interface ModelSource {
 /** Models [first, first + count) of a source, checked against its size. */
 function checkSlice(source: ModelSource, first: number, count: number): void {
   if (!(Number.isInteger(first) && Number.isInteger(count) && first >= 0 && count >= 1 && first + count <= source.numModels)) {
-    throw new RangeError(`models [${first}, ${first + count}) are not within the source's ${source.numModels}`);
+    throw new RangeError(`models [${first}, ${first + count}) are not within the source's ${source.numModels} models`);
   }
 }
 
@@ -126,7 +126,8 @@ export function stackedModels(stacked: ParamSet, numModels: number): ModelSource
 
 /**
  * One model served N times. A group of one is the model itself (every sequential plan reads the same arrays);
- * a larger group is stacked afresh on each call, so N host copies never exist at once.
+ * a larger group is stacked afresh on each call. On webasm a plan lets its group go after its first run, so N
+ * host copies never exist at once; elsewhere each plan keeps its group, as a plan of a loaded stack keeps its view.
  */
 export function replicatedModels(model: ParamSet, numModels: number): ModelSource {
   const source: ModelSource = {

@@ -367,6 +367,7 @@ export class Plan {
     if (!this.verified || this.device.backend !== 'webasm') return false;
     for (const step of this.steps) {
       for (const name of Object.keys(step.constants)) {
+        // null, not a stand-in array: a rebuild that read it anyway fails loudly instead of computing with it
         if (ArrayBuffer.isView(step.constants[name])) (step.constants as Record<string, unknown>)[name] = null;
       }
     }

@@ -1,12 +1,13 @@
 /**
  * Inference for M stacked models as one compiled plan: the five fused kernels of `kernels/fused-forward.ts`
- * chained by `Device.plan`. The weights are resident (uploaded once, when a plan is built for a batch size);
- * a call uploads only the images and reads back only the log-probabilities. This is "single dispatch" carried
- * to its end: one submission for the whole forward of every model.
+ * chained by `Device.plan`, one plan per batch size. The weights are resident (uploaded once, at a plan's first
+ * run); a call uploads only the images and reads back only the log-probabilities. This is "single dispatch"
+ * carried to its end: one submission for the whole forward of every model.
  *
- * The weights come from a loader, called each time a plan is built. Once a plan has run, it lets go of the
- * arrays it was built from where it holds its own copy (webasm), so a replicated model's stacked group lives
- * on the host only while its plan is built; a later batch size calls the loader again.
+ * The weights come from a loader. On webasm a plan lets go of the loaded arrays after its first run, since it
+ * holds its own copy (`Plan.releaseBuildInputs`): a replicated model's stacked group then lives on the host only
+ * until then, and a later batch size calls the loader again. Elsewhere the plans keep the loaded arrays, and every
+ * batch size's plan is built from that one loaded set.
  */
 import { IMAGE_SIDE, NUM_CLASSES, cnnShapes, type ParamSet } from './architecture.ts';
 import type { Device, Plan } from './device.ts';
@@ -23,8 +24,12 @@ export class InferencePlan {
   private readonly loadWeights: () => ParamSet;
   /** One compiled plan per batch size seen (the grid is part of a compiled kernel). */
   private readonly plans = new Map<number, Plan>();
+  /** The loaded weights, while a plan may still need them: until a first run lets them go, or for good. */
+  private loaded: ParamSet | null = null;
+  /** Calls run one after another, so a call after a failed one finds the failed plan already replaced. */
+  private queue: Promise<unknown> = Promise.resolve();
 
-  /** weights: M models stacked, or a loader that builds them (called once per batch size). */
+  /** weights: M models stacked, or a loader that builds them (on webasm called once per batch size). */
   constructor(device: Device, weights: ParamSet | (() => ParamSet), numModels: number) {
     this.device = device;
     this.loadWeights = typeof weights === 'function' ? weights : () => weights;
@@ -70,24 +75,28 @@ export class InferencePlan {
    * the loaded arrays (`Plan.releaseBuildInputs`); a plan whose run failed is dropped, and the next call builds
    * it again from the loader.
    */
-  private async run(B: number, x: Float32Array): Promise<Float32Array> {
-    const plan = this.planFor(B);
-    try {
-      const logp = await plan.run(x);
-      plan.releaseBuildInputs();
-      return logp;
-    } catch (e) {
-      if (this.plans.get(B) === plan) this.plans.delete(B);
-      plan.destroy();
-      throw e;
-    }
+  private run(B: number, x: Float32Array): Promise<Float32Array> {
+    const result = this.queue.then(async () => {
+      const plan = this.planFor(B);
+      try {
+        const logp = await plan.run(x);
+        if (plan.releaseBuildInputs()) this.loaded = null;
+        return logp;
+      } catch (e) {
+        this.plans.delete(B);
+        plan.destroy();
+        throw e;
+      }
+    });
+    this.queue = result.catch(() => undefined);
+    return result;
   }
 
   private planFor(B: number): Plan {
     let plan = this.plans.get(B);
     if (plan) return plan;
     const M = this.numModels;
-    const p = this.loadWeights();
+    const p = this.loaded ??= this.loadWeights();
     const { conv1, conv2, pool, fc1, fc2 } = cnnShapes(M, B, true);
     plan = this.device.plan([
       conv2dBiasReluResident(conv1, { weight: p['conv1.weight'], bias: p['conv1.bias'] }),
