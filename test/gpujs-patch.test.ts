@@ -1,6 +1,6 @@
 /**
  * GPU.js's webasm backend as patched at install (patches/gpu.js+2.24.1.patch, applied by `patch-package` on
- * `npm install`). Two changes, each tested here against exact expected values:
+ * `npm install`). Three changes, each tested here against exact expected values:
  *
  * Contiguous reads. A read `a[U + this.thread.x]` with U the same in every lane is one vector load of four
  * consecutive elements instead of four scalar loads; in-bounds lanes must read exactly what they read before, at
@@ -12,12 +12,18 @@
  * many plans and kernels on a handful of workers, plans run concurrently (the shared pool queues their
  * dispatches, since a plan's run holds each worker at a barrier until all its peers arrive), and plans destroyed
  * while others keep running (stock gpu.js terminated the workers on destroy).
+ *
+ * Releasing a built plan's inputs. `releaseBuildInputs` drops what only building a fused webasm plan reads (the
+ * kernels' constant arrays, copied into the plan's memory by its first run, and their parsed sources): the plan
+ * runs on, the arrays can be collected, and a rebuild is refused instead of reading what is gone.
  */
 import { createRequire } from 'node:module';
+import gpujs from 'gpu.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { reluForward } from '../kernels/relu.ts';
 import type { KernelSpec, KernelThis } from '../kernels/spec.ts';
 import { Device, webasmPatchMissing, type Plan } from '../src/engine/device.ts';
+import { collectGarbage } from './gc.ts';
 import { freshSeed, makeRng } from './rng.ts';
 
 interface PoolWorker { dead: boolean; handle: { terminate(): Promise<number> } }
@@ -29,6 +35,7 @@ const workerPoolModule = requireGpujs('gpu.js/src/backend/web-assembly/worker-po
 const functionNodeModule = requireGpujs('gpu.js/src/backend/web-assembly/function-node.js') as {
   WebAssemblyFunctionNode: { prototype: { vContiguousBase?: unknown } };
 };
+const pipelineModule = requireGpujs('gpu.js/src/pipeline.js') as { Pipeline: { prototype: { releaseBuildInputs?: unknown } } };
 
 const webasm = (await Device.open('webasm').catch(() => null));
 afterAll(() => webasm?.destroy());
@@ -141,9 +148,10 @@ describe.skipIf(webasm === null)('webasm contiguous reads (gpu.js patched at ins
   });
 });
 
-it('the patch is installed: gpu.js exports the process-wide pool and plans contiguous reads', () => {
+it('the patch is installed: gpu.js exports the process-wide pool, plans contiguous reads and releases plan inputs', () => {
   expect(typeof workerPoolModule.sharedWorkerPool, 'run `npm install` (its postinstall applies patches/ with patch-package)').toBe('function');
   expect(typeof functionNodeModule.WebAssemblyFunctionNode.prototype.vContiguousBase).toBe('function');
+  expect(typeof pipelineModule.Pipeline.prototype.releaseBuildInputs).toBe('function');
   expect(workerPoolModule.sharedWorkerPool!().shared).toBe(true);
 });
 
@@ -157,6 +165,15 @@ it('the commands note an unpatched gpu.js on webasm, and only then', () => {
     expect(webasmPatchMissing()).toMatch(/gpu\.js is not patched .*npx patch-package/);
   } finally {
     pool.sharedWorkerPool = saved;
+  }
+  // an older version of the patch, without the third change
+  const proto = pipelineModule.Pipeline.prototype;
+  const release = proto.releaseBuildInputs;
+  try {
+    delete proto.releaseBuildInputs;
+    expect(webasmPatchMissing()).toMatch(/gpu\.js is not patched/);
+  } finally {
+    proto.releaseBuildInputs = release;
   }
 });
 
@@ -264,4 +281,61 @@ describe.skipIf(webasm === null)('webasm worker pool (gpu.js patched at install)
       other.destroy();
     }
   }, 30_000);
+});
+
+describe.skipIf(webasm === null)('releasing a built plan\'s inputs (gpu.js patched at install)', () => {
+  type ScaleThis = KernelThis<{ w: Float32Array }>;
+  /**
+   * A one-step pipeline x·w with w a constant array that only the pipeline's kernels reference, and its expected
+   * outputs for `inputs` (computed here, so that nothing in the test holds w).
+   */
+  function scalePipeline(mode: 'webasm' | 'cpu', inputs: Float32Array[], rng: () => number) {
+    const n = inputs[0]!.length;
+    const gpu = new (gpujs as unknown as { GPU: new (s: object) => any }).GPU({ mode });
+    const w = input(rng, n);
+    // w must not be captured by a closure of this scope: the pipeline's closure would keep the scope's context
+    const expected = products(inputs, w);
+    const kernel = gpu.createKernel(function (this: ScaleThis, x: Float32Array): number {
+      return x[this.thread.x] * this.constants.w[this.thread.x];
+    }, { output: [n], constants: { w }, precision: 'single' });
+    const pipeline = gpu.createPipeline(function (x: unknown) {
+      return kernel(x);
+    });
+    return { gpu, pipeline, weight: new WeakRef(w), expected };
+  }
+  const values = (r: unknown): number[] => Array.from(r as Float32Array);
+  function products(inputs: Float32Array[], w: Float32Array): number[][] {
+    return inputs.map((x) => Array.from(x.map((v, i) => v * w[i]!)));
+  }
+
+  it('after the first run the constant arrays go, the plan runs on, and a rebuild is refused', async () => {
+    const rng = makeRng(seed + 6);
+    const [x, y] = [input(rng), input(rng)];
+    const { gpu, pipeline, weight, expected } = scalePipeline('webasm', [x, y], rng);
+    try {
+      expect(pipeline.releaseBuildInputs()).toBe(false); // nothing built yet
+      expect(values(await pipeline(x))).toEqual(expected[0]);
+      expect(pipeline.releaseBuildInputs()).toBe(true);
+      await new Promise((resolve) => setImmediate(resolve));
+      collectGarbage();
+      expect(weight.deref(), 'the constant array is collectable').toBeUndefined();
+      expect(values(await pipeline(y))).toEqual(expected[1]);
+      pipeline.setConstants({}); // the next call would re-trace and rebuild
+      await expect(pipeline(y)).rejects.toThrow('its build inputs were released');
+    } finally {
+      gpu.destroy();
+    }
+  });
+
+  it('an executor that reads the constants again keeps them (cpu)', async () => {
+    const rng = makeRng(seed + 7);
+    const x = input(rng, 64);
+    const { gpu, pipeline, expected } = scalePipeline('cpu', [x], rng);
+    try {
+      expect(values(await pipeline(x))).toEqual(expected[0]);
+      expect(pipeline.releaseBuildInputs()).toBe(false);
+    } finally {
+      gpu.destroy();
+    }
+  });
 });

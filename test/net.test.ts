@@ -12,8 +12,6 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import v8 from 'node:v8';
-import vm from 'node:vm';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   DROPOUT1, DROPOUT2, FC1, IMAGE_SIDE, NUM_CLASSES, PARAM_SPECS, stackParams, stackedModels, type ParamSet,
@@ -32,6 +30,7 @@ import {
   concat,
   cnnBackward, cnnForward, randomParams, relativeError, tensor, type Params64,
 } from './reference.ts';
+import { collectGarbage } from './gc.ts';
 import { freshSeed, makeRng, randn } from './rng.ts';
 
 type Rng = () => number;
@@ -45,12 +44,6 @@ function seeded(what: string): Rng {
   const seed = freshSeed();
   console.log(`[net.test] ${what}: seed ${seed} (replay with TEST_SEED=${seed})`);
   return makeRng(seed);
-}
-
-/** A full garbage collection, without starting node with --expose-gc. */
-function collectGarbage(): void {
-  v8.setFlagsFromString('--expose-gc');
-  (vm.runInNewContext('gc') as () => void)();
 }
 
 /** Computed on first use, then shared (by every backend's suite). */

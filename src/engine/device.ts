@@ -68,11 +68,13 @@ export function webasmPatchMissing(): string | null {
   const codegen = require('gpu.js/src/backend/web-assembly/function-node.js') as {
     WebAssemblyFunctionNode?: { prototype: { vContiguousBase?: unknown } };
   };
-  if (typeof pool.sharedWorkerPool === 'function' && typeof codegen.WebAssemblyFunctionNode?.prototype.vContiguousBase === 'function') {
+  const pipeline = require('gpu.js/src/pipeline.js') as { Pipeline?: { prototype: { releaseBuildInputs?: unknown } } };
+  if (typeof pool.sharedWorkerPool === 'function' && typeof codegen.WebAssemblyFunctionNode?.prototype.vContiguousBase === 'function'
+    && typeof pipeline.Pipeline?.prototype.releaseBuildInputs === 'function') {
     return null;
   }
   return 'gpu.js is not patched (installed with --ignore-scripts?): run `npx patch-package` for its shared worker '
-    + 'pool and contiguous loads; webasm runs without them, slower and with more memory';
+    + 'pool, contiguous loads and released plan inputs; webasm runs without them, slower and with more memory';
 }
 
 /** The GPU.js kernel class that runs on each backend (GL kernels all report mode 'gpu', so the class tells). */
@@ -351,33 +353,19 @@ export class Plan {
   }
 
   /**
-   * Lets go of what only a rebuild of the plan would read, once the plan holds its own copy of it. Only
-   * webasm's fused executor qualifies: its first run copies every constant array into the plan's wasm memory and
-   * compiles every step, and later runs read only that memory and those modules. Two things go:
-   * - the host arrays among the steps' constants (the resident weights), so a weight costs its bytes once, not
-   *   twice. GPU.js's kernels, and the private clones the plan runs, keep the very `constants` object of each
-   *   spec, so clearing its arrays drops every reference the plan holds;
-   * - each kernel's function builder (the parsed kernel source, ~0.5 MiB per plan), which only compiles.
-   * The plan must not be rebuilt afterwards (a rebuild would read both): its owner replaces a plan whose run
-   * failed (`InferencePlan`). Returns whether they were let go: false before the first run and on other
-   * backends, where they stay.
+   * Lets go of what only a rebuild of the plan would read, once the plan holds its own copy: the resident
+   * weights (the arrays among the steps' constants, cleared in the specs' own constants objects) and the kernels'
+   * parsed sources, so that a weight costs its bytes once, not twice. GPU.js does it (`releaseBuildInputs`,
+   * patches/), for webasm's fused executor only, whose first run copies every constant array into the plan's wasm
+   * memory. The plan cannot be rebuilt afterwards (GPU.js refuses to): its owner replaces a plan whose run failed
+   * (`InferencePlan`). Returns whether they were let go: false before the first run, on other backends and on
+   * unpatched gpu.js, where they stay.
    */
   releaseBuildInputs(): boolean {
     if (this.buildInputsReleased) return true;
-    if (!this.verified || this.device.backend !== 'webasm') return false;
-    for (const step of this.steps) {
-      for (const name of Object.keys(step.constants)) {
-        // null, not a stand-in array: a rebuild that read it anyway fails loudly instead of computing with it
-        if (ArrayBuffer.isView(step.constants[name])) (step.constants as Record<string, unknown>)[name] = null;
-      }
-    }
-    const planKernels: Array<{ shortcut?: CompiledKernel; clone?: CompiledKernel }> = this.pipeline.pipeline?.plan?.kernels ?? [];
-    for (const k of [...this.kernels, ...planKernels.flatMap((e) => [e.shortcut, e.clone])]) {
-      const kernel = (k as any)?.kernel;
-      if (kernel) kernel.functionBuilder = null;
-    }
-    this.buildInputsReleased = true;
-    return true;
+    this.buildInputsReleased = this.verified && typeof this.pipeline.releaseBuildInputs === 'function'
+      && this.pipeline.releaseBuildInputs() === true;
+    return this.buildInputsReleased;
   }
 
   destroy(): void {
