@@ -3,7 +3,7 @@
  * gradients. Shapes: x [M or shared, B, inC, inH, inW], w [M, outC, inC, K, K], b [M, outC],
  * y / dy [M, B, outC, outH, outW].
  */
-import { convGradWeightParts, type Conv2DInfo } from './shapes.ts';
+import { convGradWeightParts, pad4, type Conv2DInfo } from './shapes.ts';
 import type { KernelSpec, KernelThis } from './spec.ts';
 
 type This = KernelThis<Conv2DInfo>;
@@ -20,7 +20,7 @@ type PaddedThis = KernelThis<Conv2DInfo & { dyPad: number }>;
 function blockGrid(info: Conv2DInfo) {
   const blocksH = Math.ceil(info.outH / 2);
   const blocksW = Math.ceil(info.outW / 2);
-  return { blocksH, blocksW, blocks: Math.ceil((blocksH * blocksW) / 4) * 4 };
+  return { blocksH, blocksW, blocks: pad4(blocksH * blocksW) };
 }
 
 /**

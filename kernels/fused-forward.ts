@@ -13,7 +13,7 @@
  * copy on the host). fc1 reads its weight in that layout too: its adjacent cells read adjacent weights by splitting
  * each row's sum four ways (`linearPartialsResident`), so no transposed copy is needed.
  */
-import type { Conv2DInfo, LinearInfo, Pool2DInfo } from './shapes.ts';
+import { fours, type Conv2DInfo, type LinearInfo, type Pool2DInfo } from './shapes.ts';
 import type { KernelSpec, KernelThis } from './spec.ts';
 
 type ConvThis = KernelThis<Conv2DInfo & { weight: Float32Array; bias: Float32Array }>;
@@ -149,7 +149,7 @@ export function linearPartialsResident(info: LinearInfo, weight: Float32Array): 
       return sum;
     },
     output: [4, info.outF, info.M * info.B],
-    constants: { ...info, inF4: info.inF - (info.inF % 4), weight },
+    constants: { ...info, inF4: fours(info.inF), weight },
     flops: 2 * info.M * info.B * info.outF * info.inF,
   };
 }

@@ -17,7 +17,7 @@
  * depends on the batch size (the parts are chosen from the grid), so a sample's fc1 output can differ in its last
  * bits between batch sizes; never between M, the number of models trained together.
  */
-import { linearForwardParts, type LinearInfo } from './shapes.ts';
+import { fours, linearForwardParts, pad4, type LinearInfo } from './shapes.ts';
 import type { DropoutInfo } from './dropout.ts';
 import type { KernelSpec, KernelThis } from './spec.ts';
 
@@ -25,13 +25,6 @@ type This = KernelThis<LinearInfo>;
 
 /** Quads of 4 rows covering n rows. */
 const quads = (n: number): number => Math.ceil(n / 4);
-/** The largest multiple of 4 ≤ n: where an unrolled loop hands over to its tail. */
-const fours = (n: number): number => n - (n % 4);
-/**
- * A grid row's width, padded to a multiple of 4: webasm runs a kernel with SIMD only when its rows are (fc2's 10
- * outputs ran scalar). The padding cells read past their row and are dropped by the rows pass.
- */
-const pad4 = (n: number): number => Math.ceil(n / 4) * 4;
 
 /** The forward's split of the input features: `parts` parts of `partLen`, unrolled up to `partLen4`. */
 type ForwardInfo = LinearInfo & { parts: number; partLen: number; partLen4: number };

@@ -4,6 +4,15 @@
  * inputs: 0 when every model reads the same batch (ensembling), B * (one sample's size) when each model has
  * its own batch (training several models at once).
  */
+/**
+ * A grid row's width padded to a multiple of 4: webasm runs a kernel with SIMD only when its rows are (fc2's 10
+ * outputs ran scalar). The padding cells compute values their layout pass drops.
+ */
+export const pad4 = (n: number): number => Math.ceil(n / 4) * 4;
+
+/** The largest multiple of 4 ≤ n: where a loop unrolled by four hands over to its tail. */
+export const fours = (n: number): number => n - (n % 4);
+
 export interface Conv2DInfo {
   M: number; B: number;
   inC: number; inH: number; inW: number;
