@@ -33,7 +33,7 @@
  * A disagreement between the paths is an error (exit 1), so a document always describes agreeing paths.
  */
 import { IMAGE_SIDE } from '../../engine/architecture.ts';
-import { Device } from '../../engine/device.ts';
+import { openDevice } from '../device.ts';
 import { normalizeImages } from '../../data/mnist.ts';
 import { readDigitPng } from '../../io/png.ts';
 import {
@@ -88,8 +88,7 @@ export async function run(opts: BenchOptions, io: CliIO = processIO): Promise<nu
 
   print(`Timing: ${opts.warmup} warm-up call(s) per path, then ${opts.iters} timed call(s) per path, alternating in ${chunks} chunk(s)`);
 
-  const device = await Device.open(opts.backend);
-  if (device.note) io.stderr.write(`mnist-gpujs: note: ${device.note}\n`);
+  const device = await openDevice(opts.backend, io);
   const abort = new AbortController();
   const onSigint = () => {
     if (abort.signal.aborted) process.exit(EXIT_INTERRUPTED); // a second Ctrl-C does not wait for the chunk

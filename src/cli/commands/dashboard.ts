@@ -17,7 +17,7 @@ import '../../ui/terminal-mode.ts';
 import { createElement } from 'react';
 import { render } from 'ink';
 import { makePaths } from '../../bench/harness.ts';
-import { Device } from '../../engine/device.ts';
+import { openDevice } from '../device.ts';
 import { readDigitPng } from '../../io/png.ts';
 import { App } from '../../ui/App.tsx';
 import { BenchController } from '../../ui/controller.ts';
@@ -49,8 +49,7 @@ export async function run(opts: DashboardOptions, io: CliIO = processIO): Promis
   // Startup inputs fail here, as in plain mode, before anything is drawn.
   const models = loadServedModels(opts.modelPath, opts.numModels);
   const digit = readDigitPng(opts.imagePath, { invert: opts.invert });
-  const device = await Device.open(opts.backend);
-  if (device.note) io.stderr.write(`mnist-gpujs: note: ${device.note}\n`);
+  const device = await openDevice(opts.backend, io);
 
   const controller = new BenchController({
     backend: device.description, // the backend, and the adapter behind a GPU backend

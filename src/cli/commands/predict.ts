@@ -4,7 +4,7 @@
  * models agree with it; `--json` prints one JSON document instead.
  */
 import { NUM_CLASSES } from '../../engine/architecture.ts';
-import { Device } from '../../engine/device.ts';
+import { openDevice } from '../device.ts';
 import { SingleDispatchRunner } from '../../engine/runners.ts';
 import { argmax } from '../../engine/trainer.ts';
 import { IMAGE_PIXELS, normalizeImages } from '../../data/mnist.ts';
@@ -34,8 +34,7 @@ export async function run(opts: PredictOptions, io: CliIO = processIO): Promise<
   const B = digits.length;
   const x = new Float32Array(B * IMAGE_PIXELS);
   digits.forEach((d, i) => x.set(normalizeImages(d.pixels), i * IMAGE_PIXELS));
-  const device = await Device.open(opts.backend);
-  if (device.note) io.stderr.write(`mnist-gpujs: note: ${device.note}\n`);
+  const device = await openDevice(opts.backend, io);
   try {
     const runner = new SingleDispatchRunner(device, served, served.numModels);
     const logp = await runner.predict(x, B);

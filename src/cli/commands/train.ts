@@ -6,7 +6,7 @@
  */
 import fs from 'node:fs';
 import { dirname } from 'node:path';
-import { Device } from '../../engine/device.ts';
+import { openDevice } from '../device.ts';
 import { maxModelsPerDispatch } from '../../engine/net.ts';
 import { ADADELTA_DEFAULTS, type OptimizerConfig } from '../../engine/optimizer.ts';
 import { Trainer, type EvalReport } from '../../engine/trainer.ts';
@@ -28,8 +28,7 @@ export async function run(opts: TrainOptions, io: CliIO = processIO): Promise<nu
   const optimizer: OptimizerConfig = opts.optimizer === 'adadelta'
     ? { ...ADADELTA_DEFAULTS, weightDecay: opts.weightDecay }
     : { kind: 'sgd', momentum: opts.momentum, weightDecay: opts.weightDecay };
-  const device = await Device.open(opts.backend);
-  if (device.note) io.stderr.write(`mnist-gpujs: note: ${device.note}\n`);
+  const device = await openDevice(opts.backend, io);
   const K = opts.numModels;
   const maxModels = maxModelsPerDispatch(device);
   if (K > maxModels) {
