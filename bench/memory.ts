@@ -111,7 +111,7 @@ record(`loaded (${N} models, ${(weightBytes / MiB).toFixed(0)} MiB of weights)`)
 const image = new Float32Array(IMAGE_SIDE * IMAGE_SIDE).map((_, i) => ((i * 37) % 255) / 255);
 const x = repeatImage(image, 1);
 const paths = makePaths(device, served, N);
-record('both paths built');
+record('paths set up (plans build on first use)');
 await firstRequest(paths, x, 1);
 record('first request of each path');
 for (const path of ['sequential', 'singleDispatch'] as const) {
