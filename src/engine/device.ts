@@ -305,7 +305,8 @@ export class Plan {
   /** values the last step returns */
   private readonly outputSize: number;
   private verified = false;
-  private buildInputsReleased = false;
+  /** releaseBuildInputs's answer, asked once the plan has run (its executor is settled then); null before */
+  private buildInputsReleased: boolean | null = null;
 
   constructor(device: Device, steps: KernelSpec[], kernels: CompiledKernel[], pipeline: unknown) {
     this.device = device;
@@ -362,10 +363,10 @@ export class Plan {
    * unpatched gpu.js, where they stay.
    */
   releaseBuildInputs(): boolean {
-    if (this.buildInputsReleased) return true;
-    this.buildInputsReleased = this.verified && typeof this.pipeline.releaseBuildInputs === 'function'
-      && this.pipeline.releaseBuildInputs() === true;
-    return this.buildInputsReleased;
+    if (this.buildInputsReleased === null && this.verified) {
+      this.buildInputsReleased = typeof this.pipeline.releaseBuildInputs === 'function' && this.pipeline.releaseBuildInputs() === true;
+    }
+    return this.buildInputsReleased ?? false;
   }
 
   destroy(): void {
