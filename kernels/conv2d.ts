@@ -162,77 +162,89 @@ export function conv2dFlipWeights(info: Conv2DInfo): KernelSpec {
 }
 
 /**
- * dw[m,co,ci,ky,kx] = Σ_b,oy,ox dy[m,b,co,oy,ox] · x[m,b,ci,oy+ky,ox+kx]. One cell computes a row of three taps
- * (kx = 0..2) of one (co, ci, ky), with its lanes over output channels: each step along a row reads one gradient
- * (the lane-dependent read) and one new input value, the other two slide along from the previous step, so two
- * reads feed three sums, where four output channels per cell needed five reads for four. dy may carry a zero
- * border of `dyPad` cells (the input gradient's padding, `maxPool2dReluBackward`), which is skipped.
- * The sum over the batch is split into `convGradWeightParts` parts of whole samples, one cell each, so that conv1's
- * small grid runs on both of webasm's worker threads; within a part each sum runs over (b, oy, ox) in order.
- * Grid [outC, inC*K, M*parts], Array(3) (K = 3): the result is laid out [M, parts, inC, K, outC, K];
- * `conv2dGradWeightLayout` adds the parts and lays them out as PyTorch's [M, outC, inC, K, K].
+ * dw[m,co,ci,ky,kx] = Σ_b,oy,ox dy[m,b,co,oy,ox] · x[m,b,ci,oy+ky,ox+kx]. One cell owns an output column ox and
+ * sums over (b, oy) for a column of three taps (ky = 0..2) of one (co, ci, kx); `conv2dGradWeightLayout` then adds
+ * the columns. The lanes run over ox, so the gradient and the input are read as four consecutive values (one
+ * 128-bit load on webasm, written `U + this.thread.x` for GPU.js to see it), and walking down the rows lets two of
+ * the three inputs slide along from the previous row: two loads feed three multiply-adds. Measured on conv2 at
+ * B = 64 against lanes over output channels (a four-plane gather of the gradient per step): 1.5x
+ * (bench/RESULTS.md). The row is padded to a multiple of 4 (`pad4`) for webasm's SIMD; padding columns read
+ * past their row and are dropped by the layout. dy may carry a zero border of `dyPad` cells (the input
+ * gradient's padding, `maxPool2dReluBackward`), which is skipped.
+ * The sum over the batch is split into `convGradWeightParts` parts of whole samples, so that conv1's small grid
+ * runs on both of webasm's worker threads; within a cell each sum runs over (b, oy) in order.
+ * Grid [pad4(outW), inC*K, M*parts*outC], Array(3) (K = 3): the result is laid out
+ * [M, parts, outC, inC, K (kx), pad4(outW), K (ky)].
  */
 export function conv2dGradWeight(info: Conv2DInfo, dyPad = 0): KernelSpec {
   const parts = convGradWeightParts(info);
   return {
     name: 'conv2d.gradWeight',
     fn: function (this: KernelThis<Conv2DInfo & { dyPad: number; parts: number; partB: number }>, dy: Float32Array, x: Float32Array): number[] {
-      const m = Math.floor(this.thread.z / this.constants.parts);
-      const part = this.thread.z - m * this.constants.parts;
+      const mp = Math.floor(this.thread.z / this.constants.outC);
+      const co = this.thread.z - mp * this.constants.outC;
+      const m = Math.floor(mp / this.constants.parts);
+      const part = mp - m * this.constants.parts;
       const ci = Math.floor(this.thread.y / 3);
-      const ky = this.thread.y - ci * 3;
+      const kx = this.thread.y - ci * 3;
       let s0 = 0;
       let s1 = 0;
       let s2 = 0;
       for (let i = 0; i < this.constants.partB; i++) {
         const b = part * this.constants.partB + i;
+        // the offsets are uniform across the lanes; each read adds this.thread.x last
+        let dyAt = (((m * this.constants.B + b) * this.constants.outC + co) * (this.constants.outH + 2 * this.constants.dyPad)
+          + this.constants.dyPad) * (this.constants.outW + 2 * this.constants.dyPad) + this.constants.dyPad;
+        let xAt = m * this.constants.xModelStride + (b * this.constants.inC + ci) * this.constants.inH * this.constants.inW + kx;
+        let x0 = x[xAt + this.thread.x];
+        let x1 = x[xAt + this.constants.inW + this.thread.x];
+        xAt += 2 * this.constants.inW;
         for (let oy = 0; oy < this.constants.outH; oy++) {
-          const dyRow = (((m * this.constants.B + b) * this.constants.outC + this.thread.x) * (this.constants.outH + 2 * this.constants.dyPad)
-            + oy + this.constants.dyPad) * (this.constants.outW + 2 * this.constants.dyPad) + this.constants.dyPad;
-          const xRow = m * this.constants.xModelStride
-            + ((b * this.constants.inC + ci) * this.constants.inH + oy + ky) * this.constants.inW;
-          let x0 = x[xRow];
-          let x1 = x[xRow + 1];
-          for (let ox = 0; ox < this.constants.outW; ox++) {
-            const x2 = x[xRow + ox + 2];
-            const g = dy[dyRow + ox];
-            s0 += g * x0;
-            s1 += g * x1;
-            s2 += g * x2;
-            x0 = x1;
-            x1 = x2;
-          }
+          const g = dy[dyAt + this.thread.x];
+          const x2 = x[xAt + this.thread.x];
+          s0 += g * x0;
+          s1 += g * x1;
+          s2 += g * x2;
+          x0 = x1;
+          x1 = x2;
+          dyAt += this.constants.outW + 2 * this.constants.dyPad;
+          xAt += this.constants.inW;
         }
       }
       return [s0, s1, s2];
     },
     returnType: 'Array(3)',
-    output: [info.outC, info.inC * info.K, info.M * parts],
+    output: [pad4(info.outW), info.inC * info.K, info.M * parts * info.outC],
     constants: { ...info, dyPad, parts, partB: info.B / parts },
     flops: 2 * info.M * info.B * info.outC * info.outH * info.outW * info.inC * info.K * info.K,
   };
 }
 
-/** [M, parts, inC, K, outC, K] → [M, outC, inC, K, K], the parts added in order. Grid [K*K, inC, M*outC]. */
+/**
+ * [M, parts, outC, inC, K (kx), pad4(outW), K (ky)] → [M, outC, inC, K, K], PyTorch's layout: for each weight the
+ * parts added in order, each part's columns in order. Grid [K*K, inC, M*outC].
+ */
 export function conv2dGradWeightLayout(info: Conv2DInfo): KernelSpec {
   const parts = convGradWeightParts(info);
   return {
     name: 'conv2d.gradWeightLayout',
-    fn: function (this: KernelThis<Conv2DInfo & { parts: number }>, blocked: Float32Array): number {
+    fn: function (this: KernelThis<Conv2DInfo & { parts: number; rowW: number }>, columns: Float32Array): number {
       const m = Math.floor(this.thread.z / this.constants.outC);
       const co = this.thread.z - m * this.constants.outC;
       const ky = Math.floor(this.thread.x / 3);
       const kx = this.thread.x - ky * 3;
-      const at = ((((m * this.constants.parts) * this.constants.inC + this.thread.y) * 3 + ky) * this.constants.outC + co) * 3 + kx;
-      let v = blocked[at];
-      for (let p = 1; p < this.constants.parts; p++) {
-        v += blocked[at + p * this.constants.inC * 9 * this.constants.outC];
+      let v = 0;
+      for (let p = 0; p < this.constants.parts; p++) {
+        const at = ((((m * this.constants.parts + p) * this.constants.outC + co) * this.constants.inC + this.thread.y) * 3 + kx) * this.constants.rowW * 3 + ky;
+        for (let ox = 0; ox < this.constants.outW; ox++) {
+          v += columns[at + ox * 3];
+        }
       }
       return v;
     },
     output: [info.K * info.K, info.inC, info.M * info.outC],
-    constants: { ...info, parts },
-    flops: (parts - 1) * info.M * info.outC * info.inC * info.K * info.K,
+    constants: { ...info, parts, rowW: pad4(info.outW) },
+    flops: (parts * info.outW - 1) * info.M * info.outC * info.inC * info.K * info.K,
   };
 }
 

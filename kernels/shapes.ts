@@ -83,11 +83,11 @@ export function linearForwardParts(info: LinearInfo): number {
 
 /**
  * The conv weight gradient's parts of its sum over the batch (added up by its layout pass): conv1's grid is
- * 32 output channels × 3 rows of taps = 96 cells, so it ran on one core; in 64 parts of one sample it runs on two.
+ * 28 columns × 3 taps × 32 output channels = 2,688 cells, so whole it runs on one core; in 2 parts it runs on two.
  * Each part holds a whole number of samples.
  */
 export function convGradWeightParts(info: Conv2DInfo): number {
-  return threadingParts(info.outC * info.inC * info.K, info.B, (parts) => info.B % parts === 0);
+  return threadingParts(pad4(info.outW) * info.K * info.inC * info.outC, info.B, (parts) => info.B % parts === 0);
 }
 
 /** Row-wise ops over [M, B, C] (log-softmax, NLL). */

@@ -99,10 +99,12 @@ const CONV_CASES: ConvCase[] = [
   { M: 1, B: 3, inC: 3, inH: 6, inW: 5, outC: 8, sharedInput: true },
   { M: 3, B: 2, inC: 5, inH: 7, inW: 6, outC: 4, sharedInput: false },
   { M: 2, B: 3, inC: 2, inH: 5, inW: 9, outC: 8, sharedInput: true },
-  // ≥ 4096 cells for the webasm worker pool: the forward grid here (112·48: 11·10 blocks a plane, padded to 112), the weight gradient's in the next (32·96·2)
+  // ≥ 4096 cells for the webasm worker pool: the forward grid here (112·48: 11·10 blocks a plane, padded to 112)
   { M: 2, B: 3, inC: 2, inH: 23, inW: 21, outC: 8, sharedInput: false },
   { M: 2, B: 1, inC: 32, inH: 5, inW: 6, outC: 32, sharedInput: true },
-  // output channels not a multiple of 4: the weight gradient's lanes run over them
+  // the weight gradient's: 12 columns · 12 tap columns · (2 models · 2 parts · 16 channels)
+  { M: 2, B: 2, inC: 4, inH: 10, inW: 14, outC: 16, sharedInput: false },
+  // output channels not a multiple of 4
   { M: 2, B: 2, inC: 3, inH: 7, inW: 8, outC: 5, sharedInput: false },
   // one input channel, as conv1: the weight gradient's sum in 4 parts of one sample (convGradWeightParts)
   { M: 2, B: 4, inC: 1, inH: 6, inW: 6, outC: 4, sharedInput: false },
@@ -329,9 +331,9 @@ describe('convGradWeightParts', () => {
   const parts = (B: number, inC: number, outC: number) =>
     convGradWeightParts(computeConv2DInfo({ M: 1, B, inC, inH: 28, inW: 28, outC, K: 3 }));
   it('splits a grid of one worker\'s cells or fewer over whole samples', () => {
-    expect(parts(64, 1, 32)).toBe(64); // conv1 at B = 64: 96 cells → 6,144, two workers
-    expect(parts(64, 32, 64)).toBe(1); // conv2: 6,144 cells already
-    expect(parts(4, 1, 4)).toBe(4);
+    expect(parts(64, 1, 32)).toBe(2); // conv1 at B = 64: 28 · 3 · 32 = 2,688 cells → 5,376, two workers
+    expect(parts(64, 32, 64)).toBe(1); // conv2: 28 · 96 · 64 cells already
+    expect(parts(4, 1, 4)).toBe(4); // 336 cells; at most one part per sample
     expect(parts(3, 1, 32)).toBe(1); // 3 samples split into no whole power-of-two parts
   });
 });
