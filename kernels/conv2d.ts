@@ -11,47 +11,44 @@ type This = KernelThis<Conv2DInfo>;
 type PaddedThis = KernelThis<Conv2DInfo & { dyPad: number }>;
 
 /**
- * Layout constants of the forward's blocked output: a plane's 2x2 output blocks, `blocksH` rows of `blocksW`,
- * numbered row by row into one grid dimension of `blocks` cells. That count is padded to a multiple of 4
- * because webasm's worker threads run a kernel with SIMD only when its x size is a multiple of 4 (otherwise every
- * cell runs scalar). Numbering a plane's blocks in one dimension pads the plane once (conv1's output and conv2's
- * input gradient: 13 x 13 = 169 blocks, 172 cells) where padding each row of 13 blocks to 16 ran 23% more cells.
+ * Layout constants of the forward's column output: each cell computes a column of four outputs (rows 4·by..4·by+3
+ * of one output column), a plane holding `rowBlocks` rows of `rowW` columns. `rowW` is outW padded to a multiple
+ * of 4, because webasm's worker threads run a kernel with SIMD only when its x size is one (otherwise every cell
+ * runs scalar).
  */
-function blockGrid(info: Conv2DInfo) {
-  const blocksH = Math.ceil(info.outH / 2);
-  const blocksW = Math.ceil(info.outW / 2);
-  return { blocksH, blocksW, blocks: pad4(blocksH * blocksW) };
+function columnGrid(info: Conv2DInfo) {
+  return { rowW: pad4(info.outW), rowBlocks: Math.ceil(info.outH / 4) };
 }
 
 /**
- * y[m,b,co,oy,ox] = b[m,co] + Σ_ci,ky,kx x[m,b,ci,oy+ky,ox+kx] · w[m,co,ci,ky,kx], a 2x2 block of outputs per
- * cell with the 3x3 taps written out: per input channel, 16 reads of a 4x4 input patch (lane-dependent, the
- * costly kind on webasm) and 9 weight reads feed 36 multiply-adds. Measured against four output channels per
- * cell (9 input and 36 weight reads per 36 multiply-adds), with bit-identical results, on webasm at B = 64:
- * 1.15–1.25x on conv2's forward and 1.40–1.59x on its input gradient (bench/RESULTS.md). Index arithmetic on
- * thread ids stays integer.
- * Grid [blocks, M*B*outC] (`blockGrid`), Array(4): the result is laid out [M, B, outC, blocks, (dy, dx)], the
- * blocks row by row; `conv2dLayout` turns it into [M, B, outC, outH, outW]. Outputs beyond outW or outH (an odd
- * size, the padding cells) read past their row or plane and are dropped by the layout.
+ * y[m,b,co,oy,ox] = b[m,co] + Σ_ci,ky,kx x[m,b,ci,oy+ky,ox+kx] · w[m,co,ci,ky,kx], a column of four outputs per
+ * cell with the 3x3 taps written out: per input channel, 18 reads of a 6x3 input patch and 9 weight reads feed 36
+ * multiply-adds. The lanes run over output columns, so each input read is four consecutive values (one 128-bit
+ * load on webasm, written `U + this.thread.x` for GPU.js to see it) where a 2x2 block per cell gathered its 16
+ * reads from four places; the weights are the same for all four lanes. Measured against the 2x2 blocks, with
+ * bit-identical results, on webasm at B = 64: about 1.2x on conv2's forward and 1.15x on its input gradient
+ * (bench/RESULTS.md). Index arithmetic on thread ids stays integer.
+ * Grid [rowW, rowBlocks, M*B*outC] (`columnGrid`), Array(4): the result is laid out
+ * [M, B, outC, rowBlocks, rowW, 4 (rows)]; `conv2dLayout` turns it into [M, B, outC, outH, outW]. Outputs beyond
+ * outW or outH (the padding) read past their row or plane and are dropped by the layout.
  */
 export function conv2dForward(info: Conv2DInfo): KernelSpec {
-  const { blocks, blocksW } = blockGrid(info);
+  const { rowW, rowBlocks } = columnGrid(info);
   return {
     name: 'conv2d.forward',
-    fn: function (this: KernelThis<Conv2DInfo & { blocksW: number }>, x: Float32Array, w: Float32Array, bias: Float32Array): number[] {
-      const mb = Math.floor(this.thread.y / this.constants.outC);
-      const co = this.thread.y - mb * this.constants.outC;
+    fn: function (this: This, x: Float32Array, w: Float32Array, bias: Float32Array): number[] {
+      const mb = Math.floor(this.thread.z / this.constants.outC);
+      const co = this.thread.z - mb * this.constants.outC;
       const m = Math.floor(mb / this.constants.B);
       const b = mb - m * this.constants.B;
-      const by = Math.floor(this.thread.x / this.constants.blocksW);
-      const bx = this.thread.x - by * this.constants.blocksW;
-      let s00 = bias[m * this.constants.outC + co];
-      let s01 = s00;
-      let s10 = s00;
-      let s11 = s00;
+      let s0 = bias[m * this.constants.outC + co];
+      let s1 = s0;
+      let s2 = s0;
+      let s3 = s0;
       for (let ci = 0; ci < this.constants.inC; ci++) {
+        // uniform across the lanes; each input read adds this.thread.x last
         const xo = m * this.constants.xModelStride
-          + ((b * this.constants.inC + ci) * this.constants.inH + 2 * by) * this.constants.inW + 2 * bx;
+          + ((b * this.constants.inC + ci) * this.constants.inH + 4 * this.thread.y) * this.constants.inW;
         const wo = ((m * this.constants.outC + co) * this.constants.inC + ci) * 9;
         const w0 = w[wo];
         const w1 = w[wo + 1];
@@ -62,52 +59,55 @@ export function conv2dForward(info: Conv2DInfo): KernelSpec {
         const w6 = w[wo + 6];
         const w7 = w[wo + 7];
         const w8 = w[wo + 8];
-        const a0 = x[xo];
-        const a1 = x[xo + 1];
-        const a2 = x[xo + 2];
-        const a3 = x[xo + 3];
-        const b0 = x[xo + this.constants.inW];
-        const b1 = x[xo + this.constants.inW + 1];
-        const b2 = x[xo + this.constants.inW + 2];
-        const b3 = x[xo + this.constants.inW + 3];
-        const c0 = x[xo + 2 * this.constants.inW];
-        const c1 = x[xo + 2 * this.constants.inW + 1];
-        const c2 = x[xo + 2 * this.constants.inW + 2];
-        const c3 = x[xo + 2 * this.constants.inW + 3];
-        const d0 = x[xo + 3 * this.constants.inW];
-        const d1 = x[xo + 3 * this.constants.inW + 1];
-        const d2 = x[xo + 3 * this.constants.inW + 2];
-        const d3 = x[xo + 3 * this.constants.inW + 3];
-        s00 += a0 * w0 + a1 * w1 + a2 * w2 + b0 * w3 + b1 * w4 + b2 * w5 + c0 * w6 + c1 * w7 + c2 * w8;
-        s01 += a1 * w0 + a2 * w1 + a3 * w2 + b1 * w3 + b2 * w4 + b3 * w5 + c1 * w6 + c2 * w7 + c3 * w8;
-        s10 += b0 * w0 + b1 * w1 + b2 * w2 + c0 * w3 + c1 * w4 + c2 * w5 + d0 * w6 + d1 * w7 + d2 * w8;
-        s11 += b1 * w0 + b2 * w1 + b3 * w2 + c1 * w3 + c2 * w4 + c3 * w5 + d1 * w6 + d2 * w7 + d3 * w8;
+        const a0 = x[xo + this.thread.x];
+        const a1 = x[xo + 1 + this.thread.x];
+        const a2 = x[xo + 2 + this.thread.x];
+        const b0 = x[xo + this.constants.inW + this.thread.x];
+        const b1 = x[xo + this.constants.inW + 1 + this.thread.x];
+        const b2 = x[xo + this.constants.inW + 2 + this.thread.x];
+        const c0 = x[xo + 2 * this.constants.inW + this.thread.x];
+        const c1 = x[xo + 2 * this.constants.inW + 1 + this.thread.x];
+        const c2 = x[xo + 2 * this.constants.inW + 2 + this.thread.x];
+        const d0 = x[xo + 3 * this.constants.inW + this.thread.x];
+        const d1 = x[xo + 3 * this.constants.inW + 1 + this.thread.x];
+        const d2 = x[xo + 3 * this.constants.inW + 2 + this.thread.x];
+        const e0 = x[xo + 4 * this.constants.inW + this.thread.x];
+        const e1 = x[xo + 4 * this.constants.inW + 1 + this.thread.x];
+        const e2 = x[xo + 4 * this.constants.inW + 2 + this.thread.x];
+        const f0 = x[xo + 5 * this.constants.inW + this.thread.x];
+        const f1 = x[xo + 5 * this.constants.inW + 1 + this.thread.x];
+        const f2 = x[xo + 5 * this.constants.inW + 2 + this.thread.x];
+        s0 += a0 * w0 + a1 * w1 + a2 * w2 + b0 * w3 + b1 * w4 + b2 * w5 + c0 * w6 + c1 * w7 + c2 * w8;
+        s1 += b0 * w0 + b1 * w1 + b2 * w2 + c0 * w3 + c1 * w4 + c2 * w5 + d0 * w6 + d1 * w7 + d2 * w8;
+        s2 += c0 * w0 + c1 * w1 + c2 * w2 + d0 * w3 + d1 * w4 + d2 * w5 + e0 * w6 + e1 * w7 + e2 * w8;
+        s3 += d0 * w0 + d1 * w1 + d2 * w2 + e0 * w3 + e1 * w4 + e2 * w5 + f0 * w6 + f1 * w7 + f2 * w8;
       }
-      return [s00, s01, s10, s11];
+      return [s0, s1, s2, s3];
     },
     returnType: 'Array(4)',
-    output: [blocks, info.M * info.B * info.outC],
-    constants: { ...info, blocksW },
+    output: [rowW, rowBlocks, info.M * info.B * info.outC],
+    constants: { ...info },
     flops: 2 * info.M * info.B * info.outC * info.outH * info.outW * info.inC * info.K * info.K,
   };
 }
 
+type LayoutThis = KernelThis<Conv2DInfo & { rowW: number; rowBlocks: number }>;
+
 /**
- * [M, B, outC, blocks, 4] → [M, B, outC, outH, outW]. Grid [outH*outW, M*B*outC]: one row per plane,
+ * [M, B, outC, rowBlocks, rowW, 4] → [M, B, outC, outH, outW]. Grid [outH*outW, M*B*outC]: one row per plane,
  * so the row is a multiple of 4 wide (676 for conv1) and webasm's threads run it with SIMD.
  */
 export function conv2dLayout(info: Conv2DInfo): KernelSpec {
   return {
     name: 'conv2d.layout',
-    fn: function (this: KernelThis<Conv2DInfo & { blocks: number; blocksW: number }>, blocked: Float32Array): number {
+    fn: function (this: LayoutThis, columns: Float32Array): number {
       const oy = Math.floor(this.thread.x / this.constants.outW);
       const ox = this.thread.x - oy * this.constants.outW;
-      const by = Math.floor(oy / 2);
-      const bx = Math.floor(ox / 2);
-      return blocked[(this.thread.y * this.constants.blocks + by * this.constants.blocksW + bx) * 4 + (oy - 2 * by) * 2 + ox - 2 * bx];
+      const by = Math.floor(oy / 4);
+      return columns[((this.thread.y * this.constants.rowBlocks + by) * this.constants.rowW + ox) * 4 + oy - 4 * by];
     },
     output: [info.outH * info.outW, info.M * info.B * info.outC],
-    constants: { ...info, ...blockGrid(info) },
+    constants: { ...info, ...columnGrid(info) },
     flops: 0,
   };
 }
@@ -116,15 +116,14 @@ export function conv2dLayout(info: Conv2DInfo): KernelSpec {
 export function conv2dLayoutRelu(info: Conv2DInfo): KernelSpec {
   return {
     name: 'conv2d.layoutRelu',
-    fn: function (this: KernelThis<Conv2DInfo & { blocks: number; blocksW: number }>, blocked: Float32Array): number {
+    fn: function (this: LayoutThis, columns: Float32Array): number {
       const oy = Math.floor(this.thread.x / this.constants.outW);
       const ox = this.thread.x - oy * this.constants.outW;
-      const by = Math.floor(oy / 2);
-      const bx = Math.floor(ox / 2);
-      return Math.max(0, blocked[(this.thread.y * this.constants.blocks + by * this.constants.blocksW + bx) * 4 + (oy - 2 * by) * 2 + ox - 2 * bx]);
+      const by = Math.floor(oy / 4);
+      return Math.max(0, columns[((this.thread.y * this.constants.rowBlocks + by) * this.constants.rowW + ox) * 4 + oy - 4 * by]);
     },
     output: [info.outH * info.outW, info.M * info.B * info.outC],
-    constants: { ...info, ...blockGrid(info) },
+    constants: { ...info, ...columnGrid(info) },
     flops: info.M * info.B * info.outC * info.outH * info.outW,
   };
 }

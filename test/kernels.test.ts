@@ -99,7 +99,7 @@ const CONV_CASES: ConvCase[] = [
   { M: 1, B: 3, inC: 3, inH: 6, inW: 5, outC: 8, sharedInput: true },
   { M: 3, B: 2, inC: 5, inH: 7, inW: 6, outC: 4, sharedInput: false },
   { M: 2, B: 3, inC: 2, inH: 5, inW: 9, outC: 8, sharedInput: true },
-  // ≥ 4096 cells for the webasm worker pool: the forward grid here (112·48: 11·10 blocks a plane, padded to 112)
+  // ≥ 4096 cells for the webasm worker pool: the forward grid here (20 columns · 6 row blocks · 48 planes)
   { M: 2, B: 3, inC: 2, inH: 23, inW: 21, outC: 8, sharedInput: false },
   { M: 2, B: 1, inC: 32, inH: 5, inW: 6, outC: 32, sharedInput: true },
   // the weight gradient's: 12 columns · 12 tap columns · (2 models · 2 parts · 16 channels)
@@ -116,7 +116,7 @@ const GRAD_INPUT_CASES: ConvCase[] = [
   { M: 1, B: 1, inC: 4, inH: 5, inW: 7, outC: 4, sharedInput: false },
   { M: 2, B: 3, inC: 8, inH: 6, inW: 5, outC: 8, sharedInput: false },
   { M: 3, B: 2, inC: 4, inH: 7, inW: 6, outC: 12, sharedInput: false },
-  { M: 2, B: 2, inC: 12, inH: 21, inW: 19, outC: 4, sharedInput: false }, // 19·21·12 cells
+  { M: 2, B: 2, inC: 12, inH: 21, inW: 19, outC: 4, sharedInput: false }, // the forward of the chain: 20 columns · 6 row blocks · 48 planes
 ];
 
 const convName = (c: ConvCase): string =>
