@@ -2,7 +2,7 @@ import { describe, it, expect, afterEach, vi } from 'vitest';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { PARAM_SPECS, elementCount, type ParamSet } from '../src/engine/architecture.ts';
+import { PARAM_SPECS, elementCount, stackParams, type ParamSet } from '../src/engine/architecture.ts';
 import { decodeSafetensors, encodeSafetensors } from '../src/io/safetensors.ts';
 import { writeFileAtomic } from '../src/io/atomic-write.ts';
 import {
@@ -11,7 +11,6 @@ import {
   encodeModelFile,
   readModelFile,
   sliceModel,
-  stackModels,
   writeModelFile,
 } from '../src/io/model-file.ts';
 import { expectInputError } from './expect-input-error.ts';
@@ -109,7 +108,7 @@ describe('single model (PyTorch state_dict layout)', () => {
 
 describe('stacked models', () => {
   it('round trips N=3 with a leading dim, metadata, and sliceModel(i) = model i', () => {
-    const stacked = stackModels([model0, model1, model2]);
+    const stacked = stackParams([model0, model1, model2]);
     const file = encodeModelFile(stacked, 3, { epoch: '4' });
     const { tensors, metadata } = decodeSafetensors(file, 'm3');
     for (const spec of PARAM_SPECS) expect(tensors.get(spec.name)!.shape).toEqual([3, ...spec.shape]);
@@ -125,8 +124,8 @@ describe('stacked models', () => {
     expectSameParams(sliceModel(decoded, 2), model2);
   });
 
-  it('stackModels lays models out consecutively, model-major', () => {
-    const s = stackModels([model0, model1]);
+  it('stackParams lays models out consecutively, model-major', () => {
+    const s = stackParams([model0, model1]);
     const n = elementCount([32]);
     expect(s['conv1.bias'].length).toBe(2 * n);
     expect(bytesOf(s['conv1.bias'].subarray(n)).equals(bytesOf(model1['conv1.bias']))).toBe(true);
@@ -140,12 +139,12 @@ describe('stacked models', () => {
   });
 
   it('rejects bad slice indices and bad stack input', () => {
-    const decoded = decodeModelFile(encodeModelFile(stackModels([model0, model1]), 2), 'm2');
+    const decoded = decodeModelFile(encodeModelFile(stackParams([model0, model1]), 2), 'm2');
     expectInputError(() => sliceModel(decoded, 2), 'out of range', '2 model');
     expectInputError(() => sliceModel(decoded, -1), 'out of range');
     expectInputError(() => sliceModel(decoded, 0.5), 'out of range');
-    expectInputError(() => stackModels([]), 'no models');
-    expectInputError(() => stackModels([model0, { ...model1, 'fc2.bias': new Float32Array(3) }]), 'model 1', '"fc2.bias"');
+    expectInputError(() => stackParams([]), 'no models');
+    expectInputError(() => stackParams([model0, { ...model1, 'fc2.bias': new Float32Array(3) }]), 'model 1', '"fc2.bias"');
   });
 });
 
@@ -174,8 +173,8 @@ describe('model file rejections', () => {
   });
 
   it('rejects inconsistent leading N across tensors', () => {
-    const two = stackModels([model0, model1]);
-    const three = stackModels([model0, model1, model2]);
+    const two = stackParams([model0, model1]);
+    const three = stackParams([model0, model1, model2]);
     const tensors = rawTensors(two, 2).map((t) =>
       t.name === 'conv2.bias' ? { ...t, shape: [3, 64], data: three['conv2.bias'] } : t,
     );
@@ -195,7 +194,7 @@ describe('model file rejections', () => {
   });
 
   it('rejects metadata num_models that disagrees with the shapes', () => {
-    const stacked = stackModels([model0, model1]);
+    const stacked = stackParams([model0, model1]);
     expectInputError(
       () => decodeModelFile(encodeSafetensors(rawTensors(stacked, 2), { num_models: '3' }), 'meta.st'),
       'meta.st',
@@ -214,7 +213,7 @@ describe('model file rejections', () => {
     nan['conv2.weight'][20] = Infinity;
     expectInputError(() => decodeModelFile(encodeSafetensors(rawTensors(nan)), 'nan.st'), 'nan.st', '"conv2.weight"', 'NaN at index 17');
 
-    const stacked = stackModels([model0, model1]);
+    const stacked = stackParams([model0, model1]);
     stacked['fc2.bias'][13] = -Infinity;
     expectInputError(
       () => decodeModelFile(encodeSafetensors(rawTensors(stacked, 2)), 'inf.st'),
@@ -242,7 +241,7 @@ describe('reading and writing files', () => {
   it('writes atomically and reads back', () => {
     const dir = tmpDir();
     const p = path.join(dir, 'model.safetensors');
-    writeModelFile(p, stackModels([model0, model1]), 2);
+    writeModelFile(p, stackParams([model0, model1]), 2);
     expect(fs.readdirSync(dir)).toEqual(['model.safetensors']); // no temp file left behind
     const read = readModelFile(p);
     expect(read.numModels).toBe(2);
@@ -282,18 +281,18 @@ describe('served models (loadServedModels)', () => {
     // a larger group is a fresh stack of copies
     const two = served.slice(1, 2);
     expect(two['fc1.weight'] === served.slice(1, 2)['fc1.weight']).toBe(false);
-    expectSameParams(two, stackModels([model0, model0]));
+    expectSameParams(two, stackParams([model0, model0]));
     expect(() => served.slice(2, 2)).toThrow(RangeError);
     expect(() => served.slice(-1, 1)).toThrow(RangeError);
   });
 
   it('a stacked file gives views of its models, the first N of them', () => {
     const p = path.join(tmpDir(), 'three.safetensors');
-    writeModelFile(p, stackModels([model0, model1, model2]), 3);
+    writeModelFile(p, stackParams([model0, model1, model2]), 3);
     const served = loadServedModels(p, 2);
     expect([served.numModels, served.fileModels, served.note]).toEqual([2, 3, undefined]);
     expectSameParams(served.slice(1, 1), model1);
-    expectSameParams(served.slice(0, 2), stackModels([model0, model1]));
+    expectSameParams(served.slice(0, 2), stackParams([model0, model1]));
     expect(served.slice(1, 1)['fc1.weight'].buffer === served.slice(0, 2)['fc1.weight'].buffer).toBe(true);
     expect(() => served.slice(1, 2)).toThrow(RangeError); // model 2 is in the file but not served
     expectInputError(() => loadServedModels(p, 4), 'holds 3 models; --num-models 4 needs a file with at least 4');

@@ -3,16 +3,9 @@
  * models; a single-model file asked for N > 1 is replicated, with a visible note, as the PyTorch example does.
  * A replicated model is held once: the runners stack the groups they need from it as they build their plans.
  */
-import { replicatedModels, stackedModels, type ModelSource } from '../engine/architecture.ts';
+import { replicatedModels, stackedModels } from '../engine/architecture.ts';
 import { InputError } from '../errors.ts';
-import { readModelFile } from '../io/model-file.ts';
-
-export interface ServedModels extends ModelSource {
-  /** how many models the file holds */
-  fileModels: number;
-  /** set when the file's single model was replicated */
-  note?: string;
-}
+import { readModelFile, type ServedModels } from '../io/model-file.ts';
 
 export function loadServedModels(path: string, requested: number | undefined): ServedModels {
   const file = readModelFile(path);

@@ -12,7 +12,7 @@
  * refused both when reading and when writing, so a diverged model never silently round-trips.
  */
 import { InputError } from '../errors.ts';
-import { PARAM_SPECS, elementCount, sliceModels, stackParams, type ParamName, type ParamSet } from '../engine/architecture.ts';
+import { PARAM_SPECS, elementCount, sliceModels, type ModelSource, type ParamName, type ParamSet } from '../engine/architecture.ts';
 import { decodeSafetensors, encodeSafetensors, type DecodedTensor } from './safetensors.ts';
 import { writeFileAtomic } from './atomic-write.ts';
 import { readInputFile } from './read-input.ts';
@@ -143,8 +143,13 @@ export function sliceModel(file: ModelFile, index: number): ParamSet {
   return sliceModels(file.params, index, 1);
 }
 
-/** Concatenate single models along a new leading dimension (fresh arrays). */
-export const stackModels = stackParams;
+/** N models for serving from one model file, as `loadServedModels` (src/cli/models.ts) gives them. */
+export interface ServedModels extends ModelSource {
+  /** how many models the file holds */
+  fileModels: number;
+  /** set when the file's single model was replicated */
+  note?: string;
+}
 
 function layoutOf(t: DecodedTensor, single: readonly number[]): { stacked: boolean; n: number } | undefined {
   if (sameShape(t.shape, single)) return { stacked: false, n: 1 };

@@ -18,6 +18,7 @@
 import type { ModelSource } from '../engine/architecture.ts';
 import type { Runner } from '../engine/runners.ts';
 import { normalizeImages } from '../data/mnist.ts';
+import type { ServedModels } from '../io/model-file.ts';
 import type { LoadedDigit } from '../io/png.ts';
 import {
   DEFAULT_CHUNKS, PATHS, checkAgreement, chunkSizes, firstRequest, measure, pathStats, predictionsOf, repeatImage,
@@ -99,16 +100,10 @@ export interface DashboardController {
   stop(): Promise<void>;
 }
 
-/** The models for one run, as loadServedModels gives them. */
-export interface LoadedModels extends ModelSource {
-  fileModels: number;
-  note?: string;
-}
-
 /** Where a run gets its inputs and runners; the real ones read files and open kernels on a Device. */
 export interface RunDeps {
   /** N models (loadServedModels semantics: a single-model file is replicated, a stacked one bounds N); throws */
-  loadModels(numModels: number): LoadedModels;
+  loadModels(numModels: number): ServedModels;
   loadImage(): LoadedDigit;
   makePaths(models: ModelSource, numModels: number): ServingPaths;
 }
@@ -123,7 +118,7 @@ export interface ControllerOptions {
   iters: number;
   deps: RunDeps;
   /** the first run's inputs when the caller already loaded them (startup checks) */
-  initial?: { models: LoadedModels; digit: LoadedDigit };
+  initial?: { models: ServedModels; digit: LoadedDigit };
   /** snapshots are published at most this often while a run reports progress */
   publishIntervalMs?: number;
 }
@@ -145,7 +140,7 @@ function message(err: unknown): string {
 interface Request {
   numModels: number;
   batchSize: number;
-  models?: LoadedModels;
+  models?: ServedModels;
   digit?: LoadedDigit;
 }
 
@@ -263,7 +258,7 @@ export class BenchController implements DashboardController {
   changeModels(delta: number): void {
     const n = this.numModels + delta;
     if (n < 1 || this.stopped) return;
-    let models: LoadedModels;
+    let models: ServedModels;
     try {
       // read now so that an N the file cannot provide is refused before the run in progress is stopped
       models = this.opts.deps.loadModels(n);
