@@ -36,7 +36,7 @@ import { logSoftmaxForward, logSoftmaxNllBackward, nllLoss } from '../kernels/lo
 import {
   adadeltaAccDelta, adadeltaDelta, adadeltaSquareAvg, applyUpdate, sgdMomentumBuffer, sgdStep,
 } from '../kernels/optim.ts';
-import { maxPool2dArgmax, maxPool2dForward, maxPool2dReluBackward } from '../kernels/pool.ts';
+import { maxPool2dRelu, maxPool2dReluArgmax, maxPool2dReluBackward } from '../kernels/pool.ts';
 import { reluBackward } from '../kernels/relu.ts';
 import {
   conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
@@ -189,7 +189,6 @@ function buildCases(M: number, B: number, inputs: Inputs): Case[] {
   const h1 = M * B * conv1.outC * conv1.outH * conv1.outW;
   const w2 = M * conv2.outC * conv2.inC * 9;
   const b2 = M * conv2.outC;
-  const h2 = M * B * conv2.outC * conv2.outH * conv2.outW;
   const pooled = M * B * fc1.inF;
   const wf1 = M * fc1.outF * fc1.inF;
   const h3 = M * B * fc1.outF;
@@ -219,9 +218,9 @@ function buildCases(M: number, B: number, inputs: Inputs): Case[] {
   add('conv1.layoutRelu', conv2dLayoutRelu(conv1), [blocked(conv1Fwd)]);
   const conv2Fwd = conv2dForward(conv2);
   add('conv2.forward', conv2Fwd, [u(h1), u(w2), u(b2)], { contraction: true });
-  add('conv2.layoutRelu', conv2dLayoutRelu(conv2), [blocked(conv2Fwd)]);
-  add('pool.forward', maxPool2dForward(pool), [u(h2)]);
-  add('pool.argmax', maxPool2dArgmax(pool), [u(h2)]);
+  // conv2's ReLU is fused into the pool, which reads the convolution's column output
+  add('pool.reluForward', maxPool2dRelu(pool), [blocked(conv2Fwd)]);
+  add('pool.reluArgmax', maxPool2dReluArgmax(pool), [blocked(conv2Fwd)]);
   // dropout in the forward pass (its backward is fused into the layout of the next layer's input gradient)
   add('dropout1.apply', dropoutApply(computeDropoutInfo(pooled, DROPOUT1)), [u(pooled), { n: pooled, fill: { keep: 1 - DROPOUT1 } }]);
   const fc1Fwd = linearForward(fc1);
@@ -257,7 +256,7 @@ function buildCases(M: number, B: number, inputs: Inputs): Case[] {
   const pad2 = conv2.K - 1;
   const poolReluBack = maxPool2dReluBackward(pool, pad2);
   const da2Padded = u(outputSize(poolReluBack));
-  add('pool.reluBackward', poolReluBack, [{ n: pooled, fill: 'argmax' }, u(pooled), u(h2)]);
+  add('pool.reluBackward', poolReluBack, [{ n: pooled, fill: 'argmax' }, u(pooled), u(pooled)]);
   const conv2GradW = conv2dGradWeight(conv2, pad2);
   add('conv2.gradWeight', conv2GradW, [da2Padded, u(h1)], { contraction: true });
   add('conv2.gradWeightLayout', conv2dGradWeightLayout(conv2), [blocked(conv2GradW)]);

@@ -3,22 +3,12 @@
  * gradients. Shapes: x [M or shared, B, inC, inH, inW], w [M, outC, inC, K, K], b [M, outC],
  * y / dy [M, B, outC, outH, outW].
  */
-import { convGradWeightParts, pad4, type Conv2DInfo } from './shapes.ts';
+import { convColumns, convGradWeightParts, pad4, type Conv2DInfo } from './shapes.ts';
 import type { KernelSpec, KernelThis } from './spec.ts';
 
 type This = KernelThis<Conv2DInfo>;
 /** The weight and bias gradients read dy inside a zero border of `dyPad` cells. */
 type PaddedThis = KernelThis<Conv2DInfo & { dyPad: number }>;
-
-/**
- * Layout constants of the forward's column output: each cell computes a column of four outputs (rows 4·by..4·by+3
- * of one output column), a plane holding `rowBlocks` rows of `rowW` columns. `rowW` is outW padded to a multiple
- * of 4, because webasm's worker threads run a kernel with SIMD only when its x size is one (otherwise every cell
- * runs scalar).
- */
-function columnGrid(info: Conv2DInfo) {
-  return { rowW: pad4(info.outW), rowBlocks: Math.ceil(info.outH / 4) };
-}
 
 /**
  * y[m,b,co,oy,ox] = b[m,co] + Σ_ci,ky,kx x[m,b,ci,oy+ky,ox+kx] · w[m,co,ci,ky,kx], a column of four outputs per
@@ -28,12 +18,12 @@ function columnGrid(info: Conv2DInfo) {
  * reads from four places; the weights are the same for all four lanes. Measured against the 2x2 blocks, with
  * bit-identical results, on webasm at B = 64: about 1.2x on conv2's forward and 1.15x on its input gradient
  * (bench/RESULTS.md). Index arithmetic on thread ids stays integer.
- * Grid [rowW, rowBlocks, M*B*outC] (`columnGrid`), Array(4): the result is laid out
+ * Grid [rowW, rowBlocks, M*B*outC] (`convColumns`), Array(4): the result is laid out
  * [M, B, outC, rowBlocks, rowW, 4 (rows)]; `conv2dLayout` turns it into [M, B, outC, outH, outW]. Outputs beyond
  * outW or outH (the padding) read past their row or plane and are dropped by the layout.
  */
 export function conv2dForward(info: Conv2DInfo): KernelSpec {
-  const { rowW, rowBlocks } = columnGrid(info);
+  const { rowW, rowBlocks } = convColumns(info.outH, info.outW);
   return {
     name: 'conv2d.forward',
     fn: function (this: This, x: Float32Array, w: Float32Array, bias: Float32Array): number[] {
@@ -107,7 +97,7 @@ export function conv2dLayout(info: Conv2DInfo): KernelSpec {
       return columns[((this.thread.y * this.constants.rowBlocks + by) * this.constants.rowW + ox) * 4 + oy - 4 * by];
     },
     output: [info.outH * info.outW, info.M * info.B * info.outC],
-    constants: { ...info, ...columnGrid(info) },
+    constants: { ...info, ...convColumns(info.outH, info.outW) },
     flops: 0,
   };
 }
@@ -123,7 +113,7 @@ export function conv2dLayoutRelu(info: Conv2DInfo): KernelSpec {
       return Math.max(0, columns[((this.thread.y * this.constants.rowBlocks + by) * this.constants.rowW + ox) * 4 + oy - 4 * by]);
     },
     output: [info.outH * info.outW, info.M * info.B * info.outC],
-    constants: { ...info, ...columnGrid(info) },
+    constants: { ...info, ...convColumns(info.outH, info.outW) },
     flops: info.M * info.B * info.outC * info.outH * info.outW,
   };
 }

@@ -1,65 +1,73 @@
 /**
- * max_pool2d with a 2x2 window and stride 2 (odd edges dropped). The forward keeps, per output cell, which of
- * the four window cells won (0..3 in order (0,0),(0,1),(1,0),(1,1); ties go to the first), which the backward
- * uses to route the gradient. x [M, B, C, inH, inW], y [M, B, C, outH, outW].
+ * max_pool2d(relu(y)) with a 2x2 window and stride 2 (odd edges dropped), reading conv2d's column output
+ * directly ([M*B*C planes, rowBlocks, rowW, 4 rows], `convColumns`): the ReLU commutes with the max exactly
+ * (max(relu a, relu b) = relu(max(a, b))), so the ReLU and the layout pass that turns columns into rows need no
+ * pass of their own, and the ReLU's output is never stored. The forward keeps, per output cell, which of the four
+ * window cells won (0..3 in order (0,0),(0,1),(1,0),(1,1); ties go to the first), which the backward uses to
+ * route the gradient. y [M, B, C, inH, inW] as columns, pooled [M, B, C, outH, outW].
  */
-import type { Pool2DInfo } from './shapes.ts';
+import { convColumns, type Pool2DInfo } from './shapes.ts';
 import type { KernelSpec, KernelThis } from './spec.ts';
 
-type This = KernelThis<Pool2DInfo>;
+type ColumnsThis = KernelThis<Pool2DInfo & { rowW: number; rowBlocks: number }>;
 
-/** Grid [outW, outH, M*B*C]. */
-export function maxPool2dForward(info: Pool2DInfo): KernelSpec {
+/**
+ * Grid [outW, outH, M*B*C]. A window's two rows 2·py and 2·py+1 lie in one column of four (row block py/2, rows
+ * 0–1 or 2–3 of it), so its four values sit at `at`, `at + 1` (the row below) and four further on (the next
+ * column).
+ */
+export function maxPool2dRelu(info: Pool2DInfo): KernelSpec {
   return {
-    name: 'maxPool2d.forward',
-    fn: function (this: This, x: Float32Array): number {
-      const top = (this.thread.z * this.constants.inH + 2 * this.thread.y) * this.constants.inW + 2 * this.thread.x;
-      return Math.max(Math.max(x[top], x[top + 1]),
-        Math.max(x[top + this.constants.inW], x[top + this.constants.inW + 1]));
+    name: 'maxPool2d.reluForward',
+    fn: function (this: ColumnsThis, y: Float32Array): number {
+      const by = Math.floor(this.thread.y / 2);
+      const at = ((this.thread.z * this.constants.rowBlocks + by) * this.constants.rowW + 2 * this.thread.x) * 4 + 2 * this.thread.y - 4 * by;
+      return Math.max(0, Math.max(Math.max(y[at], y[at + 4]), Math.max(y[at + 1], y[at + 5])));
     },
     output: [info.outW, info.outH, info.M * info.B * info.C],
-    constants: { ...info },
-    flops: 3 * info.M * info.B * info.C * info.outH * info.outW,
+    constants: { ...info, ...convColumns(info.inH, info.inW) },
+    flops: 4 * info.M * info.B * info.C * info.outH * info.outW,
   };
 }
 
-/** The winning window position, 0..3 (as a float). Grid [outW, outH, M*B*C]. */
-export function maxPool2dArgmax(info: Pool2DInfo): KernelSpec {
+/** The winning window position of relu(y), 0..3 (as a float), y as columns. Grid [outW, outH, M*B*C]. */
+export function maxPool2dReluArgmax(info: Pool2DInfo): KernelSpec {
   return {
-    name: 'maxPool2d.argmax',
-    fn: function (this: This, x: Float32Array): number {
-      const top = (this.thread.z * this.constants.inH + 2 * this.thread.y) * this.constants.inW + 2 * this.thread.x;
-      let best = x[top];
-      let at = 0;
-      if (x[top + 1] > best) { best = x[top + 1]; at = 1; }
-      if (x[top + this.constants.inW] > best) { best = x[top + this.constants.inW]; at = 2; }
-      if (x[top + this.constants.inW + 1] > best) { at = 3; }
-      return at;
+    name: 'maxPool2d.reluArgmax',
+    fn: function (this: ColumnsThis, y: Float32Array): number {
+      const by = Math.floor(this.thread.y / 2);
+      const at = ((this.thread.z * this.constants.rowBlocks + by) * this.constants.rowW + 2 * this.thread.x) * 4 + 2 * this.thread.y - 4 * by;
+      let best = Math.max(0, y[at]);
+      let win = 0;
+      if (Math.max(0, y[at + 4]) > best) { best = Math.max(0, y[at + 4]); win = 1; }
+      if (Math.max(0, y[at + 1]) > best) { best = Math.max(0, y[at + 1]); win = 2; }
+      if (Math.max(0, y[at + 5]) > best) { win = 3; }
+      return win;
     },
     output: [info.outW, info.outH, info.M * info.B * info.C],
-    constants: { ...info },
-    flops: 3 * info.M * info.B * info.C * info.outH * info.outW,
+    constants: { ...info, ...convColumns(info.inH, info.inW) },
+    flops: 7 * info.M * info.B * info.C * info.outH * info.outW,
   };
 }
 
 /**
  * The gradient through ReLU then max-pool, in one pass: dx[iy,ix] = dy[iy/2, ix/2] where (iy, ix) won its window
- * and the pool's input x (the ReLU's output) is > 0 there, else 0. It is written with a zero border of `pad`
+ * and the window's pooled value (the winner's ReLU output) is > 0, else 0. It is written with a zero border of `pad`
  * cells: the padding conv2d's input gradient convolves (`conv2dGradInputInfo`: pad K-1), which the conv's weight
  * and bias gradients skip (their `dyPad`), so one pass replaces three (pool backward, ReLU backward, pad).
- * x [M, B, C, inH, inW]. Grid [inW + 2 pad, inH + 2 pad, M*B*C].
+ * argmax, dy and pooled [M, B, C, outH, outW]. Grid [inW + 2 pad, inH + 2 pad, M*B*C].
  */
 export function maxPool2dReluBackward(info: Pool2DInfo, pad: number): KernelSpec {
   return {
     name: 'maxPool2d.reluBackward',
-    fn: function (this: KernelThis<Pool2DInfo & { pad: number }>, argmax: Float32Array, dy: Float32Array, x: Float32Array): number {
+    fn: function (this: KernelThis<Pool2DInfo & { pad: number }>, argmax: Float32Array, dy: Float32Array, pooled: Float32Array): number {
       const iy = this.thread.y - this.constants.pad;
       const ix = this.thread.x - this.constants.pad;
       if (iy >= 0 && ix >= 0 && iy < 2 * this.constants.outH && ix < 2 * this.constants.outW) {
         const py = Math.floor(iy / 2);
         const px = Math.floor(ix / 2);
         const cell = (this.thread.z * this.constants.outH + py) * this.constants.outW + px;
-        if (argmax[cell] === (iy - 2 * py) * 2 + ix - 2 * px && x[(this.thread.z * this.constants.inH + iy) * this.constants.inW + ix] > 0) {
+        if (argmax[cell] === (iy - 2 * py) * 2 + ix - 2 * px && pooled[cell] > 0) {
           return dy[cell];
         }
       }

@@ -22,10 +22,10 @@ import {
   linearForward, linearGradBias, linearGradInput, linearGradWeight, linearRowQuads, linearRows, linearRowsDropout, linearRowsRelu,
 } from '../kernels/linear.ts';
 import { logSoftmaxForward, logSoftmaxNllBackward, nllLoss } from '../kernels/log-softmax-nll.ts';
-import { maxPool2dArgmax, maxPool2dForward, maxPool2dReluBackward } from '../kernels/pool.ts';
+import { maxPool2dRelu, maxPool2dReluArgmax, maxPool2dReluBackward } from '../kernels/pool.ts';
 import { reluBackward, reluForward } from '../kernels/relu.ts';
 import {
-  computeConv2DInfo, computeLinearInfo, computePool2DInfo, computeRowsInfo, convGradWeightParts, linearForwardParts,
+  computeConv2DInfo, computeLinearInfo, computePool2DInfo, computeRowsInfo, convColumns, convGradWeightParts, linearForwardParts,
 } from '../kernels/shapes.ts';
 import type { KernelSpec } from '../kernels/spec.ts';
 import { PARAM_SPECS, type ParamSet } from '../src/engine/architecture.ts';
@@ -229,6 +229,22 @@ function distinctValues(rng: Rng, n: number): Float32Array {
   return out;
 }
 
+/**
+ * Planes [planes, H, W] in conv2d's column layout ([planes, rowBlocks, rowW, 4 rows], `convColumns`), as
+ * `conv2dForward` writes them. The padding cells are NaN, so a kernel that reads one fails.
+ */
+function toColumns(x: Float32Array, planes: number, H: number, W: number): Float32Array {
+  const { rowW, rowBlocks } = convColumns(H, W);
+  const out = new Float32Array(planes * rowBlocks * rowW * 4).fill(NaN);
+  for (let p = 0; p < planes; p++) {
+    for (let y = 0; y < H; y++) {
+      const by = Math.floor(y / 4);
+      for (let col = 0; col < W; col++) out[((p * rowBlocks + by) * rowW + col) * 4 + y - 4 * by] = x[(p * H + y) * W + col];
+    }
+  }
+  return out;
+}
+
 /** The reference pool's argmax (flat indices into x) as the kernel's window positions 0..3. */
 function windowPositions(argmax: Int32Array, inH: number, inW: number): Float64Array {
   const outH = Math.floor(inH / 2);
@@ -425,7 +441,7 @@ describe.each(plan.run)('kernels on %s', (backend) => {
   });
 
   describe('conv2d', () => {
-    it.each(CONV_CASES.map((c) => [convName(c), c] as const))('forward (+ layout, + fused relu), %s', async (_name, c) => {
+    it.each(CONV_CASES.map((c) => [convName(c), c] as const))('forward (+ layout, + fused relu, + relu and pool), %s', async (_name, c) => {
       const rng = testRng();
       const d = device();
       const p = convProblem(rng, c);
@@ -433,6 +449,12 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       expectRelative(await runPoisoned(d, conv2dLayout(p.info), blocked), p.y, FORWARD_TOL, `conv2d forward ${convName(c)}`);
       const relu = p.y.map((v) => (v > 0 ? v : 0));
       expectRelative(await runPoisoned(d, conv2dLayoutRelu(p.info), blocked), relu, FORWARD_TOL, `conv2d forward+relu ${convName(c)}`);
+      // the pool that follows conv2 reads the same column output
+      const pool = computePool2DInfo({ M: c.M, B: c.B, C: c.outC, inH: p.info.outH, inW: p.info.outW });
+      const size = c.B * c.outC * p.info.outH * p.info.outW;
+      const pooled = perModel(c.M, (m) =>
+        ref.maxPool2d(ref.relu(tensor([c.B, c.outC, p.info.outH, p.info.outW], p.y.subarray(m * size, (m + 1) * size)))).y.data);
+      expectRelative(await runPoisoned(d, maxPool2dRelu(pool), blocked), pooled, FORWARD_TOL, `conv2d forward+relu+pool ${convName(c)}`);
     });
 
     it.each(CONV_CASES.map((c) => [convName(c), c] as const))('gradWeight (+ layout) and gradBias, %s', async (_name, c) => {
@@ -490,37 +512,42 @@ describe.each(plan.run)('kernels on %s', (backend) => {
   });
 
   describe('maxPool2d', () => {
-    it.each(POOL_CASES.map((c) => [poolName(c), c] as const))('forward, argmax and backward on distinct values, %s', async (_name, c) => {
+    it.each(POOL_CASES.map((c) => [poolName(c), c] as const))('relu + pool forward, argmax and backward on distinct values, %s', async (_name, c) => {
       const rng = testRng();
       const d = device();
       const info = computePool2DInfo(c);
       const inSize = c.B * c.C * c.inH * c.inW;
       const outSize = c.B * c.C * info.outH * info.outW;
       const x = distinctValues(rng, c.M * inSize);
+      const columns = toColumns(x, c.M * c.B * c.C, c.inH, c.inW);
       const dy = randn32(rng, c.M * outSize);
-      const refs = Array.from({ length: c.M }, (_, m) => ref.maxPool2d(tensor([c.B, c.C, c.inH, c.inW], part(x, m, inSize))));
+      const refs = Array.from({ length: c.M }, (_, m) => ref.maxPool2d(ref.relu(tensor([c.B, c.C, c.inH, c.inW], part(x, m, inSize)))));
 
-      expectExact(await runPoisoned(d, maxPool2dForward(info), x), concat(refs.map((r) => r.y.data)), `pool forward ${poolName(c)}`);
-      const argmax = await runPoisoned(d, maxPool2dArgmax(info), x);
-      expectExact(argmax, concat(refs.map((r) => windowPositions(r.argmax, c.inH, c.inW))), `pool argmax ${poolName(c)}`);
+      const pooled = await runPoisoned(d, maxPool2dRelu(info), columns);
+      expectExact(pooled, concat(refs.map((r) => r.y.data)), `relu + pool forward ${poolName(c)}`);
+      const argmax = await runPoisoned(d, maxPool2dReluArgmax(info), columns);
+      expectExact(argmax, concat(refs.map((r) => windowPositions(r.argmax, c.inH, c.inW))), `relu + pool argmax ${poolName(c)}`);
       // the gradient through ReLU then pool; odd trailing rows/columns take none: their zeros must be written too
       const dx = perModel(c.M, (m) => ref.reluBackward(tensor([inSize], part(x, m, inSize)), tensor([inSize],
         ref.maxPool2dBackward([c.B, c.C, c.inH, c.inW], refs[m].argmax, tensor([c.B, c.C, info.outH, info.outW], part(dy, m, outSize))).data)).data);
-      expectExact(await runPoisoned(d, maxPool2dReluBackward(info, 0), argmax, dy, x), dx, `pool+relu backward ${poolName(c)}`);
-      expectExact(await runPoisoned(d, maxPool2dReluBackward(info, 2), argmax, dy, x), padPlanes(dx, c.M * c.B * c.C, c.inH, c.inW, 2),
+      expectExact(await runPoisoned(d, maxPool2dReluBackward(info, 0), argmax, dy, pooled), dx, `pool+relu backward ${poolName(c)}`);
+      expectExact(await runPoisoned(d, maxPool2dReluBackward(info, 2), argmax, dy, pooled), padPlanes(dx, c.M * c.B * c.C, c.inH, c.inW, 2),
         `pool+relu backward, padded ${poolName(c)}`);
     });
 
-    it('ties go to the first cell of the window, as in the reference', async () => {
+    it('ties go to the first cell of the window, as in the reference, after the ReLU', async () => {
       const d = device();
-      const info = computePool2DInfo({ M: 1, B: 1, C: 1, inH: 2, inW: 6 });
-      // windows [5 5; 5 5], [1 3; 3 2], [0 -1; 4 4]
-      const x = new Float32Array([5, 5, 1, 3, 0, -1, 5, 5, 3, 2, 4, 4]);
-      const argmax = await runPoisoned(d, maxPool2dArgmax(info), x);
-      expectExact(argmax, [0, 1, 2], 'argmax');
-      expectExact(argmax, windowPositions(ref.maxPool2d(tensor([1, 1, 2, 6], x)).argmax, 2, 6), 'argmax vs reference');
-      expectExact(await runPoisoned(d, maxPool2dReluBackward(info, 0), argmax, new Float32Array([1, 2, 3]), x),
-        [1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 3, 0], 'backward');
+      const info = computePool2DInfo({ M: 1, B: 1, C: 1, inH: 2, inW: 8 });
+      // windows [5 5; 5 5], [1 3; 3 2], [0 -1; 4 4], [-2 -1; -3 -4] (all 0 after the ReLU)
+      const x = new Float32Array([5, 5, 1, 3, 0, -1, -2, -1, 5, 5, 3, 2, 4, 4, -3, -4]);
+      const columns = toColumns(x, 1, 2, 8);
+      const argmax = await runPoisoned(d, maxPool2dReluArgmax(info), columns);
+      expectExact(argmax, [0, 1, 2, 0], 'argmax');
+      expectExact(argmax, windowPositions(ref.maxPool2d(ref.relu(tensor([1, 1, 2, 8], x))).argmax, 2, 8), 'argmax vs reference');
+      const pooled = await runPoisoned(d, maxPool2dRelu(info), columns);
+      expectExact(pooled, [5, 3, 4, 0], 'pooled');
+      expectExact(await runPoisoned(d, maxPool2dReluBackward(info, 0), argmax, new Float32Array([1, 2, 3, 4]), pooled),
+        [1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0], 'backward');
     });
   });
 

@@ -18,7 +18,7 @@ import {
   conv2dLayout, conv2dLayoutRelu,
 } from '../../kernels/conv2d.ts';
 import { reluBackward } from '../../kernels/relu.ts';
-import { maxPool2dArgmax, maxPool2dForward, maxPool2dReluBackward } from '../../kernels/pool.ts';
+import { maxPool2dRelu, maxPool2dReluArgmax, maxPool2dReluBackward } from '../../kernels/pool.ts';
 import { computeDropoutInfo, dropoutApply } from '../../kernels/dropout.ts';
 import {
   linearForward, linearGradBias, linearGradInput, linearGradWeight, linearRowQuads, linearRows, linearRowsDropout, linearRowsRelu,
@@ -36,7 +36,7 @@ export interface ForwardOptions {
 /** What the backward pass needs from the forward pass. */
 export interface ForwardCache {
   B: number; sharedInput: boolean; masks: DropoutMasks;
-  x: Float32Array; h1: Float32Array; h2: Float32Array; argmax: Float32Array;
+  x: Float32Array; h1: Float32Array; pooled: Float32Array; argmax: Float32Array;
   d1: Float32Array; h3: Float32Array; d2: Float32Array; logp: Float32Array;
 }
 
@@ -76,8 +76,8 @@ function buildLayers(M: number, B: number, sharedInput: boolean) {
   const dropout2 = computeDropoutInfo(h3.n, DROPOUT2);
   return {
     conv1: conv2dForward(conv1), conv1Relu: conv2dLayoutRelu(conv1),
-    conv2: conv2dForward(conv2), conv2Relu: conv2dLayoutRelu(conv2),
-    pool: maxPool2dForward(pool), poolArgmax: maxPool2dArgmax(pool),
+    // conv2's ReLU is fused into the pool, which reads the convolution's column output directly
+    conv2: conv2dForward(conv2), pool: maxPool2dRelu(pool), poolArgmax: maxPool2dReluArgmax(pool),
     drop1: dropoutApply(dropout1),
     fc1: linearForward(fc1), fc1RowsRelu: linearRowsRelu(linearRowQuads(fc1, 'forward')),
     drop2: dropoutApply(dropout2),
@@ -151,14 +151,14 @@ export class Net {
     const p = this.params;
     const d = this.device;
     const h1 = await d.run(L.conv1Relu, await d.run(L.conv1, x, p['conv1.weight'], p['conv1.bias']));
-    const h2 = await d.run(L.conv2Relu, await d.run(L.conv2, h1, p['conv2.weight'], p['conv2.bias']));
-    const pooled = await d.run(L.pool, h2);
-    const argmax = await d.run(L.poolArgmax, h2);
+    const y2 = await d.run(L.conv2, h1, p['conv2.weight'], p['conv2.bias']);
+    const pooled = await d.run(L.pool, y2);
+    const argmax = await d.run(L.poolArgmax, y2);
     const d1 = await d.run(L.drop1, pooled, masks.drop1);
     const h3 = await d.run(L.fc1RowsRelu, await d.run(L.fc1, d1, p['fc1.weight'], p['fc1.bias']));
     const d2 = await d.run(L.drop2, h3, masks.drop2);
     const logp = await d.run(L.logSoftmax, await d.run(L.fc2Rows, await d.run(L.fc2, d2, p['fc2.weight'], p['fc2.bias'])));
-    return { logp, cache: { B, sharedInput: opts.sharedInput, masks, x, h1, h2, argmax, d1, h3, d2, logp } };
+    return { logp, cache: { B, sharedInput: opts.sharedInput, masks, x, h1, pooled, argmax, d1, h3, d2, logp } };
   }
 
   /** Gradients of each model's mean NLL loss; targets [M, B] class indices. */
@@ -178,7 +178,7 @@ export class Net {
     grads['fc1.weight'] = await d.run(L.fc1GradWRows, await d.run(L.fc1GradW, dz1, cache.d1));
     grads['fc1.bias'] = await d.run(L.fc1GradB, dz1);
     const dPooled = await d.run(L.fc1GradInRowsDropout, await d.run(L.fc1GradIn, dz1, p['fc1.weight']), cache.masks.drop1);
-    const da2Padded = await d.run(L.poolReluBack, cache.argmax, dPooled, cache.h2);
+    const da2Padded = await d.run(L.poolReluBack, cache.argmax, dPooled, cache.pooled);
     grads['conv2.weight'] = await d.run(L.conv2GradWLayout, await d.run(L.conv2GradW, da2Padded, cache.h1));
     grads['conv2.bias'] = await d.run(L.conv2GradB, da2Padded);
     // conv2's input gradient is the forward convolution of the padded gradient with flipped weights
