@@ -40,7 +40,6 @@ import { maxPool2dRelu, maxPool2dReluArgmax, maxPool2dReluBackward } from '../ke
 import { reluBackward } from '../kernels/relu.ts';
 import {
   conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
-  poolChannelsToPlanes,
 } from '../kernels/fused-forward.ts';
 import { computeRowsInfo } from '../kernels/shapes.ts';
 import { outputSize, type KernelSpec } from '../kernels/spec.ts';
@@ -202,14 +201,12 @@ function buildCases(M: number, B: number, inputs: Inputs): Case[] {
   const add = (label: string, spec: KernelSpec, args: Arg[], extra: Partial<Pick<Case, 'contraction' | 'batchFree' | 'resident'>> = {}) =>
     cases.push({ label, spec, args, contraction: false, batchFree: false, ...extra });
 
-  // serving: the six fused kernels of an InferencePlan (one batch shared by the M models), weights resident
+  // serving: the five fused kernels of an InferencePlan (one batch shared by the M models), weights resident
   const served = cnnShapes(M, B, true);
   const resident = (n: number) => inputs.get(u(n));
   const fused = { contraction: true, resident: true };
   add('serve.conv1BiasRelu', conv2dBiasReluResident(served.conv1, { weight: resident(w1), bias: resident(b1) }), [u(B * IMAGE_SIDE * IMAGE_SIDE)], fused);
-  const conv2Pool = conv2dBiasReluPoolResident(served.conv2, served.pool, { weight: resident(w2), bias: resident(b2) });
-  add('serve.conv2BiasReluPool', conv2Pool, [u(h1)], fused);
-  add('serve.poolChannelsToPlanes', poolChannelsToPlanes(served.pool), [blocked(conv2Pool)]);
+  add('serve.conv2BiasReluPool', conv2dBiasReluPoolResident(served.conv2, served.pool, { weight: resident(w2), bias: resident(b2) }), [u(h1)], fused);
   const fc1Partials = linearPartialsResident(served.fc1, resident(wf1));
   add('serve.fc1Partials', fc1Partials, [u(pooled)], fused);
   add('serve.fc1PartialsBiasRelu', linearPartialsBiasRelu(served.fc1, resident(M * fc1.outF)), [blocked(fc1Partials)], { resident: true });

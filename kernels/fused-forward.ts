@@ -1,8 +1,8 @@
 /**
- * The inference forward as six fused kernels, each one value per cell, with the weights resident:
+ * The inference forward as five fused kernels, each one value per cell, with the weights resident:
  *
- *   conv1 + bias + ReLU → conv2 + bias + ReLU + 2x2 max-pool (channel-last) → channel planes
- *   → fc1 (four partial sums per output) → + bias + ReLU → fc2 + bias + log_softmax
+ *   conv1 + bias + ReLU → conv2 + bias + ReLU + 2x2 max-pool → fc1 (four partial sums per output)
+ *   → + bias + ReLU → fc2 + bias + log_softmax
  *
  * Weights and biases are `constants`, which a backend uploads once when it builds the kernel (webgpu: storage
  * buffers; webasm: its wasm memory; GL: textures) and never per call. Each cell returns one value because the chain
@@ -10,9 +10,8 @@
  * identity at inference, so it has no kernel here; training uses the per-layer kernels of the other files.
  *
  * Parameter layouts are PyTorch's, stacked over M models, so the constants are the model's own arrays (views, no
- * copy on the host), except conv2's weight: its kernel reads a copy with the output channels adjacent (73 KB a
- * model). fc1 reads its weight in PyTorch's layout: its adjacent cells read adjacent weights by splitting each
- * row's sum four ways (`linearPartialsResident`), so no transposed copy of its 4.7 MB is needed.
+ * copy on the host). fc1 reads its weight in that layout too: its adjacent cells read adjacent weights by splitting
+ * each row's sum four ways (`linearPartialsResident`), so no transposed copy is needed.
  */
 import { fours, type Conv2DInfo, type LinearInfo, type Pool2DInfo } from './shapes.ts';
 import type { KernelSpec, KernelThis } from './spec.ts';
@@ -62,41 +61,17 @@ export function conv2dBiasReluResident(info: Conv2DInfo, p: ResidentParams): Ker
 }
 
 /**
- * conv2d's weights [M, outC, inC, K, K] (PyTorch's layout) copied as [M, inC, K*K, outC], the layout
- * `conv2dBiasReluPoolResident` reads: for one input channel and tap, the output channels are adjacent.
- */
-export function weightsByOutputChannel(info: Conv2DInfo, weight: Float32Array): Float32Array {
-  const taps = info.K * info.K;
-  const out = new Float32Array(weight.length);
-  for (let m = 0; m < info.M; m++) {
-    for (let co = 0; co < info.outC; co++) {
-      for (let ci = 0; ci < info.inC; ci++) {
-        for (let k = 0; k < taps; k++) {
-          out[((m * info.inC + ci) * taps + k) * info.outC + co] = weight[((m * info.outC + co) * info.inC + ci) * taps + k];
-        }
-      }
-    }
-  }
-  return out;
-}
-
-/**
  * max_pool2d(relu(conv2d(x) + b), 2): each cell computes the four convolution outputs under its pooling window
  * from one 4x4 input patch per input channel (16 reads shared by 36 multiply-adds), then takes
- * max(0, max of the four + bias): ReLU and the shared bias commute with the max. The lanes run over output
- * channels, so the 16 input reads are the same for all four lanes (one scalar load each) and the 9 weight reads
- * are four adjacent values (one 128-bit load on webasm, written `U + this.thread.x`), from the copy
- * `weightsByOutputChannel` makes. With lanes over pooled columns instead, every input read was a gather from
- * four places: in a plan with conv1 at B = 1, 1.15x (M = 1) and 1.23x (M = 16) slower (bench/RESULTS.md).
- * Grid [outC, poolW, poolH*M*B] → [M, B, poolH, poolW, outC], channel-last; `poolChannelsToPlanes` turns it
- * into [M, B, outC, poolH, poolW], which flattens in PyTorch's order for fc1.
+ * max(0, max of the four + bias): ReLU and the shared bias commute with the max.
+ * Grid [poolW, poolH, M*B*outC] → [M, B, outC, poolH, poolW], which flattens in PyTorch's order for fc1.
  */
 export function conv2dBiasReluPoolResident(info: Conv2DInfo, pool: Pool2DInfo, p: ResidentParams): KernelSpec {
   return {
     name: 'fused.conv2dBiasReluPool',
     fn: function (this: PoolThis, x: Float32Array): number {
-      const mb = Math.floor(this.thread.z / this.constants.poolH);
-      const py = this.thread.z - mb * this.constants.poolH;
+      const mb = Math.floor(this.thread.z / this.constants.outC);
+      const co = this.thread.z - mb * this.constants.outC;
       const m = Math.floor(mb / this.constants.B);
       const b = mb - m * this.constants.B;
       let s00 = 0;
@@ -105,18 +80,17 @@ export function conv2dBiasReluPoolResident(info: Conv2DInfo, pool: Pool2DInfo, p
       let s11 = 0;
       for (let ci = 0; ci < this.constants.inC; ci++) {
         const xo = m * this.constants.xModelStride
-          + ((b * this.constants.inC + ci) * this.constants.inH + 2 * py) * this.constants.inW + 2 * this.thread.y;
-        // uniform across the lanes; each weight read adds this.thread.x last
-        const wo = (m * this.constants.inC + ci) * 9 * this.constants.outC;
-        const w0 = this.constants.weight[wo + this.thread.x];
-        const w1 = this.constants.weight[wo + this.constants.outC + this.thread.x];
-        const w2 = this.constants.weight[wo + 2 * this.constants.outC + this.thread.x];
-        const w3 = this.constants.weight[wo + 3 * this.constants.outC + this.thread.x];
-        const w4 = this.constants.weight[wo + 4 * this.constants.outC + this.thread.x];
-        const w5 = this.constants.weight[wo + 5 * this.constants.outC + this.thread.x];
-        const w6 = this.constants.weight[wo + 6 * this.constants.outC + this.thread.x];
-        const w7 = this.constants.weight[wo + 7 * this.constants.outC + this.thread.x];
-        const w8 = this.constants.weight[wo + 8 * this.constants.outC + this.thread.x];
+          + ((b * this.constants.inC + ci) * this.constants.inH + 2 * this.thread.y) * this.constants.inW + 2 * this.thread.x;
+        const wo = ((m * this.constants.outC + co) * this.constants.inC + ci) * 9;
+        const w0 = this.constants.weight[wo];
+        const w1 = this.constants.weight[wo + 1];
+        const w2 = this.constants.weight[wo + 2];
+        const w3 = this.constants.weight[wo + 3];
+        const w4 = this.constants.weight[wo + 4];
+        const w5 = this.constants.weight[wo + 5];
+        const w6 = this.constants.weight[wo + 6];
+        const w7 = this.constants.weight[wo + 7];
+        const w8 = this.constants.weight[wo + 8];
         const a0 = x[xo];
         const a1 = x[xo + 1];
         const a2 = x[xo + 2];
@@ -139,26 +113,11 @@ export function conv2dBiasReluPoolResident(info: Conv2DInfo, pool: Pool2DInfo, p
         s11 += b1 * w0 + b2 * w1 + b3 * w2 + c1 * w3 + c2 * w4 + c3 * w5 + d1 * w6 + d2 * w7 + d3 * w8;
       }
       const top = Math.max(Math.max(s00, s01), Math.max(s10, s11));
-      return Math.max(top + this.constants.bias[m * this.constants.outC + this.thread.x], 0);
+      return Math.max(top + this.constants.bias[m * this.constants.outC + co], 0);
     },
-    output: [info.outC, pool.outW, pool.outH * info.M * info.B],
-    constants: { ...info, poolH: pool.outH, poolW: pool.outW, weight: weightsByOutputChannel(info, p.weight), bias: p.bias },
+    output: [pool.outW, pool.outH, info.M * info.B * info.outC],
+    constants: { ...info, poolH: pool.outH, poolW: pool.outW, weight: p.weight, bias: p.bias },
     flops: 2 * info.M * info.B * info.outC * 4 * pool.outH * pool.outW * info.inC * 9,
-  };
-}
-
-/** [M, B, poolH, poolW, C] → [M, B, C, poolH, poolW]. Grid [poolH*poolW, M*B*C]. */
-export function poolChannelsToPlanes(pool: Pool2DInfo): KernelSpec {
-  return {
-    name: 'fused.poolChannelsToPlanes',
-    fn: function (this: KernelThis<Pool2DInfo & { cells: number }>, y: Float32Array): number {
-      const mb = Math.floor(this.thread.y / this.constants.C);
-      const c = this.thread.y - mb * this.constants.C;
-      return y[(mb * this.constants.cells + this.thread.x) * this.constants.C + c];
-    },
-    output: [pool.outH * pool.outW, pool.M * pool.B * pool.C],
-    constants: { ...pool, cells: pool.outH * pool.outW },
-    flops: 0,
   };
 }
 
