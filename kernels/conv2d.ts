@@ -1,7 +1,7 @@
 /**
  * conv2d with 3x3 kernels, stride 1, no padding (cross-correlation, as PyTorch), with its three
  * gradients. Shapes: x [M or shared, B, inC, inH, inW], w [M, outC, inC, K, K], b [M, outC],
- * y / dy [M, B, outC, outH, outW].
+ * y / dy [M, B, outC, outH, outW] (y after `conv2dLayout`: `conv2dForward` writes columns, `convColumns`).
  */
 import { convColumns, convGradWeightParts, pad4, type Conv2DInfo } from './shapes.ts';
 import type { KernelSpec, KernelThis } from './spec.ts';
@@ -156,10 +156,10 @@ export function conv2dFlipWeights(info: Conv2DInfo): KernelSpec {
  * the columns. The lanes run over ox, so the gradient and the input are read as four consecutive values (one
  * 128-bit load on webasm, written `U + this.thread.x` for GPU.js to see it), and walking down the rows lets two of
  * the three inputs slide along from the previous row: two loads feed three multiply-adds. Measured on conv2 at
- * B = 64 against lanes over output channels (a four-plane gather of the gradient per step): 1.30-1.39x with the
+ * B = 64 against lanes over output channels (a four-plane gather of the gradient per step): 1.30-1.37x with the
  * layout pass (bench/RESULTS.md, session 6). The row is padded to a multiple of 4 (`pad4`) for webasm's SIMD;
- * padding columns read past their row and are dropped by the layout. dy may carry a zero border of `dyPad` cells (the input
- * gradient's padding, `maxPool2dReluBackward`), which is skipped.
+ * padding columns read past their row and are dropped by the layout. dy may carry a zero border of `dyPad`
+ * cells (the input gradient's padding, `maxPool2dReluBackward`), which is skipped.
  * The sum over the batch is split into `convGradWeightParts` parts of whole samples, so that conv1's small grid
  * runs on both of webasm's worker threads; within a cell each sum runs over (b, oy) in order.
  * Grid [pad4(outW), inC*K, M*parts*outC], Array(3) (K = 3): the result is laid out

@@ -17,7 +17,7 @@ export const fours = (n: number): number => n - (n % 4);
  * conv2d's column output (`conv2dForward`), read by its layout passes and by the pool that follows conv2: each cell
  * holds a column of four output rows, a plane is `rowBlocks` rows of `rowW` cells, laid out [rowBlocks, rowW, 4].
  * `rowW` is outW padded to a multiple of 4, because webasm's worker threads run a kernel with SIMD only when its x
- * size is one (otherwise every cell runs scalar).
+ * size is a multiple of 4 (otherwise every cell runs scalar).
  */
 export function convColumns(outH: number, outW: number): { rowW: number; rowBlocks: number } {
   return { rowW: pad4(outW), rowBlocks: Math.ceil(outH / 4) };

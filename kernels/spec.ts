@@ -4,7 +4,9 @@
  *
  * Conventions shared by every kernel:
  * - every argument is a flat Float32Array in PyTorch's row-major layout, with M (the model count) as the leading
- *   dimension of weights and activations; M = 1 is the ordinary single-model case;
+ *   dimension of weights and activations; M = 1 is the ordinary single-model case. The exceptions are
+ *   intermediates a kernel writes for a partner that reads them: blocked results (`Array(n)` cells) and their
+ *   layout passes, and conv2d's column output (`convColumns`), which `conv2dLayout*` and `maxPool2dRelu*` read;
  * - sizes are `constants`, so loops have fixed bounds and the compiled kernel is specialised per shape;
  * - the output grid is [x, y, z] with x fastest, and the flat result is read in that order, so a grid of
  *   [W, H, M*B*C] yields exactly the [M, B, C, H, W] layout.

@@ -98,7 +98,8 @@ const CONV_CASES: ConvCase[] = [
   { M: 1, B: 1, inC: 1, inH: 5, inW: 7, outC: 4, sharedInput: false },
   { M: 1, B: 3, inC: 3, inH: 6, inW: 5, outC: 8, sharedInput: true },
   { M: 3, B: 2, inC: 5, inH: 7, inW: 6, outC: 4, sharedInput: false },
-  { M: 2, B: 3, inC: 2, inH: 5, inW: 9, outC: 8, sharedInput: true },
+  // shared input with the weight gradient's sum in 4 parts (convGradWeightParts)
+  { M: 2, B: 4, inC: 2, inH: 5, inW: 9, outC: 8, sharedInput: true },
   // ≥ 4096 cells for the webasm worker pool: the forward grid here (20 columns · 6 row blocks · 48 planes)
   { M: 2, B: 3, inC: 2, inH: 23, inW: 21, outC: 8, sharedInput: false },
   { M: 2, B: 1, inC: 32, inH: 5, inW: 6, outC: 32, sharedInput: true },
@@ -116,7 +117,7 @@ const GRAD_INPUT_CASES: ConvCase[] = [
   { M: 1, B: 1, inC: 4, inH: 5, inW: 7, outC: 4, sharedInput: false },
   { M: 2, B: 3, inC: 8, inH: 6, inW: 5, outC: 8, sharedInput: false },
   { M: 3, B: 2, inC: 4, inH: 7, inW: 6, outC: 12, sharedInput: false },
-  { M: 2, B: 2, inC: 12, inH: 21, inW: 19, outC: 4, sharedInput: false }, // the forward of the chain: 20 columns · 6 row blocks · 48 planes
+  { M: 2, B: 2, inC: 12, inH: 21, inW: 19, outC: 4, sharedInput: false }, // the input gradient's forward conv: 20 columns · 6 row blocks · 48 planes
 ];
 
 const convName = (c: ConvCase): string =>
@@ -231,11 +232,12 @@ function distinctValues(rng: Rng, n: number): Float32Array {
 
 /**
  * Planes [planes, H, W] in conv2d's column layout ([planes, rowBlocks, rowW, 4 rows], `convColumns`), as
- * `conv2dForward` writes them. The padding cells are NaN, so a kernel that reads one fails.
+ * `conv2dForward` writes them. The padding cells hold 1e30, which would win any max or argmax that read one, so
+ * a stray read fails the exact comparisons on every backend.
  */
 function toColumns(x: Float32Array, planes: number, H: number, W: number): Float32Array {
   const { rowW, rowBlocks } = convColumns(H, W);
-  const out = new Float32Array(planes * rowBlocks * rowW * 4).fill(NaN);
+  const out = new Float32Array(planes * rowBlocks * rowW * 4).fill(1e30);
   for (let p = 0; p < planes; p++) {
     for (let y = 0; y < H; y++) {
       const by = Math.floor(y / 4);
