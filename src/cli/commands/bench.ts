@@ -182,12 +182,15 @@ function formatAgreement(a: Agreement): string {
     + `(tolerance ${a.tolerance.toExponential()})`;
 }
 
+/** At N = 1 the two paths are one and the same one-model plan: their ratio can only show timing noise. */
+const ONE_MODEL_NOTE = 'N = 1: both paths run the same one-model plan, so this ratio shows only timing noise around 1';
+
 function formatResult(r: ModelsBenchmark): string {
   const models = plural(r.numModels, 'model');
   return [
     `Avg time taken for prediction without vmap (sequential, ${models}): ${formatStats(r.sequential)}`,
     `Avg time taken for prediction with single dispatch (vmap-style, ${models}): ${formatStats(r.singleDispatch)}`,
-    `Speedup: ${r.speedup.toFixed(2)}x`,
+    `Speedup: ${r.speedup.toFixed(2)}x${r.numModels === 1 ? ` (${ONE_MODEL_NOTE})` : ''}`,
     `Execution: sequential ${plural(r.execution.sequential.dispatches, 'plan')} per request (${r.execution.sequential.executorKind}), `
       + `single dispatch ${plural(r.execution.singleDispatch.dispatches, 'plan')} (${r.execution.singleDispatch.executorKind})`,
     formatAgreement(r.agreement),
@@ -201,5 +204,7 @@ function formatSweepTable(entries: readonly ModelsBenchmark[]): string {
     rate(e.sequential.modelEvaluationsPerSecond), rate(e.singleDispatch.modelEvaluationsPerSecond),
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
-  return [header, ...rows].map((r) => r.map((cell, i) => cell.padStart(widths[i]!)).join('  ')).join('\n');
+  const table = [header, ...rows].map((r) => r.map((cell, i) => cell.padStart(widths[i]!)).join('  '));
+  if (entries.some((e) => e.numModels === 1)) table.push(`(${ONE_MODEL_NOTE})`);
+  return table.join('\n');
 }
