@@ -165,6 +165,13 @@ describe('components', () => {
 });
 
 describe('App on a fake controller', () => {
+  it('at N = 1 the speedup line says both paths are the same plan', () => {
+    const one = frame(render(<App controller={new FakeController(dashState({ numModels: 1, phase: 'done', speedup: 0.97 }))} />));
+    expect(one).toContain('0.97× single dispatch over sequential (N = 1: the same plan on both paths, only noise)');
+    const two = frame(render(<App controller={new FakeController(dashState({ numModels: 2, phase: 'done', speedup: 0.97 }))} />));
+    expect(two).toContain('0.97× single dispatch over sequential (mean latency)');
+  });
+
   it('progress advances as the controller publishes it', async () => {
     const c = new FakeController();
     const r = render(<App controller={c} />);

@@ -60,16 +60,20 @@ export function useColumns(): number {
 }
 
 function Summary({ state }: { state: DashboardState }) {
-  const { speedup, agreement, phase } = state;
+  const { speedup, agreement, phase, numModels } = state;
   const final = phase === 'done';
+  // at N = 1 both paths run the same one-model plan: the ratio is noise, so it is neither green nor red
+  const oneModel = numModels === 1;
   return (
     <Box flexDirection="column">
       <Text wrap="truncate-end">
         <Text dimColor>speedup   </Text>
         {speedup === undefined ? <Text dimColor>–</Text> : (
           <Text>
-            <Text bold color={speedup >= 1 ? 'green' : 'red'}>{`${speedup.toFixed(2)}×`}</Text>
-            <Text dimColor>{` single dispatch over sequential (mean latency${final ? '' : ', so far'})`}</Text>
+            <Text bold color={oneModel ? undefined : speedup >= 1 ? 'green' : 'red'}>{`${speedup.toFixed(2)}×`}</Text>
+            <Text dimColor>{oneModel
+              ? ' single dispatch over sequential (N = 1: the same plan on both paths, only noise)'
+              : ` single dispatch over sequential (mean latency${final ? '' : ', so far'})`}</Text>
           </Text>
         )}
       </Text>
