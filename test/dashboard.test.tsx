@@ -21,7 +21,7 @@ import { NUM_CLASSES, stackedModels, type ParamSet } from '../src/engine/archite
 import type { Runner } from '../src/engine/runners.ts';
 import { InputError } from '../src/errors.ts';
 import type { LoadedDigit } from '../src/io/png.ts';
-import type { PathStats, ServingPaths } from '../src/bench/harness.ts';
+import { ONE_MODEL_NOTE, type PathStats, type ServingPaths } from '../src/bench/harness.ts';
 import { App, keyAction } from '../src/ui/App.tsx';
 import {
   BenchController, HISTORY_LENGTH, dashboardChunks, nextBatchSize,
@@ -167,7 +167,8 @@ describe('components', () => {
 describe('App on a fake controller', () => {
   it('at N = 1 the speedup line says both paths are the same plan', () => {
     const one = frame(render(<App controller={new FakeController(dashState({ numModels: 1, phase: 'done', speedup: 0.97 }))} />));
-    expect(one).toContain('0.97× single dispatch over sequential (N = 1: the same plan on both paths, only noise)');
+    expect(one).toContain(`0.97× (${ONE_MODEL_NOTE})`);
+    expect(one).not.toContain('mean latency');
     const two = frame(render(<App controller={new FakeController(dashState({ numModels: 2, phase: 'done', speedup: 0.97 }))} />));
     expect(two).toContain('0.97× single dispatch over sequential (mean latency)');
   });

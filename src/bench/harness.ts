@@ -30,6 +30,8 @@ export const PATHS: readonly PathKey[] = ['sequential', 'singleDispatch'];
 /** Largest |sequential − single dispatch| log-probability accepted as the same answer. */
 export const AGREEMENT_TOLERANCE = 1e-5;
 export const DEFAULT_CHUNKS = 10;
+/** What a speedup at N = 1 means, shown beside it by `bench` and the dashboard: both paths are one and the same plan. */
+export const ONE_MODEL_NOTE = 'N = 1: both paths run the same plan, so the ratio is only timing noise';
 
 export interface LatencyStats {
   meanMs: number;

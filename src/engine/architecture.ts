@@ -93,7 +93,6 @@ export function stackParams(models: readonly ParamSet[]): ParamSet {
   return out;
 }
 
-
 /**
  * The models a runner serves, handed out a group at a time: `slice(first, count)` gives models
  * [first, first + count) stacked. Runners take groups, not one stacked set, so a source decides what exists on

@@ -4,6 +4,7 @@
  */
 import { useEffect, useRef, useState, useSyncExternalStore } from 'react';
 import { Box, Text, useApp, useInput, useStdout, type Key } from 'ink';
+import { ONE_MODEL_NOTE } from '../bench/harness.ts';
 import type { DashboardController, DashboardState, RunPhase } from './controller.ts';
 import { Footer } from './Footer.tsx';
 import { Header } from './Header.tsx';
@@ -62,7 +63,7 @@ export function useColumns(): number {
 function Summary({ state }: { state: DashboardState }) {
   const { speedup, agreement, phase, numModels } = state;
   const final = phase === 'done';
-  // at N = 1 both paths run the same one-model plan: the ratio is noise, so it is neither green nor red
+  // at N = 1 the ratio is noise (ONE_MODEL_NOTE), so it is neither green nor red
   const oneModel = numModels === 1;
   return (
     <Box flexDirection="column">
@@ -72,7 +73,7 @@ function Summary({ state }: { state: DashboardState }) {
           <Text>
             <Text bold color={oneModel ? undefined : speedup >= 1 ? 'green' : 'red'}>{`${speedup.toFixed(2)}×`}</Text>
             <Text dimColor>{oneModel
-              ? ' single dispatch over sequential (N = 1: the same plan on both paths, only noise)'
+              ? ` (${ONE_MODEL_NOTE})`
               : ` single dispatch over sequential (mean latency${final ? '' : ', so far'})`}</Text>
           </Text>
         )}

@@ -37,7 +37,7 @@ import { openDevice } from '../device.ts';
 import { normalizeImages } from '../../data/mnist.ts';
 import { readDigitPng } from '../../io/png.ts';
 import {
-  DEFAULT_CHUNKS, benchmarkModels, chunkSizes, formatArchitecture, repeatImage,
+  DEFAULT_CHUNKS, ONE_MODEL_NOTE, benchmarkModels, chunkSizes, formatArchitecture, repeatImage,
   type Agreement, type BenchProgress, type ModelsBenchmark, type PathStats,
 } from '../../bench/harness.ts';
 import { loadServedModels } from '../models.ts';
@@ -181,9 +181,6 @@ function formatAgreement(a: Agreement): string {
   return `Outputs agree: same predictions on both paths, max |difference| of log-probabilities ${diff} `
     + `(tolerance ${a.tolerance.toExponential()})`;
 }
-
-/** At N = 1 the two paths are one and the same one-model plan: their ratio can only show timing noise. */
-const ONE_MODEL_NOTE = 'N = 1: both paths run the same one-model plan, so this ratio shows only timing noise around 1';
 
 function formatResult(r: ModelsBenchmark): string {
   const models = plural(r.numModels, 'model');
