@@ -7,10 +7,11 @@
  *                            [--iterations 5] [--max-call-ms 3000] [--matmul 512] [--only REGEX] [--quick] [--json]
  *
  * What one sample is: one `device.run(spec, ...inputs)`, awaited, so it covers argument upload, the kernel and
- * the read-back into a flat Float32Array, as the Net sees a call. The serving path's fused kernels (`serve.*`,
- * weights resident as constants) are timed as one-step plans, as an InferencePlan runs them: upload of the
- * activation, the kernel, the read-back. Each case runs twice untimed first (the first
- * call compiles, the second sizes the run), so GPU.js compilation never lands in the warm-up or a sample.
+ * the read-back into a flat Float32Array, as the Net sees a call; the result is then recycled, as the Net does.
+ * The serving path's fused kernels (`serve.*`, weights resident as constants) are timed as one-step plans, as an
+ * InferencePlan runs them: upload of the activation, the kernel, the read-back. Each case runs twice untimed
+ * first (the first call compiles, the second sizes the run), so GPU.js compilation never lands in the warm-up or
+ * a sample.
  *
  * Each per-layer contraction is also timed as its movement floor (bench/floor.ts: same grid and arguments, no
  * arithmetic): `floor ms`, and `max %`, the share of the matmul its flops would reach in that time.
@@ -316,6 +317,11 @@ class Inputs {
 
 interface Timing { ms: number; rmePercent: number; samples: number }
 
+/** One call as the Net makes it in a training step: its result is handed back for reuse once read (`recycle`). */
+async function runRecycled(device: Device, spec: KernelSpec, ...args: Array<Float32Array | number>): Promise<void> {
+  device.recycle(await device.run(spec, ...args));
+}
+
 /**
  * Times one kernel with its own Bench: tinybench's iteration floor and warm-up are per Bench, and a slow case
  * (one call longer than the time budget) gets a floor of 3 calls and 1 warm-up call, where a fast one runs for
@@ -423,7 +429,7 @@ async function runMatmul(device: Device, opts: Options): Promise<MatmulResult> {
       const err = Math.abs(matmulAt(info, c, i, j) - matmulReferenceAt(info, layout, a, b, i, j));
       if (!(err < 1e-4 * info.inner)) throw new Error(`${spec.name} on ${device.backend} is wrong: C[${i},${j}] off by ${err}`);
     }
-    const t = await measure(spec.name, () => device.run(spec, a, b), opts, false);
+    const t = await measure(spec.name, () => runRecycled(device, spec, a, b), opts, false);
     layouts.push({ layout, kernel: spec.name, ms: t.ms, gflops: spec.flops / (t.ms * 1e6), rmePercent: t.rmePercent, samples: t.samples });
   }
   const best = layouts.reduce((p, q) => (q.gflops > p.gflops ? q : p));
@@ -431,7 +437,7 @@ async function runMatmul(device: Device, opts: Options): Promise<MatmulResult> {
   const smallSpec = matmul(small, best.layout);
   const smallArgs = [a.subarray(0, small.rows * small.inner), b.subarray(0, small.inner * small.cols)];
   // `measure`'s untimed warm-up compiles it
-  const oneCoreMs = (await measure(smallSpec.name, () => device.run(smallSpec, ...smallArgs), opts, false)).ms;
+  const oneCoreMs = (await measure(smallSpec.name, () => runRecycled(device, smallSpec, ...smallArgs), opts, false)).ms;
   return {
     size: opts.matmulSize, ceilingGflops: best.gflops, best: best.layout, layouts,
     oneCore: { ...small, gflops: smallSpec.flops / (oneCoreMs * 1e6) },
@@ -482,7 +488,7 @@ async function runBackend(backend: Backend, opts: Options): Promise<BackendRepor
         progress(`${backend}: B=${B} M=${M} ${c.label}`);
         const args = c.args.map((a) => (typeof a === 'number' ? a : inputs.get(a)));
         const plan = c.resident ? device.plan([c.spec], ([k], input) => k!(input)) : undefined;
-        const call = plan ? () => plan.run(args[0] as Float32Array) : () => device.run(c.spec, ...args);
+        const call = plan ? () => plan.run(args[0] as Float32Array) : () => runRecycled(device, c.spec, ...args);
         try {
           // untimed: the first call compiles the kernel; the second gives the call time that sizes the run
           await call();
@@ -504,7 +510,7 @@ async function runBackend(backend: Backend, opts: Options): Promise<BackendRepor
           row.samples = t.samples;
           const floor = c.contraction && !plan ? movementFloor(c.spec, args.length) : null;
           if (floor) {
-            row.floorMs = (await measure(floor.name, () => device.run(floor, ...args), opts, false)).ms;
+            row.floorMs = (await measure(floor.name, () => runRecycled(device, floor, ...args), opts, false)).ms;
             row.maxPctOfMatmul = 100 * (c.spec.flops / (row.floorMs * 1e6)) / ceiling;
           }
         } catch (err) {
@@ -618,7 +624,7 @@ if (opts.json) {
     settings: {
       batches: opts.batches, models: opts.models, timeMs: opts.timeMs, minIterations: opts.iterations,
       maxCallMs: opts.maxCallMs, matmulSize: opts.matmulSize, only: opts.only?.source ?? null,
-      sample: 'one awaited device.run (upload, kernel, read-back); compilation excluded',
+      sample: 'one awaited device.run (upload, kernel, read-back into a recycled array); compilation excluded',
     },
     backends: reports.map(({ rows: _rows, ...rest }) => rest),
     rows: reports.flatMap((r) => r.rows),

@@ -1,6 +1,6 @@
 /**
  * GPU.js's webasm backend as patched at install (patches/gpu.js+2.24.1.patch, applied by `patch-package` on
- * `npm install`). Three changes, each tested here against exact expected values:
+ * `npm install`). Four changes, each tested here against exact expected values:
  *
  * Contiguous reads. A read `a[U + this.thread.x]` with U the same in every lane is one vector load of four
  * consecutive elements instead of four scalar loads; in-bounds lanes must read exactly what they read before, at
@@ -16,6 +16,10 @@
  * Releasing a built plan's inputs. `releaseBuildInputs` drops what only building a fused webasm plan reads (the
  * kernels' constant arrays, copied into the plan's memory by its first run, and their parsed sources): the plan
  * runs on, the arrays can be collected, and a rebuild is refused instead of reading what is gone.
+ *
+ * Results read back into given arrays. A kernel whose `resultTarget(length)` hook is set copies its result into
+ * the array the hook returns (Device recycles results this way) instead of a fresh one; a hook that returns null
+ * gets a fresh array, one of the wrong length an error rather than a truncated result.
  */
 import { createRequire } from 'node:module';
 import gpujs from 'gpu.js';
@@ -36,6 +40,9 @@ const functionNodeModule = requireGpujs('gpu.js/src/backend/web-assembly/functio
   WebAssemblyFunctionNode: { prototype: { vContiguousBase?: unknown } };
 };
 const pipelineModule = requireGpujs('gpu.js/src/pipeline.js') as { Pipeline: { prototype: { releaseBuildInputs?: unknown } } };
+const kernelModule = requireGpujs('gpu.js/src/backend/web-assembly/kernel.js') as {
+  WebAssemblyKernel: { prototype: { _readBack?: unknown } };
+};
 
 const webasm = (await Device.open('webasm').catch(() => null));
 afterAll(() => webasm?.destroy());
@@ -148,10 +155,11 @@ describe.skipIf(webasm === null)('webasm contiguous reads (gpu.js patched at ins
   });
 });
 
-it('the patch is installed: gpu.js exports the process-wide pool, plans contiguous reads and releases plan inputs', () => {
+it('the patch is installed: gpu.js exports the process-wide pool, plans contiguous reads, releases plan inputs, reads back into given arrays', () => {
   expect(typeof workerPoolModule.sharedWorkerPool, 'run `npm install` (its postinstall applies patches/ with patch-package)').toBe('function');
   expect(typeof functionNodeModule.WebAssemblyFunctionNode.prototype.vContiguousBase).toBe('function');
   expect(typeof pipelineModule.Pipeline.prototype.releaseBuildInputs).toBe('function');
+  expect(typeof kernelModule.WebAssemblyKernel.prototype._readBack).toBe('function');
   expect(workerPoolModule.sharedWorkerPool!().shared).toBe(true);
 });
 
@@ -175,6 +183,43 @@ it('the commands note an unpatched gpu.js on webasm, and only then', () => {
   } finally {
     proto.releaseBuildInputs = release;
   }
+  // an older version, without the fourth
+  const kernelProto = kernelModule.WebAssemblyKernel.prototype;
+  const readBack = kernelProto._readBack;
+  try {
+    delete kernelProto._readBack;
+    expect(webasmPatchMissing()).toMatch(/gpu\.js is not patched/);
+  } finally {
+    kernelProto._readBack = readBack;
+  }
+});
+
+describe.skipIf(webasm === null)('webasm results read back into given arrays (gpu.js patched at install)', () => {
+  it.each([[37, 'on the calling thread'], [N, 'after the worker pool ran']])(
+    '%i values (%s): into the hook\'s array, or a fresh one when it returns null; a wrong length throws',
+    async (n) => {
+      const rng = makeRng(seed);
+      const spec = reluForward({ n });
+      const kernel = (webasm!.kernel(spec) as unknown as { kernel: { resultTarget?: (length: number) => Float32Array | null } }).kernel;
+      const saved = kernel.resultTarget;
+      try {
+        const target = new Float32Array(n).fill(NaN);
+        kernel.resultTarget = (length) => (length === n ? target : null);
+        const x = input(rng, n);
+        const into = await webasm!.run(spec, x);
+        expect(into).toBe(target);
+        expect(Array.from(into)).toEqual(Array.from(relu(x)));
+        kernel.resultTarget = () => null;
+        const fresh = await webasm!.run(spec, x);
+        expect(fresh).not.toBe(target);
+        expect(Array.from(fresh)).toEqual(Array.from(relu(x)));
+        kernel.resultTarget = () => new Float32Array(n - 1);
+        await expect(webasm!.run(spec, x)).rejects.toThrow(`resultTarget returned ${n - 1} values for a result of ${n}`);
+      } finally {
+        kernel.resultTarget = saved;
+      }
+    },
+  );
 });
 
 describe.skipIf(webasm === null)('webasm worker pool (gpu.js patched at install)', () => {

@@ -31,6 +31,7 @@ import type { KernelSpec } from '../kernels/spec.ts';
 import { PARAM_SPECS, type ParamSet } from '../src/engine/architecture.ts';
 import { Device, PLAN_EXECUTORS } from '../src/engine/device.ts';
 import { Optimizer, stepLr, type OptimizerConfig } from '../src/engine/optimizer.ts';
+import { ResultPool } from '../src/engine/result-pool.ts';
 import {
   availableBackends, declareUnrunBackends, KERNEL_CLASS, poisonOutput, poisoningDevice, runPoisoned, useDevice,
   wasmEntry, wasmOutputRegion,
@@ -333,6 +334,44 @@ describe('Device kernel cache', () => {
   });
 });
 
+describe('ResultPool', () => {
+  it('hands an array back out for the next take of its length, and only then', () => {
+    const pool = new ResultPool(1 << 20);
+    const a = pool.take(4);
+    expect(a).toHaveLength(4);
+    pool.give(a);
+    expect(pool.heldBytes).toBe(16);
+    expect(pool.take(5)).not.toBe(a);
+    expect(pool.take(4)).toBe(a);
+    expect(pool.heldBytes).toBe(0);
+  });
+
+  it('ignores arrays it did not hand out, and a second hand-back of one it did', () => {
+    const pool = new ResultPool(1 << 20);
+    pool.give(new Float32Array(4));
+    expect(pool.heldBytes).toBe(0);
+    const a = pool.take(4);
+    pool.give(a, a);
+    expect(pool.heldBytes).toBe(16);
+    expect(pool.take(4)).toBe(a);
+    expect(pool.take(4)).not.toBe(a);
+  });
+
+  it('keeps at most capBytes; what comes back beyond it is dropped', () => {
+    const pool = new ResultPool(32);
+    const [a, b, c] = [pool.take(4), pool.take(4), pool.take(4)];
+    pool.give(a, b, c);
+    expect(pool.heldBytes).toBe(32);
+    const again = [pool.take(4), pool.take(4), pool.take(4)];
+    expect(new Set(again.slice(0, 2))).toEqual(new Set([a, b]));
+    expect(again[2]).not.toBe(c);
+    pool.give(...again);
+    pool.clear();
+    expect(pool.heldBytes).toBe(0);
+    expect(again).not.toContain(pool.take(4));
+  });
+});
+
 describe('linearForwardParts', () => {
   const parts = (B: number, inF: number, outF: number) => linearForwardParts(computeLinearInfo({ M: 1, B, inF, outF }));
   it('splits a grid below two workers\' worth of cells, never into parts under 256 features', () => {
@@ -400,6 +439,29 @@ describe.each(plan.run)('kernels on %s', (backend) => {
     expect(b).not.toBe(a);
     expectExact(a, kept, 'first result after a second call');
     expect(Array.from(b)).not.toEqual(Array.from(a));
+  });
+
+  it('a result handed back (Device.recycle) is reused for the next of its length on webasm; every value stays right', async () => {
+    const d = device();
+    const rng = testRng();
+    for (const n of [37, 16384]) { // on webasm: read back on the calling thread, then after the worker pool ran
+      const spec = reluForward({ n });
+      const [x1, x2, x3] = [randn32(rng, n), randn32(rng, n), randn32(rng, n)];
+      const x1Kept = Float32Array.from(x1);
+      const r1 = await d.run(spec, x1);
+      expectExact(r1, ref.relu(tensor([n], x1)).data, `relu of ${n}, first`);
+      d.recycle(r1, x1); // x1 is the caller's input, not a result: ignored
+      d.recycle(r1); // a second hand-back: ignored, so two results never share r1
+      const r2 = await d.run(spec, x2);
+      expect(r2 === r1, 'the recycled array holds the next result (webasm only)').toBe(backend === 'webasm');
+      expectExact(r2, ref.relu(tensor([n], x2)).data, `relu of ${n}, into the recycled array`);
+      const r3 = await d.run(spec, x3);
+      expect(r3).not.toBe(r2);
+      expect(r3).not.toBe(x1);
+      expectExact(r3, ref.relu(tensor([n], x3)).data, `relu of ${n}, third`);
+      expectExact(r2, ref.relu(tensor([n], x2)).data, `relu of ${n}, second result after a third call`);
+      expectExact(x1, x1Kept, 'an input handed to recycle');
+    }
   });
 
   describe.skipIf(backend !== 'webasm')('poisoning (webasm: the one backend whose output memory is reachable)', () => {

@@ -10,6 +10,7 @@ import type { GPU as GPUType, IKernelRunShortcut } from 'gpu.js';
 import { InputError } from '../errors.ts';
 import { headlessGLRenderer, installWebGPU, probeWebGPU, type AdapterInfo } from './gpu-adapters.ts';
 import { outputSize, type KernelSpec } from '../../kernels/spec.ts';
+import { ResultPool } from './result-pool.ts';
 
 const { GPU } = gpujs as unknown as { GPU: typeof GPUType & { isHeadlessGLSupported: boolean; isWebAssemblySupported: boolean } };
 
@@ -54,6 +55,12 @@ export async function resolveBackend(choice: BackendChoice): Promise<Backend> {
  */
 export const MAX_EXACT_INDEX = 2 ** 24;
 
+/**
+ * Most bytes of recycled result arrays a Device keeps for reuse: a training step of K = 4 models at B = 64
+ * hands back ~400 MB; what is given back beyond this is left to the garbage collector.
+ */
+const RECYCLED_BYTES = 512 * 2 ** 20;
+
 export function maxElementsFor(backend: Backend): number {
   return backend === 'webasm' || backend === 'headlessgl' ? MAX_EXACT_INDEX : 2 ** 31 - 1;
 }
@@ -70,11 +77,20 @@ export function webasmPatchMissing(): string | null {
   };
   const pipeline = require('gpu.js/src/pipeline.js') as { Pipeline?: { prototype: { releaseBuildInputs?: unknown } } };
   if (typeof pool.sharedWorkerPool === 'function' && typeof codegen.WebAssemblyFunctionNode?.prototype.vContiguousBase === 'function'
-    && typeof pipeline.Pipeline?.prototype.releaseBuildInputs === 'function') {
+    && typeof pipeline.Pipeline?.prototype.releaseBuildInputs === 'function' && webasmReadsBackIntoTargets()) {
     return null;
   }
   return 'gpu.js is not patched (installed with --ignore-scripts?): run `npx patch-package` for its shared worker '
-    + 'pool, contiguous loads and released plan inputs; webasm runs without them, slower and with more memory';
+    + 'pool, contiguous loads, released plan inputs and recycled results; webasm runs without them, slower and with more memory';
+}
+
+/** Whether webasm kernels copy results into arrays the caller hands them (`resultTarget`, patches/). */
+function webasmReadsBackIntoTargets(): boolean {
+  const require = createRequire(import.meta.url);
+  const kernel = require('gpu.js/src/backend/web-assembly/kernel.js') as {
+    WebAssemblyKernel?: { prototype: { _readBack?: unknown } };
+  };
+  return typeof kernel.WebAssemblyKernel?.prototype._readBack === 'function';
 }
 
 /** The GPU.js kernel class that runs on each backend (GL kernels all report mode 'gpu', so the class tells). */
@@ -124,6 +140,8 @@ export class Device {
   /** Compiled kernels, least recently used first (a Map keeps insertion order; a hit moves its entry last). */
   private readonly kernels = new Map<string, CompiledKernel>();
   private readonly verified = new Set<CompiledKernel>();
+  /** Arrays that results are read back into, recycled (`recycle`); null where the backend allocates its own. */
+  private readonly results: ResultPool | null;
   /**
    * How many compiled kernels to keep. Each holds its own memory (on webasm a WebAssembly memory sized for
    * its arguments and output), so a long session that visits many shapes (the dashboard's N and B keys)
@@ -138,6 +156,7 @@ export class Device {
     this.maxElements = maxElementsFor(backend);
     this.note = backend === 'webasm' ? webasmPatchMissing() : null;
     this.gpu = new GPU({ mode: backend });
+    this.results = backend === 'webasm' && webasmReadsBackIntoTargets() ? new ResultPool(RECYCLED_BYTES) : null;
   }
 
   /** Opens a device; an unavailable backend is a user-facing error naming what would enable it. */
@@ -188,6 +207,7 @@ export class Device {
       loopMaxIterations: 1 << 20,
     } as any) as unknown as CompiledKernel;
     keepResultFlat(k);
+    if (this.results) readBackInto(k, this.results);
     return k;
   }
 
@@ -240,6 +260,15 @@ export class Device {
     return flattenResult(result, size);
   }
 
+  /**
+   * Hands arrays that `run` returned back for reuse: a later result of the same length may be read back into
+   * them, so the caller must not read or write them again. Anything else (inputs, arrays from elsewhere, an
+   * array already handed back) is ignored; so is everything on backends that allocate their own results.
+   */
+  recycle(...arrays: Float32Array[]): void {
+    this.results?.give(...arrays);
+  }
+
   private tooLarge(spec: KernelSpec, elements: number): never {
     throw new Error(`kernel ${spec.name}: an array of ${elements} elements exceeds the ${this.maxElements} that ${this.backend} indexes exactly`);
   }
@@ -257,6 +286,7 @@ export class Device {
     for (const p of [...this.plans]) p.destroy();
     for (const k of this.kernels.values()) k.destroy();
     this.kernels.clear();
+    this.results?.clear();
     this.gpu.destroy();
   }
 }
@@ -272,6 +302,12 @@ export class Device {
 function keepResultFlat(k: CompiledKernel): void {
   const kernel = (k as any).kernel;
   if (typeof kernel?._shapeOutput === 'function') kernel._shapeOutput = (data: Float32Array) => data;
+}
+
+/** Has the kernel read its results into arrays from `pool` (webasm, patched) instead of fresh ones. */
+function readBackInto(k: CompiledKernel, pool: ResultPool): void {
+  const kernel = (k as any).kernel;
+  if (kernel) kernel.resultTarget = (length: number) => pool.take(length);
 }
 
 /**

@@ -12,6 +12,7 @@ import {
   type ParamName, type ParamSet,
 } from './architecture.ts';
 import type { Device } from './device.ts';
+import type { KernelSpec } from '../../kernels/spec.ts';
 import { computeRowsInfo } from '../../kernels/shapes.ts';
 import {
   conv2dFlipWeights, conv2dForward, conv2dGradBias, conv2dGradInputInfo, conv2dGradWeight, conv2dGradWeightLayout,
@@ -150,14 +151,15 @@ export class Net {
     const L = this.layersFor(B, opts.sharedInput);
     const p = this.params;
     const d = this.device;
-    const h1 = await d.run(L.conv1Relu, await d.run(L.conv1, x, p['conv1.weight'], p['conv1.bias']));
+    // results nothing reads again are recycled as soon as their last reader has run (`consume`)
+    const h1 = await this.consume(L.conv1Relu, await d.run(L.conv1, x, p['conv1.weight'], p['conv1.bias']));
     const y2 = await d.run(L.conv2, h1, p['conv2.weight'], p['conv2.bias']);
     const pooled = await d.run(L.pool, y2);
-    const argmax = await d.run(L.poolArgmax, y2);
+    const argmax = await this.consume(L.poolArgmax, y2);
     const d1 = await d.run(L.drop1, pooled, masks.drop1);
-    const h3 = await d.run(L.fc1RowsRelu, await d.run(L.fc1, d1, p['fc1.weight'], p['fc1.bias']));
+    const h3 = await this.consume(L.fc1RowsRelu, await d.run(L.fc1, d1, p['fc1.weight'], p['fc1.bias']));
     const d2 = await d.run(L.drop2, h3, masks.drop2);
-    const logp = await d.run(L.logSoftmax, await d.run(L.fc2Rows, await d.run(L.fc2, d2, p['fc2.weight'], p['fc2.bias'])));
+    const logp = await this.consume(L.logSoftmax, await this.consume(L.fc2Rows, await d.run(L.fc2, d2, p['fc2.weight'], p['fc2.bias'])));
     return { logp, cache: { B, sharedInput: opts.sharedInput, masks, x, h1, pooled, argmax, d1, h3, d2, logp } };
   }
 
@@ -171,23 +173,44 @@ export class Net {
     const loss = await d.run(L.nll, cache.logp, targets);
     const dz2 = await d.run(L.logSoftmaxNllBack, cache.logp, targets);
     const grads = {} as ParamSet;
-    grads['fc2.weight'] = await d.run(L.fc2GradWRows, await d.run(L.fc2GradW, dz2, cache.d2));
+    grads['fc2.weight'] = await this.consume(L.fc2GradWRows, await d.run(L.fc2GradW, dz2, cache.d2));
     grads['fc2.bias'] = await d.run(L.fc2GradB, dz2);
-    const dh3 = await d.run(L.fc2GradInRowsDropout, await d.run(L.fc2GradIn, dz2, p['fc2.weight']), cache.masks.drop2);
+    const dh3 = await this.consume(L.fc2GradInRowsDropout, await this.consume(L.fc2GradIn, dz2, p['fc2.weight']), cache.masks.drop2);
     const dz1 = await d.run(L.relu3Back, cache.h3, dh3);
-    grads['fc1.weight'] = await d.run(L.fc1GradWRows, await d.run(L.fc1GradW, dz1, cache.d1));
+    d.recycle(dh3);
+    grads['fc1.weight'] = await this.consume(L.fc1GradWRows, await d.run(L.fc1GradW, dz1, cache.d1));
     grads['fc1.bias'] = await d.run(L.fc1GradB, dz1);
-    const dPooled = await d.run(L.fc1GradInRowsDropout, await d.run(L.fc1GradIn, dz1, p['fc1.weight']), cache.masks.drop1);
+    const dPooled = await this.consume(L.fc1GradInRowsDropout, await this.consume(L.fc1GradIn, dz1, p['fc1.weight']), cache.masks.drop1);
     const da2Padded = await d.run(L.poolReluBack, cache.argmax, dPooled, cache.pooled);
-    grads['conv2.weight'] = await d.run(L.conv2GradWLayout, await d.run(L.conv2GradW, da2Padded, cache.h1));
+    d.recycle(dPooled);
+    grads['conv2.weight'] = await this.consume(L.conv2GradWLayout, await d.run(L.conv2GradW, da2Padded, cache.h1));
     grads['conv2.bias'] = await d.run(L.conv2GradB, da2Padded);
     // conv2's input gradient is the forward convolution of the padded gradient with flipped weights
     const flipped = await d.run(L.conv2FlipW, p['conv2.weight']);
-    const dh1 = await d.run(L.conv2GradInLayout, await d.run(L.conv2GradIn, da2Padded, flipped, L.conv2GradInZeroBias));
+    const dh1 = await this.consume(L.conv2GradInLayout, await this.consume(L.conv2GradIn, da2Padded, flipped, L.conv2GradInZeroBias));
+    d.recycle(flipped);
     const da1 = await d.run(L.relu1Back, cache.h1, dh1);
-    grads['conv1.weight'] = await d.run(L.conv1GradWLayout, await d.run(L.conv1GradW, da1, cache.x));
-    grads['conv1.bias'] = await d.run(L.conv1GradB, da1);
+    d.recycle(dh1);
+    grads['conv1.weight'] = await this.consume(L.conv1GradWLayout, await d.run(L.conv1GradW, da1, cache.x));
+    grads['conv1.bias'] = await this.consume(L.conv1GradB, da1);
     return { loss, grads };
+  }
+
+  /**
+   * Hands a finished step's arrays back to the device for reuse: the forward pass's cache (its `logp` too) and
+   * the gradients. Call it once the optimizer has taken them; none of them may be read afterwards. Arrays the
+   * device did not make (the caller's input, masks and targets) are left alone.
+   */
+  recycleStep(cache: ForwardCache, grads: ParamSet): void {
+    const { h1, pooled, argmax, d1, h3, d2, logp } = cache;
+    this.device.recycle(h1, pooled, argmax, d1, h3, d2, logp, ...Object.values(grads));
+  }
+
+  /** Runs `spec` with `spent` as its first argument, then recycles `spent`: a result nothing reads again. */
+  private async consume(spec: KernelSpec, spent: Float32Array, ...rest: Array<Float32Array | number>): Promise<Float32Array> {
+    const out = await this.device.run(spec, spent, ...rest);
+    this.device.recycle(spent);
+    return out;
   }
 }
 

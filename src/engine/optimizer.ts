@@ -47,7 +47,11 @@ export class Optimizer {
     return PARAM_SPECS.flatMap((s) => buffers.map((b) => `${s.name}.${b}`));
   }
 
-  /** One update of every parameter, in place in `params` (arrays are replaced). */
+  /**
+   * One update of every parameter, in place in `params` (arrays are replaced). The arrays replaced (parameters
+   * and state from an earlier step) and this step's intermediates go back to the device for reuse, so nothing
+   * may keep them across a step; arrays the device did not make (initial weights, loaded state) are left alone.
+   */
   async step(params: ParamSet, grads: ParamSet, lr: number): Promise<void> {
     const d = this.device;
     const c = this.config;
@@ -56,18 +60,23 @@ export class Optimizer {
       const g = grads[name];
       const info = { n: w.length };
       if (c.kind === 'adadelta') {
-        const sa = await d.run(adadeltaSquareAvg(info), w, g, this.state.get(`${name}.square_avg`)!, c.rho, c.weightDecay);
+        const oldSquareAvg = this.state.get(`${name}.square_avg`)!;
+        const sa = await d.run(adadeltaSquareAvg(info), w, g, oldSquareAvg, c.rho, c.weightDecay);
         const ad = this.state.get(`${name}.acc_delta`)!;
         const delta = await d.run(adadeltaDelta(info), w, g, sa, ad, c.eps, c.weightDecay);
         this.state.set(`${name}.acc_delta`, await d.run(adadeltaAccDelta(info), ad, delta, c.rho));
         this.state.set(`${name}.square_avg`, sa);
         params[name] = await d.run(applyUpdate(info), w, delta, lr);
+        d.recycle(oldSquareAvg, ad, delta, w);
       } else if (c.momentum > 0) {
-        const buf = await d.run(sgdMomentumBuffer(info), w, g, this.state.get(`${name}.momentum_buffer`)!, c.momentum, c.weightDecay);
+        const oldBuf = this.state.get(`${name}.momentum_buffer`)!;
+        const buf = await d.run(sgdMomentumBuffer(info), w, g, oldBuf, c.momentum, c.weightDecay);
         this.state.set(`${name}.momentum_buffer`, buf);
         params[name] = await d.run(applyUpdate(info), w, buf, lr);
+        d.recycle(oldBuf, w);
       } else {
         params[name] = await d.run(sgdStep(info), w, g, lr, c.weightDecay);
+        d.recycle(w);
       }
     }
   }

@@ -107,6 +107,7 @@ export class Trainer {
       const { cache } = await this.net.forward(x, B, { sharedInput: false, dropout: { drop1, drop2 } });
       const { loss, grads } = await this.net.backward(cache, targets);
       await this.optimizer.step(this.net.params, grads, lr);
+      this.net.recycleStep(cache, grads);
       onBatch?.({ epoch: epoch + 1, batchIndex: bi, batches, seen: start + B, total: train.count, loss });
     }
     this.epochsDone++;
