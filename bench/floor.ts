@@ -3,8 +3,10 @@
  * arithmetic, only one read of each argument and the write of every output value. Timed as the engine calls a
  * kernel (`device.run`: arguments uploaded, kernel, result read back), it is what any formulation with that output
  * grid pays before its first multiply-add, so `flops / floor time` bounds the GFLOP/s the kernel could reach on
- * this backend without changing what it writes. conv1's forward (9 multiply-adds per output written) is bound by
- * it; conv2, fc1 and fc2 are not (fc2's small grids are bound by running on one core instead).
+ * this backend without changing what it writes. Read back into a recycled array (as the Net's calls are), the
+ * floor of every per-layer contraction leaves it above the matmul's rate; into fresh arrays, conv1's forward (9
+ * multiply-adds per output written) was bound by it, because touching new memory is slow on the development VM.
+ * fc2's small grids are bound by running on one core instead.
  */
 import type { KernelSpec, KernelThis } from '../kernels/spec.ts';
 
