@@ -166,32 +166,23 @@ it('the patch is installed: gpu.js exports the process-wide pool, plans contiguo
 it('the commands note an unpatched gpu.js on webasm, and only then', () => {
   expect(webasmPatchMissing()).toBeNull();
   expect(webasm?.note ?? null).toBeNull();
-  const pool = workerPoolModule as { sharedWorkerPool?: unknown };
-  const saved = pool.sharedWorkerPool;
-  try {
-    delete pool.sharedWorkerPool; // what gpu.js looks like when npm install ran with --ignore-scripts
-    expect(webasmPatchMissing()).toMatch(/gpu\.js is not patched .*npx patch-package/);
-  } finally {
-    pool.sharedWorkerPool = saved;
-  }
-  // an older version of the patch, without the third change
-  const proto = pipelineModule.Pipeline.prototype;
-  const release = proto.releaseBuildInputs;
-  try {
-    delete proto.releaseBuildInputs;
-    expect(webasmPatchMissing()).toMatch(/gpu\.js is not patched/);
-  } finally {
-    proto.releaseBuildInputs = release;
-  }
-  // an older version, without the fourth
-  const kernelProto = kernelModule.WebAssemblyKernel.prototype;
-  const readBack = kernelProto._readBack;
-  try {
-    delete kernelProto._readBack;
-    expect(webasmPatchMissing()).toMatch(/gpu\.js is not patched/);
-  } finally {
-    kernelProto._readBack = readBack;
-  }
+  /** What webasmPatchMissing() says with `owner[key]` gone, as gpu.js looks without (that part of) the patch. */
+  const missingWithout = (owner: object, key: string): string | null => {
+    const o = owner as Record<string, unknown>;
+    const saved = o[key];
+    try {
+      delete o[key];
+      return webasmPatchMissing();
+    } finally {
+      o[key] = saved;
+    }
+  };
+  // what gpu.js looks like when npm install ran with --ignore-scripts
+  expect(missingWithout(workerPoolModule, 'sharedWorkerPool')).toMatch(/gpu\.js is not patched .*npx patch-package/);
+  // older versions of the patch, without its third or its fourth change
+  expect(missingWithout(pipelineModule.Pipeline.prototype, 'releaseBuildInputs')).toMatch(/gpu\.js is not patched/);
+  expect(missingWithout(kernelModule.WebAssemblyKernel.prototype, '_readBack')).toMatch(/gpu\.js is not patched/);
+  expect(webasmPatchMissing()).toBeNull();
 });
 
 describe.skipIf(webasm === null)('webasm results read back into given arrays (gpu.js patched at install)', () => {
