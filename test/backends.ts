@@ -142,7 +142,7 @@ export async function runPoisoned(device: Device, spec: KernelSpec, ...args: Arr
 
 /**
  * The same device, but every `run` goes through `runPoisoned`: lets the engine's own classes (Net, Optimizer),
- * which only call `run`, be tested with poisoned outputs.
+ * which call only `run` and `recycle` (inherited unchanged), be tested with poisoned outputs.
  */
 export function poisoningDevice(device: Device): Device {
   const view = Object.create(device) as Device;

@@ -198,6 +198,8 @@ describe.skipIf(webasm === null)('webasm results read back into given arrays (gp
         kernel.resultTarget = (length) => (length === n ? target : null);
         const x = input(rng, n);
         const into = await webasm!.run(spec, x);
+        const threaded = n === N && workerPoolModule.sharedWorkerPool!().size >= 2;
+        expect((kernel as { _lastRunPath?: string })._lastRunPath === 'threaded', 'ran on the worker pool').toBe(threaded);
         expect(into).toBe(target);
         expect(Array.from(into)).toEqual(Array.from(relu(x)));
         kernel.resultTarget = () => null;
