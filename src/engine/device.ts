@@ -296,7 +296,7 @@ export class Device {
  * per row of a scalar result (114,688 for the pool backward's [28, 28, 4096] grid at B = 64), one per cell of a
  * vector (`Array(4)`) result (~0.2 µs each: ~100 ms for conv2's forward at B = 64). Every caller here takes the
  * flat result (`flattenResult`), so the kernel hands back the flat copy it has already made (into a fresh or a
-recycled array), in grid order.
+ * recycled array), in grid order.
  * Should GPU.js swap in another kernel object, results arrive nested again, which `flattenResult` also takes:
  * slower, never wrong.
  */
