@@ -10,8 +10,9 @@
  * Stock gpu.js gave each threaded plan its own pool, so the sequential path's N one-model plans ran 2N worker
  * threads (~1 GiB more resident memory at N = 64). These tests fail if the patch is missing or breaks plans:
  * many plans and kernels on a handful of workers, plans run concurrently (the shared pool queues their
- * dispatches, since a plan's run holds each worker at a barrier until all its peers arrive), and plans destroyed
- * while others keep running (stock gpu.js terminated the workers on destroy).
+ * dispatches, since a plan's run holds each worker at a barrier until all its peers arrive), plans destroyed
+ * while others keep running (stock gpu.js terminated the workers on destroy), and a worker that dies after a run's
+ * last barrier but before its acknowledgement (stock gpu.js then failed the plan's next run).
  *
  * Releasing a built plan's inputs. `releaseBuildInputs` drops what only building a fused webasm plan reads (the
  * kernels' constant arrays, copied into the plan's memory by its first run, and their parsed sources): the plan
@@ -30,8 +31,10 @@ import { Device, webasmPatchMissing, type Plan } from '../src/engine/device.ts';
 import { collectGarbage } from './gc.ts';
 import { freshSeed, makeRng } from './rng.ts';
 
-interface PoolWorker { dead: boolean; handle: { terminate(): Promise<number> } }
-interface WorkerPool { size: number; shared: boolean; workers: PoolWorker[]; afterPipelines(): Promise<void> }
+interface PoolWorker {
+  dead: boolean; handle: { terminate(): Promise<number> }; state: { pending: Map<number, unknown> }; die(error: Error): void;
+}
+interface WorkerPool { size: number; shared: boolean; workers: PoolWorker[] }
 const requireGpujs = createRequire(import.meta.url);
 const workerPoolModule = requireGpujs('gpu.js/src/backend/web-assembly/worker-pool.js') as {
   sharedWorkerPool?: () => WorkerPool;
@@ -286,10 +289,6 @@ describe.skipIf(webasm === null)('webasm worker pool (gpu.js patched at install)
     const plans = [reluPlan(), reluPlan()];
     try {
       for (const plan of plans) await plan.run(input(rng));
-      // a plan's run resolves once its last barrier fills, and each worker's acknowledgement may still be on its
-      // way: a worker killed in that window fails its run's acknowledgement, and GPU.js's executor reports that
-      // death on the plan's next run (~3% of runs here). Between runs means after the acknowledgements.
-      await pool().afterPipelines();
       const victim = pool().workers[1]!;
       await kill(victim);
       for (const plan of plans) await expectRelu(plan, rng);
@@ -299,6 +298,28 @@ describe.skipIf(webasm === null)('webasm worker pool (gpu.js patched at install)
       expect(pool().workers.every((w) => !w.dead)).toBe(true);
     } finally {
       for (const plan of plans) plan.destroy();
+    }
+  }, 30_000);
+
+  it('a worker that dies after a run\'s last barrier, its acknowledgement still pending: the next run is unaffected', async (ctx) => {
+    // A plan's run resolves once its last barrier fills; each worker's acknowledgement may still be on its way
+    // (in ~92% of runs here). Stock gpu.js aborted the plan on a death in that window, so its next run failed
+    // with the death; the killing test above hit that window in ~3% of runs. The death is made here, at once.
+    if (!threads()) ctx.skip();
+    const rng = makeRng(seed + 6);
+    const plan = reluPlan();
+    try {
+      let victim: PoolWorker | undefined;
+      for (let i = 0; i < 50 && !victim; i++) {
+        await plan.run(input(rng));
+        victim = pool().workers.find((w) => !w.dead && w.state.pending.size > 0);
+      }
+      if (!victim) throw new Error('no run in 50 left an acknowledgement pending; the window could not be reached');
+      victim.die(new Error('killed in the acknowledgement window'));
+      await expectRelu(plan, rng);
+      await expectRelu(plan, rng);
+    } finally {
+      plan.destroy();
     }
   }, 30_000);
 
