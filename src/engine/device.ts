@@ -206,8 +206,7 @@ export class Device {
       // loops have constant bounds; this only lifts GPU.js's guard for dynamic ones
       loopMaxIterations: 1 << 20,
     } as any) as unknown as CompiledKernel;
-    keepResultFlat(k);
-    if (this.results) readBackInto(k, this.results);
+    shapeReadBack(k, this.results);
     return k;
   }
 
@@ -300,15 +299,11 @@ export class Device {
  * Should GPU.js swap in another kernel object, results arrive nested again, which `flattenResult` also takes:
  * slower, never wrong.
  */
-function keepResultFlat(k: CompiledKernel): void {
+function shapeReadBack(k: CompiledKernel, pool: ResultPool | null): void {
   const kernel = (k as any).kernel;
   if (typeof kernel?._shapeOutput === 'function') kernel._shapeOutput = (data: Float32Array) => data;
-}
-
-/** Has the kernel read its results into arrays from `pool` (webasm, patched) instead of fresh ones. */
-function readBackInto(k: CompiledKernel, pool: ResultPool): void {
-  const kernel = (k as any).kernel;
-  if (kernel) kernel.resultTarget = (length: number) => pool.take(length);
+  // webasm, patched: read each result into an array from the pool instead of a fresh one (`recycle`)
+  if (kernel && pool) kernel.resultTarget = (length: number) => pool.take(length);
 }
 
 /**
