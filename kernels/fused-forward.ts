@@ -1,8 +1,8 @@
 /**
  * The inference forward as five fused kernels, each one value per cell, with the weights resident:
  *
- *   conv1 + bias + ReLU → conv2 + bias + ReLU + 2x2 max-pool → fc1 (four partial sums per output)
- *   → + bias + ReLU → fc2 + bias + log_softmax
+ *   conv1 + bias + ReLU → conv2 + bias + ReLU + 2x2 max-pool (channels last) → channels first
+ *   → fc1 (four partial sums per output) → + bias + ReLU → fc2 + bias + log_softmax
  *
  * Weights and biases are `constants`, which a backend uploads once when it builds the kernel (webgpu: storage
  * buffers; webasm: its wasm memory; GL: textures) and never per call. Each cell returns one value because the chain
@@ -10,14 +10,16 @@
  * identity at inference, so it has no kernel here; training uses the per-layer kernels of the other files.
  *
  * Parameter layouts are PyTorch's, stacked over M models, so the constants are the model's own arrays (views, no
- * copy on the host). fc1 reads its weight in that layout too: its adjacent cells read adjacent weights by splitting
- * each row's sum four ways (`linearPartialsResident`), so no transposed copy is needed.
+ * copy on the host), except conv2's weight: its kernel's lanes run over output channels, so it takes a copy laid out
+ * channels last (`outChannelsLast`, 74 KB a model). fc1 reads its weight in PyTorch's layout too: its adjacent
+ * cells read adjacent weights by splitting each row's sum four ways (`linearPartialsResident`), so no transposed
+ * copy of its 4.7 MB is needed.
  */
 import { fours, type Conv2DInfo, type LinearInfo, type Pool2DInfo } from './shapes.ts';
 import type { KernelSpec, KernelThis } from './spec.ts';
 
 type ConvThis = KernelThis<Conv2DInfo & { weight: Float32Array; bias: Float32Array }>;
-type PoolThis = KernelThis<Conv2DInfo & { poolH: number; poolW: number; weight: Float32Array; bias: Float32Array }>;
+type PoolThis = KernelThis<Conv2DInfo & { poolW: number; weight: Float32Array; bias: Float32Array }>;
 type LinearThis = KernelThis<LinearInfo & { weight: Float32Array; bias: Float32Array }>;
 
 /** Weights given to a fused kernel: [M, ...] stacked, uploaded with the kernel. */
@@ -60,37 +62,60 @@ export function conv2dBiasReluResident(info: Conv2DInfo, p: ResidentParams): Ker
   };
 }
 
+/** w [M, outC, inC, K, K] (PyTorch's) → [M, inC, K*K, outC]: a tap's weights for consecutive output channels adjacent. */
+export function outChannelsLast(w: Float32Array, info: Conv2DInfo): Float32Array {
+  const taps = info.K * info.K;
+  const out = new Float32Array(w.length);
+  for (let m = 0; m < info.M; m++) {
+    for (let co = 0; co < info.outC; co++) {
+      for (let ci = 0; ci < info.inC; ci++) {
+        for (let t = 0; t < taps; t++) {
+          out[((m * info.inC + ci) * taps + t) * info.outC + co] = w[((m * info.outC + co) * info.inC + ci) * taps + t];
+        }
+      }
+    }
+  }
+  return out;
+}
+
 /**
  * max_pool2d(relu(conv2d(x) + b), 2): each cell computes the four convolution outputs under its pooling window
  * from one 4x4 input patch per input channel (16 reads shared by 36 multiply-adds), then takes
- * max(0, max of the four + bias): ReLU and the shared bias commute with the max.
- * Grid [poolW, poolH, M*B*outC] → [M, B, outC, poolH, poolW], which flattens in PyTorch's order for fc1.
+ * max(0, max of the four + bias): ReLU and the shared bias commute with the max. The SIMD lanes run over output
+ * channels, so the 16 input reads are the same in every lane (one load each) and the 9 weight reads are four
+ * consecutive weights of the channels-last copy (one 128-bit load each on webasm), where lanes over pooled
+ * columns gathered all 16 reads at stride 2 lane by lane. Measured on webasm, same outputs to the bit: 1.05-1.17x
+ * on this step, 1.06-1.23x on a whole forward (bench/RESULTS.md, session 8).
+ * Grid [outC, poolH*poolW, M*B] → [M, B, poolH*poolW, outC], channels last: `channelsFirst` turns it into
+ * PyTorch's [M, B, outC, poolH, poolW] for fc1. The weight is PyTorch's layout; the kernel uploads a channels-last
+ * copy.
  */
 export function conv2dBiasReluPoolResident(info: Conv2DInfo, pool: Pool2DInfo, p: ResidentParams): KernelSpec {
   return {
     name: 'fused.conv2dBiasReluPool',
     fn: function (this: PoolThis, x: Float32Array): number {
-      const mb = Math.floor(this.thread.z / this.constants.outC);
-      const co = this.thread.z - mb * this.constants.outC;
-      const m = Math.floor(mb / this.constants.B);
-      const b = mb - m * this.constants.B;
+      const m = Math.floor(this.thread.z / this.constants.B);
+      const b = this.thread.z - m * this.constants.B;
+      const py = Math.floor(this.thread.y / this.constants.poolW);
+      const px = this.thread.y - py * this.constants.poolW;
       let s00 = 0;
       let s01 = 0;
       let s10 = 0;
       let s11 = 0;
       for (let ci = 0; ci < this.constants.inC; ci++) {
         const xo = m * this.constants.xModelStride
-          + ((b * this.constants.inC + ci) * this.constants.inH + 2 * this.thread.y) * this.constants.inW + 2 * this.thread.x;
-        const wo = ((m * this.constants.outC + co) * this.constants.inC + ci) * 9;
-        const w0 = this.constants.weight[wo];
-        const w1 = this.constants.weight[wo + 1];
-        const w2 = this.constants.weight[wo + 2];
-        const w3 = this.constants.weight[wo + 3];
-        const w4 = this.constants.weight[wo + 4];
-        const w5 = this.constants.weight[wo + 5];
-        const w6 = this.constants.weight[wo + 6];
-        const w7 = this.constants.weight[wo + 7];
-        const w8 = this.constants.weight[wo + 8];
+          + ((b * this.constants.inC + ci) * this.constants.inH + 2 * py) * this.constants.inW + 2 * px;
+        // uniform across the lanes; each weight read adds this.thread.x last
+        const wo = (m * this.constants.inC + ci) * 9 * this.constants.outC;
+        const w0 = this.constants.weight[wo + this.thread.x];
+        const w1 = this.constants.weight[wo + this.constants.outC + this.thread.x];
+        const w2 = this.constants.weight[wo + 2 * this.constants.outC + this.thread.x];
+        const w3 = this.constants.weight[wo + 3 * this.constants.outC + this.thread.x];
+        const w4 = this.constants.weight[wo + 4 * this.constants.outC + this.thread.x];
+        const w5 = this.constants.weight[wo + 5 * this.constants.outC + this.thread.x];
+        const w6 = this.constants.weight[wo + 6 * this.constants.outC + this.thread.x];
+        const w7 = this.constants.weight[wo + 7 * this.constants.outC + this.thread.x];
+        const w8 = this.constants.weight[wo + 8 * this.constants.outC + this.thread.x];
         const a0 = x[xo];
         const a1 = x[xo + 1];
         const a2 = x[xo + 2];
@@ -113,11 +138,24 @@ export function conv2dBiasReluPoolResident(info: Conv2DInfo, pool: Pool2DInfo, p
         s11 += b1 * w0 + b2 * w1 + b3 * w2 + c1 * w3 + c2 * w4 + c3 * w5 + d1 * w6 + d2 * w7 + d3 * w8;
       }
       const top = Math.max(Math.max(s00, s01), Math.max(s10, s11));
-      return Math.max(top + this.constants.bias[m * this.constants.outC + co], 0);
+      return Math.max(top + this.constants.bias[m * this.constants.outC + this.thread.x], 0);
     },
-    output: [pool.outW, pool.outH, info.M * info.B * info.outC],
-    constants: { ...info, poolH: pool.outH, poolW: pool.outW, weight: p.weight, bias: p.bias },
+    output: [info.outC, pool.outH * pool.outW, info.M * info.B],
+    constants: { ...info, poolW: pool.outW, weight: outChannelsLast(p.weight, info), bias: p.bias },
     flops: 2 * info.M * info.B * info.outC * 4 * pool.outH * pool.outW * info.inC * 9,
+  };
+}
+
+/** [M, B, outH*outW, C] (channels last) → [M, B, C, outH, outW], which flattens in PyTorch's order. Grid [outH*outW, C, M*B]. */
+export function channelsFirst(pool: Pool2DInfo): KernelSpec {
+  return {
+    name: 'fused.channelsFirst',
+    fn: function (this: KernelThis<Pool2DInfo & { P: number }>, y: Float32Array): number {
+      return y[(this.thread.z * this.constants.P + this.thread.x) * this.constants.C + this.thread.y];
+    },
+    output: [pool.outH * pool.outW, pool.C, pool.M * pool.B],
+    constants: { ...pool, P: pool.outH * pool.outW },
+    flops: 0,
   };
 }
 

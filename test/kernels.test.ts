@@ -16,7 +16,7 @@ import {
 } from '../kernels/conv2d.ts';
 import { computeDropoutInfo, dropoutApply } from '../kernels/dropout.ts';
 import {
-  conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
+  channelsFirst, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
 } from '../kernels/fused-forward.ts';
 import {
   linearForward, linearGradBias, linearGradInput, linearGradWeight, linearRowQuads, linearRows, linearRowsDropout, linearRowsRelu,
@@ -702,14 +702,15 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       expectRelative(y, p.y.map((v) => (v > 0 ? v : 0)), FORWARD_TOL, `fused conv2d+relu ${convName(c)}`);
     });
 
-    it.each(CONV_CASES.map((c) => [convName(c), c] as const))('conv2d + bias + relu + 2x2 max-pool, %s', async (_name, c) => {
+    it.each(CONV_CASES.map((c) => [convName(c), c] as const))('conv2d + bias + relu + 2x2 max-pool (channels last), then channels first, %s', async (_name, c) => {
       const d = device();
       const p = convProblem(testRng(), c);
       const pool = computePool2DInfo({ M: c.M, B: c.B, C: c.outC, inH: p.info.outH, inW: p.info.outW });
       const size = c.B * c.outC * p.info.outH * p.info.outW;
       const expected = perModel(c.M, (m) =>
         ref.maxPool2d(ref.relu(tensor([c.B, c.outC, p.info.outH, p.info.outW], p.y.subarray(m * size, (m + 1) * size)))).y.data);
-      const y = await runAsPlan(d, conv2dBiasReluPoolResident(p.info, pool, { weight: p.w, bias: p.b }), p.x);
+      // as InferencePlan runs it: the pool writes channels last, the transpose turns it back into PyTorch's order
+      const y = await runAsPlan(d, [conv2dBiasReluPoolResident(p.info, pool, { weight: p.w, bias: p.b }), channelsFirst(pool)], p.x);
       expectRelative(y, expected, FORWARD_TOL, `fused conv2d+relu+pool ${convName(c)}`);
     });
 

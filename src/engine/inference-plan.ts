@@ -1,6 +1,6 @@
 /**
- * Inference for M stacked models as one compiled plan: the five fused kernels of `kernels/fused-forward.ts`
- * chained by `Device.plan`, one plan per batch size. The weights are resident (uploaded once, at a plan's first
+ * Inference for M stacked models as one compiled plan: the steps of `kernels/fused-forward.ts` (five fused kernels
+ * and a transpose) chained by `Device.plan`, one plan per batch size. The weights are resident (uploaded once, at a plan's first
  * run); a call uploads only the images and reads back only the log-probabilities. This is "single dispatch"
  * carried to its end: one submission for the whole forward of every model.
  *
@@ -12,7 +12,7 @@
 import { IMAGE_SIDE, NUM_CLASSES, cnnShapes, type ParamSet } from './architecture.ts';
 import type { Device, Plan } from './device.ts';
 import {
-  conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
+  channelsFirst, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
 } from '../../kernels/fused-forward.ts';
 
 /** conv1's output for one sample of one model: the plan's largest intermediate. */
@@ -101,10 +101,11 @@ export class InferencePlan {
     plan = this.device.plan([
       conv2dBiasReluResident(conv1, { weight: p['conv1.weight'], bias: p['conv1.bias'] }),
       conv2dBiasReluPoolResident(conv2, pool, { weight: p['conv2.weight'], bias: p['conv2.bias'] }),
+      channelsFirst(pool),
       linearPartialsResident(fc1, p['fc1.weight']),
       linearPartialsBiasRelu(fc1, p['fc1.bias']),
       linearLogSoftmaxResident(fc2, { weight: p['fc2.weight'], bias: p['fc2.bias'] }),
-    ], ([c1, c2, f1, f1Relu, f2], x) => f2(f1Relu(f1(c2(c1(x))))));
+    ], ([c1, c2, toChannelsFirst, f1, f1Relu, f2], x) => f2(f1Relu(f1(toChannelsFirst(c2(c1(x)))))));
     this.plans.set(B, plan);
     return plan;
   }
