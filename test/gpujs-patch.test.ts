@@ -1,6 +1,6 @@
 /**
  * GPU.js's webasm backend as patched at install (patches/gpu.js+2.24.1.patch, applied by `patch-package` on
- * `npm install`). Four changes, each tested here against exact expected values:
+ * `npm install`). Five changes, each tested here against exact expected values:
  *
  * Contiguous reads. A read `a[U + this.thread.x]` with U the same in every lane is one vector load of four
  * consecutive elements instead of four scalar loads; in-bounds lanes must read exactly what they read before, at
@@ -21,6 +21,11 @@
  * Results read back into given arrays. A kernel whose `resultTarget(length)` hook is set copies its result into
  * the array the hook returns (Device recycles results this way) instead of a fresh one; a hook that returns null
  * gets a fresh array, one of the wrong length an error rather than a truncated result.
+ *
+ * Shared shortcut forwarders. The function `createKernel` returns forwards each of its kernel's ~250 methods and
+ * properties; stock gpu.js made a closure (and a getter/setter pair) per property per kernel, ~50 KiB of heap each,
+ * paid per step of every compiled plan. Patched, every kernel shares one forwarder per property name that reaches
+ * its own kernel through `this.kernel`.
  */
 import { createRequire } from 'node:module';
 import gpujs from 'gpu.js';
@@ -164,6 +169,31 @@ it('the patch is installed: gpu.js exports the process-wide pool, plans contiguo
   expect(typeof pipelineModule.Pipeline.prototype.releaseBuildInputs).toBe('function');
   expect(typeof kernelModule.WebAssemblyKernel.prototype._readBack).toBe('function');
   expect(workerPoolModule.sharedWorkerPool!().shared).toBe(true);
+});
+
+it('kernels share their shortcut forwarders, and each still reaches its own kernel', async () => {
+  const gpu = new (gpujs as unknown as { GPU: new (s: object) => any }).GPU({ mode: 'webasm' });
+  try {
+    const double = function (this: KernelThis<Record<string, never>>, a: Float32Array): number {
+      return 2 * a[this.thread.x]!;
+    };
+    const k1 = gpu.createKernel(double, { output: [4] });
+    const k2 = gpu.createKernel(double, { output: [8] });
+    // one function per method and one getter per property for every kernel (stock gpu.js: closures per kernel)
+    expect(k1.setOutput).toBe(k2.setOutput);
+    expect(k1.destroy).toBe(k2.destroy);
+    expect(Object.getOwnPropertyDescriptor(k1, 'output')!.get).toBe(Object.getOwnPropertyDescriptor(k2, 'output')!.get);
+    // each reaches its own kernel: reads, writes, chained setters (returning the shortcut called) and calls
+    expect([k1.output, k2.output]).toEqual([[4], [8]]);
+    expect(k1.setOutput([6])).toBe(k1);
+    k2.loopMaxIterations = 77;
+    expect([k1.output, k2.output, k1.kernel.loopMaxIterations === 77, k2.kernel.loopMaxIterations]).toEqual([[6], [8], false, 77]);
+    const a = Float32Array.from({ length: 8 }, (_, i) => i + 1);
+    expect(Array.from(k1(a) as Float32Array)).toEqual([2, 4, 6, 8, 10, 12]);
+    expect(Array.from(k2(a) as Float32Array)).toEqual([2, 4, 6, 8, 10, 12, 14, 16]);
+  } finally {
+    gpu.destroy();
+  }
 });
 
 it('the commands note an unpatched gpu.js on webasm, and only then', () => {
