@@ -85,7 +85,8 @@ export function outChannelsLast(w: Float32Array, info: Conv2DInfo): Float32Array
  * channels, so the 16 input reads are the same in every lane (one load each) and the 9 weight reads are four
  * consecutive weights of the channels-last copy (one 128-bit load each on webasm), where lanes over pooled
  * columns gathered all 16 reads at stride 2 lane by lane. Measured on webasm, same outputs to the bit: 1.05-1.17x
- * on this step, 1.06-1.23x on a whole forward (bench/RESULTS.md, session 8).
+ * on this step with its transpose, 1.07-1.26x on a whole forward of 2-13 models, 0.93-1.08x of one (bench/RESULTS.md,
+ * session 8).
  * Grid [outC, poolH*poolW, M*B] → [M, B, poolH*poolW, outC], channels last: `channelsFirst` turns it into
  * PyTorch's [M, B, outC, poolH, poolW] for fc1. The weight is PyTorch's layout; the kernel uploads a channels-last
  * copy.
