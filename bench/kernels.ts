@@ -14,8 +14,8 @@
  * a sample.
  *
  * A contraction's `% matmul` is against the matmul timed right before and right after it (`matmul GF/s`, the mean
- * of the two), not only at the start of the run: on a shared host the matmul's own rate moved by up to 45% between
- * runs and within one, so only a ceiling timed next to the kernel makes the ratio a measurement of the kernel.
+ * of the two), not only at the start of the run: on a shared host the matmul's own rate moved by up to 46% between
+ * runs and 30% within one, so only a ceiling timed next to the kernel makes the ratio a measurement of the kernel.
  *
  * Each per-layer contraction is also timed as its movement floor (bench/floor.ts: same grid and arguments, no
  * arithmetic): `floor ms`, and `max %`, the share of that matmul its flops would reach in that time.
@@ -447,7 +447,15 @@ async function runMatmul(device: Device, opts: Options): Promise<{ result: Matmu
   // `measure`'s untimed warm-up compiles it
   const oneCoreMs = (await measure(smallSpec.name, () => runRecycled(device, smallSpec, ...smallArgs), opts, false)).ms;
   const bestSpec = matmul(info, best.layout);
-  const retime = async () => bestSpec.flops / ((await measure(bestSpec.name, () => runRecycled(device, bestSpec, a, b), opts, false)).ms * 1e6);
+  // a few plain calls (the kernel is compiled and warm), as many as fit in half a case's time budget and at most
+  // five: tinybench's 2 warm-up and 5 timed calls would add seconds per contraction on cpu (~0.5 s a matmul)
+  const startMs = bestSpec.flops / (best.gflops * 1e6);
+  const calls = Math.max(1, Math.min(5, Math.round(opts.timeMs / 2 / startMs)));
+  const retime = async () => {
+    const t0 = performance.now();
+    for (let i = 0; i < calls; i++) await runRecycled(device, bestSpec, a, b);
+    return bestSpec.flops / ((performance.now() - t0) / calls * 1e6);
+  };
   return {
     result: {
       size: opts.matmulSize, ceilingGflops: best.gflops, best: best.layout, layouts,
