@@ -1,5 +1,5 @@
 /**
- * The inference forward as five fused kernels, each one value per cell, with the weights resident:
+ * The inference forward as five fused kernels and a transpose, each one value per cell, with the weights resident:
  *
  *   conv1 + bias + ReLU → conv2 + bias + ReLU + 2x2 max-pool (channels last) → channels first
  *   → fc1 (four partial sums per output) → + bias + ReLU → fc2 + bias + log_softmax
@@ -62,9 +62,11 @@ export function conv2dBiasReluResident(info: Conv2DInfo, p: ResidentParams): Ker
   };
 }
 
-/** w [M, outC, inC, K, K] (PyTorch's) → [M, inC, K*K, outC]: a tap's weights for consecutive output channels adjacent. */
+/** w [M, outC, inC, K, K] (PyTorch's) → [M, inC, K*K, outC]: one tap's weights for consecutive output channels side by side. */
 export function outChannelsLast(w: Float32Array, info: Conv2DInfo): Float32Array {
   const taps = info.K * info.K;
+  const expected = info.M * info.outC * info.inC * taps;
+  if (w.length !== expected) throw new Error(`conv2d weight: ${w.length} values, expected ${expected} (M·outC·inC·K·K)`);
   const out = new Float32Array(w.length);
   for (let m = 0; m < info.M; m++) {
     for (let co = 0; co < info.outC; co++) {
@@ -88,8 +90,8 @@ export function outChannelsLast(w: Float32Array, info: Conv2DInfo): Float32Array
  * on this step with its transpose, 1.07-1.26x on a whole forward of 2-13 models, 0.93-1.08x of one (bench/RESULTS.md,
  * session 8).
  * Grid [outC, poolH*poolW, M*B] → [M, B, poolH*poolW, outC], channels last: `channelsFirst` turns it into
- * PyTorch's [M, B, outC, poolH, poolW] for fc1. The weight is PyTorch's layout; the kernel uploads a channels-last
- * copy.
+ * PyTorch's [M, B, outC, poolH, poolW] for fc1. The weight is given in PyTorch's layout; the spec holds a
+ * channels-last copy made on the host, which GPU.js uploads with the other constants.
  */
 export function conv2dBiasReluPoolResident(info: Conv2DInfo, pool: Pool2DInfo, p: ResidentParams): KernelSpec {
   return {

@@ -710,8 +710,18 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       const expected = perModel(c.M, (m) =>
         ref.maxPool2d(ref.relu(tensor([c.B, c.outC, p.info.outH, p.info.outW], p.y.subarray(m * size, (m + 1) * size)))).y.data);
       // as InferencePlan runs it: the pool writes channels last, the transpose turns it back into PyTorch's order
-      const y = await runAsPlan(d, [conv2dBiasReluPoolResident(p.info, pool, { weight: p.w, bias: p.b }), channelsFirst(pool)], p.x);
+      const pooled = conv2dBiasReluPoolResident(p.info, pool, { weight: p.w, bias: p.b });
+      const y = await runAsPlan(d, [pooled, channelsFirst(pool)], p.x);
       expectRelative(y, expected, FORWARD_TOL, `fused conv2d+relu+pool ${convName(c)}`);
+      // and the pool's own output is that, channels last: [M, B, poolH*poolW, C]
+      const P = pool.outH * pool.outW;
+      const channelsLast = expected.map((_, i) => {
+        const mb = Math.floor(i / (P * c.outC));
+        const at = i - mb * P * c.outC;
+        const pos = Math.floor(at / c.outC);
+        return expected[(mb * c.outC + at - pos * c.outC) * P + pos]!;
+      });
+      expectRelative(await runAsPlan(d, pooled, p.x), channelsLast, FORWARD_TOL, `fused conv2d+relu+pool, channels last ${convName(c)}`);
     });
 
     it.each(LINEAR_CASES.map((c) => [linearName(c), c] as const))('linear in four partial sums + bias + relu, and linear + log_softmax, %s', async (_name, c) => {

@@ -1,13 +1,14 @@
 /**
  * Inference for M stacked models as one compiled plan: the steps of `kernels/fused-forward.ts` (five fused kernels
- * and a transpose) chained by `Device.plan`, one plan per batch size. The weights are resident (uploaded once, at a plan's first
- * run); a call uploads only the images and reads back only the log-probabilities. This is "single dispatch"
- * carried to its end: one submission for the whole forward of every model.
+ * and a transpose) chained by `Device.plan`, one plan per batch size. The weights are resident (uploaded once, at a
+ * plan's first run); a call uploads only the images and reads back only the log-probabilities. This is "single
+ * dispatch" carried to its end: one submission for the whole forward of every model.
  *
  * The weights come from a loader. On webasm a plan lets go of the loaded arrays after its first run, since it
  * holds its own copy (`Plan.releaseBuildInputs`): a replicated model's stacked group then lives on the host only
  * until then, and a later batch size calls the loader again. Elsewhere the plans keep the loaded arrays, and every
- * batch size's plan is built from that one loaded set.
+ * batch size's plan is built from that one loaded set (each plan also keeps its own channels-last copy of conv2's
+ * weight, 74 KB a model).
  */
 import { IMAGE_SIDE, NUM_CLASSES, cnnShapes, type ParamSet } from './architecture.ts';
 import type { Device, Plan } from './device.ts';
