@@ -358,7 +358,18 @@ describe.each(plan.run)('net on %s', (backend) => {
       const issued = (d as unknown as { results: { issued: WeakSet<Float32Array> } | null }).results?.issued;
       if (!issued) throw new Error('no result pool on webasm (is gpu.js patched? did Device\'s internals change?)');
       const withoutRecycling = Object.create(d, { recycle: { value: () => {} } }) as Device;
+      // results that arrive in an array an earlier result already used: the pool really reused what came back
+      const returned = new WeakSet<Float32Array>();
+      let reused = 0;
       const poisoningRecycler = Object.create(d, {
+        run: {
+          value: async (...args: Parameters<Device['run']>) => {
+            const out = await d.run(...args);
+            if (returned.has(out)) reused++;
+            returned.add(out);
+            return out;
+          },
+        },
         recycle: {
           value: (...arrays: Float32Array[]) => {
             for (const a of arrays) if (issued.has(a)) a.fill(NaN);
@@ -383,6 +394,7 @@ describe.each(plan.run)('net on %s', (backend) => {
       };
       const plain = await steps(withoutRecycling, false);
       const recycled = await steps(poisoningRecycler, true);
+      expect(reused, 'results read back into arrays handed back earlier').toBeGreaterThan(0);
       expect(plain.losses.every(Number.isFinite)).toBe(true);
       expect(recycled.losses).toEqual(plain.losses);
       for (const s of PARAM_SPECS) {
