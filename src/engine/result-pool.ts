@@ -16,7 +16,7 @@ export class ResultPool {
   private freeBytes = 0;
 
   /** @param capBytes most bytes kept for reuse; arrays given back beyond it are left to the garbage collector */
-  constructor(readonly capBytes: number) {}
+  constructor(private readonly capBytes: number) {}
 
   /** An array of `length` values for a result: a given-back one when there is one, else a new one. */
   take(length: number): Float32Array {
