@@ -48,7 +48,8 @@ import {
 } from '../kernels/fused-forward.ts';
 import { computeRowsInfo } from '../kernels/shapes.ts';
 import { outputSize, type KernelSpec } from '../kernels/spec.ts';
-import { DROPOUT1, DROPOUT2, IMAGE_SIDE, NUM_CLASSES, cnnShapes } from '../src/engine/architecture.ts';
+import { DROPOUT1, DROPOUT2, IMAGE_SIDE, NUM_CLASSES } from '../src/model/cnn.ts';
+import { cnnShapes } from '../src/engine/shapes.ts';
 import { BACKENDS, Device, backendUnavailableReason, type Backend } from '../src/engine/device.ts';
 import { makeRng } from '../src/engine/random.ts';
 import { movementFloor } from './floor.ts';

@@ -14,11 +14,11 @@
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
-import { IMAGE_SIDE } from '../src/engine/architecture.ts';
+import { IMAGE_SIDE } from '../src/model/cnn.ts';
 import { BACKENDS, Device, type Backend } from '../src/engine/device.ts';
-import { paramCount } from '../src/engine/net.ts';
+import { paramCount } from '../src/model/cnn.ts';
 import { firstRequest, makePaths, repeatImage } from '../src/bench/harness.ts';
-import { loadServedModels } from '../src/cli/models.ts';
+import { loadServedModels } from '../src/io/model-file.ts';
 
 const USAGE = `usage: npx tsx bench/memory.ts [options]
   --num-models N   models served by each path (default 64)

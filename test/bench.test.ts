@@ -4,14 +4,15 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  AGREEMENT_TOLERANCE, AgreementError, benchmarkModels, checkAgreement, chunkSizes, firstRequest, formatArchitecture,
-  ONE_MODEL_NOTE, latencyStats, makePaths, measure, pathStats, percentile, predictionsOf, repeatImage,
+  AGREEMENT_TOLERANCE, AgreementError, benchmarkModels, checkAgreement, chunkSizes, firstRequest,
+  ONE_MODEL_NOTE, latencyStats, makePaths, measure, pathStats, percentile, repeatImage,
   type BenchProgress, type ServingPaths,
 } from '../src/bench/harness.ts';
 import { run } from '../src/cli/commands/bench.ts';
 import { main } from '../src/cli/main.ts';
 import type { BenchOptions } from '../src/cli/options.ts';
-import { NUM_CLASSES, stackParams, stackedModels } from '../src/engine/architecture.ts';
+import { NUM_CLASSES, formatArchitecture, predictionsOf } from '../src/model/cnn.ts';
+import { stackParams, stackedModels } from '../src/model/stack.ts';
 import { Device, PLAN_EXECUTORS, resolveBackend } from '../src/engine/device.ts';
 import { initParams } from '../src/engine/init.ts';
 import type { Runner } from '../src/engine/runners.ts';

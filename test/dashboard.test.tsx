@@ -17,7 +17,8 @@ afterAll(() => {
   for (const [name, value] of Object.entries(savedCi)) if (value !== undefined) process.env[name] = value;
 });
 import { cleanup, render } from 'ink-testing-library';
-import { NUM_CLASSES, stackedModels, type ParamSet } from '../src/engine/architecture.ts';
+import { NUM_CLASSES, type ParamSet } from '../src/model/cnn.ts';
+import { stackedModels } from '../src/model/stack.ts';
 import type { Runner } from '../src/engine/runners.ts';
 import { InputError } from '../src/errors.ts';
 import type { LoadedDigit } from '../src/io/png.ts';

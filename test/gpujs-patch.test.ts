@@ -30,7 +30,7 @@
 import { createRequire } from 'node:module';
 import gpujs from 'gpu.js';
 import { afterAll, describe, expect, it } from 'vitest';
-import { reluForward } from '../kernels/relu.ts';
+import { reluForward } from './relu-kernel.ts';
 import type { KernelSpec, KernelThis } from '../kernels/spec.ts';
 import { Device, webasmPatchMissing, type Plan } from '../src/engine/device.ts';
 import { collectGarbage } from './gc.ts';

@@ -23,12 +23,13 @@ import {
 } from '../kernels/linear.ts';
 import { logSoftmaxForward, logSoftmaxNllBackward, nllLoss } from '../kernels/log-softmax-nll.ts';
 import { maxPool2dRelu, maxPool2dReluArgmax, maxPool2dReluBackward } from '../kernels/pool.ts';
-import { reluBackward, reluForward } from '../kernels/relu.ts';
+import { reluBackward } from '../kernels/relu.ts';
+import { reluForward } from './relu-kernel.ts';
 import {
   computeConv2DInfo, computeLinearInfo, computePool2DInfo, computeRowsInfo, convColumns, convGradWeightParts, linearForwardParts,
 } from '../kernels/shapes.ts';
 import type { KernelSpec } from '../kernels/spec.ts';
-import { PARAM_SPECS, type ParamSet } from '../src/engine/architecture.ts';
+import { PARAM_SPECS, type ParamSet } from '../src/model/cnn.ts';
 import { Device, PLAN_EXECUTORS } from '../src/engine/device.ts';
 import { Optimizer, stepLr, type OptimizerConfig } from '../src/engine/optimizer.ts';
 import { ResultPool } from '../src/engine/result-pool.ts';

@@ -13,9 +13,8 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import {
-  DROPOUT1, DROPOUT2, FC1, IMAGE_SIDE, NUM_CLASSES, PARAM_SPECS, stackParams, stackedModels, type ParamSet,
-} from '../src/engine/architecture.ts';
+import { DROPOUT1, DROPOUT2, FC1, IMAGE_SIDE, NUM_CLASSES, PARAM_SPECS, type ParamSet } from '../src/model/cnn.ts';
+import { stackParams, stackedModels } from '../src/model/stack.ts';
 import { Plan, type Device } from '../src/engine/device.ts';
 import { initParams } from '../src/engine/init.ts';
 import { Net } from '../src/engine/net.ts';

@@ -4,7 +4,7 @@
  * logs it; run with TEST_SEED=<seed> to replay a failure.
  */
 import { beforeAll, describe, expect, it } from 'vitest';
-import { DROPOUT1, DROPOUT2, FC1, PARAM_SPECS, elementCount, type ParamName } from '../src/engine/architecture.ts';
+import { DROPOUT1, DROPOUT2, FC1, PARAM_SPECS, elementCount, type ParamName } from '../src/model/cnn.ts';
 import {
   adadeltaStep, cnnBackward, cnnForward, conv2d, conv2dBackward, dropout, dropoutBackward, linear,
   linearBackward, logSoftmax, logSoftmaxNllBackward, maxPool2d, maxPool2dBackward, nllLoss, randomParams,

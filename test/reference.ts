@@ -4,10 +4,7 @@
  * The GPU kernels are checked against it; it is itself checked against finite differences and
  * hand-computed cases in reference.test.ts.
  */
-import {
-  CONV1, DROPOUT1, DROPOUT2, FC1, IMAGE_SIDE, NUM_CLASSES, PARAM_SPECS, elementCount,
-  type ParamName,
-} from '../src/engine/architecture.ts';
+import { CONV1, DROPOUT1, DROPOUT2, FC1, IMAGE_SIDE, NUM_CLASSES, PARAM_SPECS, elementCount, type ParamName } from '../src/model/cnn.ts';
 import { randn } from './rng.ts';
 
 // ---------------------------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 import { describe, it, expect } from 'vitest';
 import {
   MAX_HEADER_BYTES,
-  bfloat16ToFloat,
   decodeSafetensors,
   encodeSafetensors,
   halfToFloat,
@@ -148,15 +147,16 @@ describe('decoding F16 and BF16', () => {
     expect(halfToFloat(0x3555)).toBe(0.333251953125);
   });
 
-  it('converts bfloat16 bit patterns exactly', () => {
-    expect(bfloat16ToFloat(0x3f80)).toBe(1);
-    expect(bfloat16ToFloat(0xc020)).toBe(-2.5);
-    expect(bfloat16ToFloat(0x4780)).toBe(65536);
-    expect(bfloat16ToFloat(0x0001)).toBe(2 ** -133); // subnormal
-    expect(bfloat16ToFloat(0x7f80)).toBe(Infinity);
-    expect(bfloat16ToFloat(0xff80)).toBe(-Infinity);
-    expect(bfloat16ToFloat(0x7fc0)).toBeNaN();
-    expect(bfloat16ToFloat(0x7f7f)).toBe(3.3895313892515355e38); // largest finite
+  it('decodes bfloat16 bit patterns exactly', () => {
+    // 1, -2.5, 65536, the smallest subnormal, ±Infinity, NaN, the largest finite value
+    const patterns = [0x3f80, 0xc020, 0x4780, 0x0001, 0x7f80, 0xff80, 0x7fc0, 0x7f7f];
+    const data = new Uint8Array(2 * patterns.length);
+    const dv = new DataView(data.buffer);
+    patterns.forEach((p, i) => dv.setUint16(2 * i, p, true));
+    const header = JSON.stringify({ b: { dtype: 'BF16', shape: [patterns.length], data_offsets: [0, data.length] } });
+    const values = Array.from(decodeSafetensors(rawFile(header, data), 'bf16.safetensors').tensors.get('b')!.data);
+    expect(values).toEqual([1, -2.5, 65536, 2 ** -133, Infinity, -Infinity, NaN, 3.3895313892515355e38]);
+    expect(values[6]).toBeNaN();
   });
 
   it('decodes F16 and BF16 tensors from a file into Float32Array', () => {

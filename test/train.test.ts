@@ -11,13 +11,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { main } from '../src/cli/main.ts';
-import { NUM_CLASSES, PARAM_SPECS, stackParams, stackedModels, type ParamSet } from '../src/engine/architecture.ts';
+import { NUM_CLASSES, PARAM_SPECS, type ParamSet } from '../src/model/cnn.ts';
+import { sliceModels, stackParams, stackedModels } from '../src/model/stack.ts';
 import { Device, backendUnavailableReason } from '../src/engine/device.ts';
 import { initParams } from '../src/engine/init.ts';
 import { SingleDispatchRunner } from '../src/engine/runners.ts';
 import { loadMnist, normalizeImages } from '../src/data/mnist.ts';
 import { checkpointPathFor, readCheckpoint, writeCheckpoint } from '../src/io/checkpoint.ts';
-import { readModelFile, sliceModel, writeModelFile } from '../src/io/model-file.ts';
+import { readModelFile, writeModelFile } from '../src/io/model-file.ts';
 
 const BACKEND = 'webasm';
 const webasmMissing = await backendUnavailableReason(BACKEND);
@@ -215,7 +216,7 @@ describe.skipIf(webasmMissing !== null)('train through the CLI (webasm, real run
     const file = readModelFile(model);
     expect(file).toMatchObject({ numModels: 2, stacked: true });
     expect(file.metadata.num_models).toBe('2');
-    const [m0, m1] = [sliceModel(file, 0), sliceModel(file, 1)];
+    const [m0, m1] = [sliceModels(file.params, 0, 1), sliceModels(file.params, 1, 1)];
     for (const { name } of PARAM_SPECS) expect(sameBits(m0[name], m1[name]), `${name} of model 0 vs 1`).toBe(false);
     expect(ep!.train_loss[0]).not.toBe(ep!.train_loss[1]);
 
@@ -228,7 +229,7 @@ describe.skipIf(webasmMissing !== null)('train through the CLI (webasm, real run
         expect(ep!.train_loss[i], `model ${i} train loss vs seed ${i + 1} alone`).toBe(alone.train_loss[0]);
         expect(ep!.test_loss[i], `model ${i} test loss vs seed ${i + 1} alone`).toBe(alone.test_loss[0]);
         expect(ep!.test_accuracy[i], `model ${i} accuracy vs seed ${i + 1} alone`).toBe(alone.test_accuracy[0]);
-        expectSameParams(sliceModel(file, i), readModelFile(singles[i]!.model).params, `model ${i} vs seed ${i + 1} alone`);
+        expectSameParams(sliceModels(file.params, i, 1), readModelFile(singles[i]!.model).params, `model ${i} vs seed ${i + 1} alone`);
       }
     }
   }, 180_000);

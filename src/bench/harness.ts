@@ -16,12 +16,10 @@
  * - The timed calls alternate between the paths in chunks (ABBA order: sequential first in even chunks, single
  *   dispatch first in odd ones), so drift from other load on the machine, thermal state or GC hits both paths.
  */
-import {
-  CONV1, CONV2, DROPOUT1, DROPOUT2, FC1, FC2, NUM_CLASSES, type ModelSource,
-} from '../engine/architecture.ts';
+import { NUM_CLASSES, predictionsOf } from '../model/cnn.ts';
+import type { ModelSource } from '../model/stack.ts';
 import type { Device } from '../engine/device.ts';
 import { SequentialRunner, SingleDispatchRunner, type Runner } from '../engine/runners.ts';
-import { argmax } from '../engine/trainer.ts';
 
 /** The two paths, named as in the JSON output. */
 export type PathKey = 'sequential' | 'singleDispatch';
@@ -129,12 +127,6 @@ export function pathStats(samplesMs: readonly number[], modelEvaluationsPerReque
 
 // ---------------------------------------------------------------------------------------------
 // Agreement
-
-/** Each model's predicted class for each image: [N][B], from log-probabilities [N, B, 10]. */
-export function predictionsOf(logp: Float32Array, numModels: number, B: number): number[][] {
-  return Array.from({ length: numModels }, (_, m) =>
-    Array.from({ length: B }, (_, b) => argmax(logp, (m * B + b) * NUM_CLASSES)));
-}
 
 /**
  * Compares the two paths' outputs for one request; throws AgreementError when a prediction differs or a
@@ -297,20 +289,4 @@ export function repeatImage(image: Float32Array, B: number): Float32Array {
   const x = new Float32Array(B * image.length);
   for (let b = 0; b < B; b++) x.set(image, b * image.length);
   return x;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Architecture, printed the way PyTorch prints the example's `Net` (module definition order).
-
-export function formatArchitecture(): string {
-  return [
-    'Net(',
-    `  (conv1): Conv2d(${CONV1.inChannels}, ${CONV1.outChannels}, kernel_size=(${CONV1.kernel}, ${CONV1.kernel}), stride=(1, 1))`,
-    `  (conv2): Conv2d(${CONV2.inChannels}, ${CONV2.outChannels}, kernel_size=(${CONV2.kernel}, ${CONV2.kernel}), stride=(1, 1))`,
-    `  (dropout1): Dropout(p=${DROPOUT1}, inplace=False)`,
-    `  (dropout2): Dropout(p=${DROPOUT2}, inplace=False)`,
-    `  (fc1): Linear(in_features=${FC1.inFeatures}, out_features=${FC1.outFeatures}, bias=True)`,
-    `  (fc2): Linear(in_features=${FC2.inFeatures}, out_features=${FC2.outFeatures}, bias=True)`,
-    ')',
-  ].join('\n');
 }

@@ -10,6 +10,7 @@ import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { Command, CommanderError, Option } from 'commander';
 import { InputError } from '../errors.ts';
+import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from '../exit-codes.ts';
 import {
   BACKEND_CHOICES, INVERT_MODES, MAX_SEED, OPTIMIZERS, PACKAGE_ROOT, UsageError,
   buildBenchOptions, buildDashboardOptions, buildPredictOptions, buildTrainOptions,
@@ -18,9 +19,6 @@ import {
 } from './options.ts';
 
 const NAME = 'mnist-gpujs';
-export const EXIT_OK = 0;
-export const EXIT_FAILURE = 1;
-export const EXIT_USAGE = 2;
 
 export interface MainIO {
   stdout?: Writer;

@@ -47,9 +47,6 @@ export const DEFAULT_MODEL_FILE = 'mnist_cnn.safetensors';
 export const DEFAULT_IMAGE = 'fixtures/1.png';
 export const SHIPPED_MODEL = 'fixtures/mnist_cnn.safetensors';
 
-/** Exit code of a run stopped by Ctrl-C (128 + SIGINT), as shells report it. */
-export const EXIT_INTERRUPTED = 130;
-
 /** A mistake in how flags combine (as opposed to one flag's value). The CLI reports it with exit 2. */
 export class UsageError extends Error {
   constructor(message: string) {

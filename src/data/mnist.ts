@@ -9,7 +9,7 @@
 import { existsSync, readFileSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join, resolve } from 'node:path';
-import { IMAGE_SIDE, NUM_CLASSES } from '../engine/architecture.ts';
+import { IMAGE_SIDE, NUM_CLASSES } from '../model/cnn.ts';
 import { InputError } from '../errors.ts';
 import { readIdxImages, readIdxLabels } from '../io/idx.ts';
 

@@ -10,14 +10,12 @@
  * batch size's plan is built from that one loaded set (each plan also keeps its own channels-last copy of conv2's
  * weight, 74 KB a model).
  */
-import { IMAGE_SIDE, NUM_CLASSES, cnnShapes, type ParamSet } from './architecture.ts';
+import { IMAGE_SIDE, NUM_CLASSES, type ParamSet } from '../model/cnn.ts';
 import type { Device, Plan } from './device.ts';
+import { cnnShapes, maxServingBatch } from './shapes.ts';
 import {
   channelsFirst, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
 } from '../../kernels/fused-forward.ts';
-
-/** conv1's output for one sample of one model: the plan's largest intermediate. */
-const CONV1_OUT = (({ outC, outH, outW }) => outC * outH * outW)(cnnShapes(1, 1, true).conv1);
 
 export class InferencePlan {
   readonly numModels: number;
@@ -39,7 +37,7 @@ export class InferencePlan {
 
   /** The largest batch one plan call takes: conv1's output, the largest intermediate, must stay indexable. */
   get maxBatch(): number {
-    return Math.floor(this.device.maxElements / (this.numModels * CONV1_OUT));
+    return maxServingBatch(this.device, this.numModels);
   }
 
   /** x: [B,1,28,28] shared by every model; returns log-probabilities [M, B, 10]. A large B runs in chunks. */

@@ -2,7 +2,7 @@
  * PyTorch's default initialisation for Conv2d and Linear: weights kaiming-uniform with a = √5, which works out
  * to U(±1/√fan_in), and biases U(±1/√fan_in); seeded, so the same seed gives the same model.
  */
-import { PARAM_SPECS, elementCount, type ParamName, type ParamSet } from './architecture.ts';
+import { PARAM_SPECS, elementCount, type ParamName, type ParamSet } from '../model/cnn.ts';
 import { makeRng } from './random.ts';
 
 /** fan_in of the layer a parameter belongs to: in_channels · k · k for a conv, in_features for a linear. */

@@ -7,11 +7,9 @@
  * Two input modes: `sharedInput` (every model sees the same batch x [B,1,28,28]) and per-model batches
  * (x [M,B,1,28,28], for training M models on different shuffles).
  */
-import {
-  DROPOUT1, DROPOUT2, FC1, IMAGE_SIDE, NUM_CLASSES, PARAM_SPECS, cnnShapes, elementCount,
-  type ParamName, type ParamSet,
-} from './architecture.ts';
+import { DROPOUT1, DROPOUT2, FC1, IMAGE_SIDE, NUM_CLASSES, PARAM_SPECS, elementCount, type ParamSet } from '../model/cnn.ts';
 import type { Device } from './device.ts';
+import { cnnShapes, maxStackedModels, maxTrainingBatch } from './shapes.ts';
 import type { KernelSpec } from '../../kernels/spec.ts';
 import { computeRowsInfo } from '../../kernels/shapes.ts';
 import {
@@ -55,16 +53,6 @@ export interface BackwardResult {
 
 export const POOLED_FEATURES = FC1.inFeatures;
 
-/** The largest array of one sample of one model in training: conv2's padded output gradient. */
-const CONV2_GRAD_PADDED = (({ outC, outH, outW, K }) => outC * (outH + 2 * (K - 1)) * (outW + 2 * (K - 1)))(cnnShapes(1, 1, false).conv2);
-/** The largest parameter of one model: fc1's weight. */
-const LARGEST_PARAM = Math.max(...PARAM_SPECS.map((s) => elementCount(s.shape)));
-
-/** How many models one dispatch can hold on a device (every stacked array must stay within its exact index range). */
-export function maxModelsPerDispatch(device: Device): number {
-  return Math.floor(device.maxElements / LARGEST_PARAM);
-}
-
 /** Every kernel spec of the network for one (M, B, input mode), derived once from the architecture. */
 function buildLayers(M: number, B: number, sharedInput: boolean) {
   const { conv1, conv2, pool, fc1, fc2 } = cnnShapes(M, B, sharedInput);
@@ -107,8 +95,8 @@ export class Net {
   private readonly layers = new Map<string, Layers>();
 
   constructor(device: Device, numModels: number, params: ParamSet) {
-    if (numModels > maxModelsPerDispatch(device)) {
-      throw new Error(`Net: ${numModels} models exceed the ${maxModelsPerDispatch(device)} one dispatch holds on ${device.backend}`);
+    if (numModels > maxStackedModels(device)) {
+      throw new Error(`Net: ${numModels} models exceed the ${maxStackedModels(device)} one stacked kernel holds on ${device.backend}`);
     }
     for (const spec of PARAM_SPECS) {
       const expected = numModels * elementCount(spec.shape);
@@ -123,7 +111,7 @@ export class Net {
 
   /** The largest training batch one pass can take on this device. */
   maxBatch(): number {
-    return Math.floor(this.device.maxElements / (this.numModels * CONV2_GRAD_PADDED));
+    return maxTrainingBatch(this.device, this.numModels);
   }
 
   private layersFor(B: number, sharedInput: boolean): Layers {
@@ -213,10 +201,3 @@ export class Net {
     return out;
   }
 }
-
-/** Total parameter count of one model. */
-export function paramCount(): number {
-  return PARAM_SPECS.reduce((n, s) => n + elementCount(s.shape), 0);
-}
-
-export type { ParamName };

@@ -3,7 +3,7 @@
  * Adadelta (the PyTorch example's default: lr 1.0, rho 0.9, eps 1e-6) and SGD with optional momentum and
  * weight decay; plus StepLR (step size 1): lr = lr0 · gamma^epoch.
  */
-import { PARAM_SPECS, type ParamName, type ParamSet } from './architecture.ts';
+import { PARAM_SPECS, type ParamName, type ParamSet } from '../model/cnn.ts';
 import type { Device } from './device.ts';
 import {
   adadeltaAccDelta, adadeltaDelta, adadeltaSquareAvg, applyUpdate, sgdMomentumBuffer, sgdStep,

@@ -7,10 +7,11 @@
  * Both take one batch shared by every model and return log-probabilities [N, B, 10]. Both serve the first N
  * models of a `ModelSource`, each plan loading its own group of them.
  */
-import { NUM_CLASSES, type ModelSource } from './architecture.ts';
+import { NUM_CLASSES } from '../model/cnn.ts';
+import type { ModelSource } from '../model/stack.ts';
 import type { Device } from './device.ts';
 import { InferencePlan } from './inference-plan.ts';
-import { maxModelsPerDispatch } from './net.ts';
+import { maxStackedModels } from './shapes.ts';
 
 export type RunnerKind = 'sequential' | 'single-dispatch';
 
@@ -83,7 +84,7 @@ export class SingleDispatchRunner extends PlanRunner {
   readonly kind = 'single-dispatch';
 
   constructor(device: Device, models: ModelSource, numModels: number) {
-    const groups = Math.ceil(numModels / maxModelsPerDispatch(device));
+    const groups = Math.ceil(numModels / maxStackedModels(device));
     const size = Math.ceil(numModels / groups);
     const plans: InferencePlan[] = [];
     for (let first = 0; first < numModels; first += size) {

@@ -4,7 +4,8 @@
  * and all K take their step on the same device call. Per epoch: shuffle, batches of `batchSize` (the last one
  * may be smaller), dropout on, NLL loss, optimizer step; the learning rate follows StepLR.
  */
-import { DROPOUT1, DROPOUT2, FC1, NUM_CLASSES, stackParams, type ParamSet } from './architecture.ts';
+import { DROPOUT1, DROPOUT2, FC1, NUM_CLASSES, argmax, type ParamSet } from '../model/cnn.ts';
+import { stackParams } from '../model/stack.ts';
 import type { Device } from './device.ts';
 import { InferencePlan } from './inference-plan.ts';
 import { initParams } from './init.ts';
@@ -156,11 +157,4 @@ async function evaluateWith(plan: InferencePlan, K: number, set: DigitSet, batch
     }
   }
   return { loss: lossSum.map((s) => s / set.count), correct, total: set.count, ensembleCorrect };
-}
-
-/** Index of the largest of the 10 class scores starting at `at`. */
-export function argmax(v: ArrayLike<number>, at: number): number {
-  let best = 0;
-  for (let c = 1; c < NUM_CLASSES; c++) if (v[at + c] > v[at + best]) best = c;
-  return best;
 }

@@ -4,7 +4,7 @@
  * shape the run. A safetensors file (`<model>.ckpt.safetensors`) beside the model file, which stays a plain,
  * PyTorch-loadable weights file. Tensors: `model.<param>` [K, ...] and `optimizer.<param>.<buffer>` [K, ...].
  */
-import { PARAM_SPECS, elementCount, type ParamSet } from '../engine/architecture.ts';
+import { PARAM_SPECS, elementCount, type ParamSet } from '../model/cnn.ts';
 import { InputError } from '../errors.ts';
 import { writeFileAtomic } from './atomic-write.ts';
 import { readInputFile } from './read-input.ts';

@@ -8,7 +8,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { IMAGE_SIDE, NUM_CLASSES } from '../engine/architecture.ts';
+import { IMAGE_SIDE, NUM_CLASSES } from '../model/cnn.ts';
 import { InputError } from '../errors.ts';
 import { readInputFile } from './read-input.ts';
 

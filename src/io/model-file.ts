@@ -12,7 +12,8 @@
  * refused both when reading and when writing, so a diverged model never silently round-trips.
  */
 import { InputError } from '../errors.ts';
-import { PARAM_SPECS, elementCount, sliceModels, type ModelSource, type ParamName, type ParamSet } from '../engine/architecture.ts';
+import { PARAM_SPECS, elementCount, type ParamName, type ParamSet } from '../model/cnn.ts';
+import { replicatedModels, stackedModels, type ModelSource } from '../model/stack.ts';
 import { decodeSafetensors, encodeSafetensors, type DecodedTensor } from './safetensors.ts';
 import { writeFileAtomic } from './atomic-write.ts';
 import { readInputFile } from './read-input.ts';
@@ -135,20 +136,34 @@ export function writeModelFile(
   writeFileAtomic(path, encodeModelFile(params, numModels, extraMetadata));
 }
 
-/** Model `index` of the file, as views on the file's arrays (writes go through to them). */
-export function sliceModel(file: ModelFile, index: number): ParamSet {
-  if (!Number.isSafeInteger(index) || index < 0 || index >= file.numModels) {
-    throw new InputError(`model index ${index} is out of range: the file holds ${file.numModels} model(s)`);
-  }
-  return sliceModels(file.params, index, 1);
-}
-
-/** N models for serving from one model file, as `loadServedModels` (src/cli/models.ts) gives them. */
+/** N models for serving from one model file (`loadServedModels`). */
 export interface ServedModels extends ModelSource {
   /** how many models the file holds */
   fileModels: number;
   /** set when the file's single model was replicated */
   note?: string;
+}
+
+/**
+ * N models for serving (bench, predict, the dashboard) from a model file: a stacked file gives N distinct models
+ * (`requested` undefined: all of them); a single-model file asked for N > 1 is replicated, with a note to show,
+ * as the PyTorch example does. A replicated model is held once: the runners stack the groups they need from it as
+ * they build their plans.
+ */
+export function loadServedModels(path: string, requested: number | undefined): ServedModels {
+  const file = readModelFile(path);
+  const N = requested ?? file.numModels;
+  if (N <= file.numModels) {
+    return { ...stackedModels(file.params, N), fileModels: file.numModels };
+  }
+  if (file.numModels === 1) {
+    return {
+      ...replicatedModels(file.params, N),
+      fileModels: 1,
+      note: `${path} holds one model; it is replicated ${N} times (identical models)`,
+    };
+  }
+  throw new InputError(`${path} holds ${file.numModels} models; --num-models ${N} needs a file with at least ${N} (or a single-model file, which is replicated)`);
 }
 
 function layoutOf(t: DecodedTensor, single: readonly number[]): { stacked: boolean; n: number } | undefined {

@@ -11,7 +11,7 @@ import { inflateSync } from 'node:zlib';
 import { PNG } from 'pngjs';
 import { InputError } from '../errors.ts';
 import { readInputFile } from './read-input.ts';
-import { IMAGE_SIDE } from '../engine/architecture.ts';
+import { IMAGE_SIDE } from '../model/cnn.ts';
 
 export type InvertMode = 'auto' | 'yes' | 'no';
 

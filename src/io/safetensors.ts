@@ -289,13 +289,6 @@ export function halfToFloat(bits: number): number {
   return sign * (1024 + fraction) * 2 ** (exponent - 25); // (1 + f/1024) · 2^(e-15)
 }
 
-/** bfloat16 bits → number. */
-export function bfloat16ToFloat(bits: number): number {
-  const f = new Float32Array(1);
-  new Uint32Array(f.buffer)[0] = (bits & 0xffff) << 16;
-  return f[0]!;
-}
-
 // ---------------------------------------------------------------------------------------------
 // Helpers
 // ---------------------------------------------------------------------------------------------

@@ -9,7 +9,7 @@ import type { DashboardController, DashboardState, RunPhase } from './controller
 import { Footer } from './Footer.tsx';
 import { Header } from './Header.tsx';
 import { PathPanel } from './PathPanel.tsx';
-import { EXIT_INTERRUPTED } from '../cli/options.ts';
+import { EXIT_INTERRUPTED } from '../exit-codes.ts';
 
 const RUNNING: ReadonlySet<RunPhase> = new Set(['loading', 'compiling', 'warmup', 'timed']);
 

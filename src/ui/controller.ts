@@ -15,13 +15,14 @@
  * chunk boundary); requests made meanwhile coalesce, and the latest starts once the old run has settled, so
  * two runs never share the device.
  */
-import type { ModelSource } from '../engine/architecture.ts';
+import type { ModelSource } from '../model/stack.ts';
 import type { Runner } from '../engine/runners.ts';
+import { predictionsOf } from '../model/cnn.ts';
 import { normalizeImages } from '../data/mnist.ts';
 import type { ServedModels } from '../io/model-file.ts';
 import type { LoadedDigit } from '../io/png.ts';
 import {
-  DEFAULT_CHUNKS, PATHS, checkAgreement, chunkSizes, firstRequest, measure, pathStats, predictionsOf, repeatImage,
+  DEFAULT_CHUNKS, PATHS, checkAgreement, chunkSizes, firstRequest, measure, pathStats, repeatImage,
   type Agreement, type BenchProgress, type PathKey, type PathStats, type ServingPaths,
 } from '../bench/harness.ts';
 

@@ -32,16 +32,17 @@
  *   speedup            number    sequential meanMs / singleDispatch meanMs
  * A disagreement between the paths is an error (exit 1), so a document always describes agreeing paths.
  */
-import { IMAGE_SIDE } from '../../engine/architecture.ts';
+import { IMAGE_SIDE, formatArchitecture } from '../../model/cnn.ts';
 import { openDevice } from '../device.ts';
 import { normalizeImages } from '../../data/mnist.ts';
 import { readDigitPng } from '../../io/png.ts';
 import {
-  DEFAULT_CHUNKS, ONE_MODEL_NOTE, benchmarkModels, chunkSizes, formatArchitecture, repeatImage,
+  DEFAULT_CHUNKS, ONE_MODEL_NOTE, benchmarkModels, chunkSizes, repeatImage,
   type Agreement, type BenchProgress, type ModelsBenchmark, type PathStats,
 } from '../../bench/harness.ts';
-import { loadServedModels } from '../models.ts';
-import { EXIT_INTERRUPTED, type BenchOptions, type CliIO, type Writer } from '../options.ts';
+import { loadServedModels } from '../../io/model-file.ts';
+import { EXIT_INTERRUPTED } from '../../exit-codes.ts';
+import type { BenchOptions, CliIO, Writer } from '../options.ts';
 import { ProgressBar } from '../progress.ts';
 
 export type { BenchOptions };

@@ -21,7 +21,7 @@ import { openDevice } from '../device.ts';
 import { readDigitPng } from '../../io/png.ts';
 import { App } from '../../ui/App.tsx';
 import { BenchController } from '../../ui/controller.ts';
-import { loadServedModels } from '../models.ts';
+import { loadServedModels } from '../../io/model-file.ts';
 import { UsageError, type CliIO, type DashboardOptions, type Writer } from '../options.ts';
 
 export type { DashboardOptions };

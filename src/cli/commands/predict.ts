@@ -3,13 +3,12 @@
  * dispatch per layer. Prints each model's prediction, the ensemble's (mean of probabilities) and how many
  * models agree with it; `--json` prints one JSON document instead.
  */
-import { NUM_CLASSES } from '../../engine/architecture.ts';
+import { NUM_CLASSES, argmax } from '../../model/cnn.ts';
 import { openDevice } from '../device.ts';
 import { SingleDispatchRunner } from '../../engine/runners.ts';
-import { argmax } from '../../engine/trainer.ts';
 import { IMAGE_PIXELS, normalizeImages } from '../../data/mnist.ts';
 import { readDigitPng, type LoadedDigit } from '../../io/png.ts';
-import { loadServedModels } from '../models.ts';
+import { loadServedModels } from '../../io/model-file.ts';
 import type { CliIO, PredictOptions } from '../options.ts';
 
 export type { PredictOptions };

@@ -7,13 +7,14 @@
 import fs from 'node:fs';
 import { dirname } from 'node:path';
 import { openDevice } from '../device.ts';
-import { maxModelsPerDispatch } from '../../engine/net.ts';
+import { maxStackedModels } from '../../engine/shapes.ts';
 import { ADADELTA_DEFAULTS, type OptimizerConfig } from '../../engine/optimizer.ts';
 import { Trainer, type EvalReport } from '../../engine/trainer.ts';
 import { loadMnist } from '../../data/mnist.ts';
 import { checkpointPathFor, readCheckpoint, writeCheckpoint, type Checkpoint } from '../../io/checkpoint.ts';
 import { writeModelFile } from '../../io/model-file.ts';
-import { EXIT_INTERRUPTED, UsageError, type CliIO, type TrainOptions, type Writer } from '../options.ts';
+import { EXIT_INTERRUPTED } from '../../exit-codes.ts';
+import { UsageError, type CliIO, type TrainOptions, type Writer } from '../options.ts';
 import { ProgressBar, formatDuration } from '../progress.ts';
 
 export type { TrainOptions };
@@ -30,7 +31,7 @@ export async function run(opts: TrainOptions, io: CliIO = processIO): Promise<nu
     : { kind: 'sgd', momentum: opts.momentum, weightDecay: opts.weightDecay };
   const device = await openDevice(opts.backend, io);
   const K = opts.numModels;
-  const maxModels = maxModelsPerDispatch(device);
+  const maxModels = maxStackedModels(device);
   if (K > maxModels) {
     device.destroy();
     throw new UsageError(`--num-models ${K}: at most ${maxModels} models train in one dispatch on ${device.backend}`);
