@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, describe, expect, it } from 'vitest';
 import {
-  AGREEMENT_TOLERANCE, AgreementError, benchmarkModels, checkAgreement, chunkSizes, firstRequest,
-  ONE_MODEL_NOTE, latencyStats, makePaths, measure, pathStats, percentile, repeatImage,
-  type BenchProgress, type ServingPaths,
+  AGREEMENT_TOLERANCE, AgreementError, PATHS, benchmarkModels, checkAgreement, chunkSizes, destroyPaths, firstRequest,
+  ONE_MODEL_NOTE, latencyStats, makePaths, pathStats, percentile, repeatImage,
+  type BenchEvent, type ServingPaths,
 } from '../src/bench/harness.ts';
 import { run } from '../src/cli/commands/bench.ts';
 import { main } from '../src/cli/main.ts';
@@ -74,9 +74,11 @@ function expectEntry(e: any, N: number, iters: number, exact = true): void {
     expect(path.requestsPerSecond).toBeCloseTo(1000 / path.meanMs, 6);
   }
   expect(e.speedup).toBeCloseTo(e.sequential.meanMs / e.singleDispatch.meanMs, 9);
-  // one compiled plan per model sequentially, one for all of them in one dispatch, each run as the backend's executor
-  expect(e.execution.sequential.dispatches).toBe(N);
-  expect(e.execution.singleDispatch.dispatches).toBe(1);
+  // one plan run per model sequentially, one for all of them in single dispatch, each run as the backend's executor;
+  // `dispatches` is planRuns' former name, kept for one release
+  expect(e.execution.sequential.planRuns).toBe(N);
+  expect(e.execution.singleDispatch.planRuns).toBe(1);
+  for (const path of PATHS) expect(e.execution[path].dispatches).toBe(e.execution[path].planRuns);
   for (const path of [e.execution.sequential, e.execution.singleDispatch]) {
     expect(PLAN_EXECUTORS[BACKEND]).toContain(path.executorKind);
   }
@@ -142,41 +144,62 @@ describe('agreement check', () => {
   });
 });
 
-describe('measure (fake runners)', () => {
-  function fakePaths(calls: string[], N = 2): ServingPaths {
+describe('benchmarkModels (fake runners)', () => {
+  /** Each call is logged and takes `ms[kind]` of busy waiting; model m answers class m. */
+  function fakePaths(calls: string[], N = 2, ms = { sequential: 0, 'single-dispatch': 0 }): ServingPaths {
     const runner = (kind: Runner['kind']): Runner => ({
-      kind, numModels: N, dispatches: kind === 'sequential' ? N : 1, executorKind: 'fake', destroy: () => {},
+      kind, numModels: N, planRuns: kind === 'sequential' ? N : 1, executorKind: 'fake', destroy: () => {},
       predict: async (_x, B) => {
         calls.push(kind);
-        return new Float32Array(N * B * NUM_CLASSES);
+        const until = performance.now() + ms[kind];
+        while (performance.now() < until) { /* busy: the harness's clock must see it */ }
+        const out = new Float32Array(N * B * NUM_CLASSES).fill(-9);
+        for (let m = 0; m < N; m++) for (let b = 0; b < B; b++) out[(m * B + b) * NUM_CLASSES + m] = 0;
+        return out;
       },
     });
     return { numModels: N, sequential: runner('sequential'), singleDispatch: runner('single-dispatch') };
   }
 
-  it('warms each path up, then alternates chunks in ABBA order with one sample per call', async () => {
+  it('warms each path up, then alternates chunks in ABBA order; every call is an event with its latency and output', async () => {
     const calls: string[] = [];
-    const events: BenchProgress[] = [];
-    const m = await measure(fakePaths(calls), new Float32Array(784), 1, { warmup: 2, iters: 4, chunks: 2, onProgress: (p) => events.push(p) });
+    const events: BenchEvent[] = [];
+    const r = await benchmarkModels(fakePaths(calls, 2, { sequential: 3, 'single-dispatch': 1 }), new Float32Array(784), 1,
+      { warmup: 2, iters: 4, chunks: 2, onEvent: (e) => events.push(e) });
     const S = 'sequential';
     const D = 'single-dispatch';
-    expect(calls).toEqual([S, S, D, D, /* chunk 0 */ S, S, D, D, /* chunk 1 */ D, D, S, S]);
-    expect(m.samplesMs.sequential).toHaveLength(4);
-    expect(m.samplesMs.singleDispatch).toHaveLength(4);
-    expect(events.filter((e) => e.phase === 'warmup' && e.path === 'sequential').map((e) => e.done)).toEqual([0, 1, 2]);
-    expect(events.filter((e) => e.phase === 'timed' && e.path === 'singleDispatch').map((e) => `${e.done}/${e.total}`))
-      .toEqual(['0/4', '1/4', '2/4', '3/4', '4/4']);
+    // first request (single dispatch first), warm-up, chunk 0, chunk 1
+    expect(calls).toEqual([D, S, S, S, D, D, S, S, D, D, D, D, S, S]);
+    expect(events.map((e) => e.type).filter((t, i, a) => t !== a[i - 1]))
+      .toEqual(['start', 'first-request', 'phase', 'call', 'phase', 'call', 'phase', 'call', 'result']);
+    expect(events[0]).toEqual({ type: 'start', numModels: 2, batchSize: 1, planRuns: { sequential: 2, singleDispatch: 1 } });
+    const timed = (path: string) => events.flatMap((e) => (e.type === 'call' && e.phase === 'timed' && e.path === path ? [e] : []));
+    expect(timed('singleDispatch').map((e) => `${e.done}/${e.total}${e.endsChunk ? '|' : ''}`)).toEqual(['1/4', '2/4|', '3/4', '4/4|']);
+    // the statistics are the latencies the events carried, each call's own
+    for (const path of PATHS) {
+      const latencies = timed(path).map((e) => e.latencyMs);
+      expect(r[path].samples).toBe(4);
+      expect(r[path].meanMs).toBeCloseTo(latencies.reduce((a, b) => a + b, 0) / 4, 9);
+      expect(r[path].minMs).toBe(Math.min(...latencies));
+    }
+    expect(Math.min(...timed('sequential').map((e) => e.latencyMs))).toBeGreaterThanOrEqual(3);
+    expect(r.speedup).toBeGreaterThan(1);
+    expect(predictionsOf(timed('sequential')[0]!.output, 2, 1)).toEqual([[0], [1]]);
+    const last = events.at(-1)!;
+    expect(last.type === 'result' && last.result).toBe(r);
+    expect(r.execution.sequential).toEqual({ planRuns: 2, dispatches: 2, executorKind: 'fake' });
   });
 
   it('stops at the next chunk boundary when aborted', async () => {
     const calls: string[] = [];
     const abort = new AbortController();
-    const run = measure(fakePaths(calls), new Float32Array(784), 1, {
+    const run = benchmarkModels(fakePaths(calls), new Float32Array(784), 1, {
       warmup: 0, iters: 10, chunks: 5, signal: abort.signal,
-      onProgress: (p) => { if (p.phase === 'timed' && p.done > 0) abort.abort(); },
+      onEvent: (e) => { if (e.type === 'call' && e.phase === 'timed') abort.abort(); },
     });
     await expect(run).rejects.toThrow(/abort/i);
-    expect(calls).toEqual(['sequential', 'sequential']);
+    // the first request, then one chunk of two calls
+    expect(calls).toEqual(['single-dispatch', 'sequential', 'sequential', 'sequential']);
   });
 });
 
@@ -211,13 +234,15 @@ describe('sequential and single dispatch on a real device', () => {
 
   it('benchmarkModels counts its calls and reports the sample prediction first', async () => {
     const device = await Device.open(BACKEND);
+    const paths = makePaths(device, stackedModels(initParams(5), 1), 1);
     try {
       const seen: number[][][] = [];
-      const r = await benchmarkModels(device, stackedModels(initParams(5), 1), 1, normalizeImages(readDigitPng(IMAGE).pixels), 1,
-        { warmup: 0, iters: 3, onFirstRequest: (f) => seen.push(f.predictions) });
+      const r = await benchmarkModels(paths, normalizeImages(readDigitPng(IMAGE).pixels), 1,
+        { warmup: 0, iters: 3, onEvent: (e) => { if (e.type === 'first-request') seen.push(e.predictions); } });
       expect(seen).toEqual([[[r.predictions[0]]]]);
       expectEntry({ ...r, replicated: false }, 1, 3);
     } finally {
+      destroyPaths(paths);
       device.destroy();
     }
   }, SLOW);

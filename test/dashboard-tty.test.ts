@@ -168,7 +168,7 @@ describe.skipIf(SKIP_REASON !== undefined)(SKIP_REASON ?? `the CLI in a real ter
     const t = await launch(['dashboard', ...runArgs()]);
 
     const first = await t.waitFor('completed run with N=2', (s) => runDone(s) && headerN(s) === 2);
-    expect(first).toMatch(/^│ sequential +2 dispatches per request[^│]* +││ single dispatch +1 dispatch per request[^│]* +│$/m);
+    expect(first).toMatch(/^│ sequential +2 plan runs per request[^│]* +││ single dispatch +1 plan run per request[^│]* +│$/m);
     expect(first).toContain('per request · stepwise'); // how the cpu backend runs a plan
     expect(first).toContain(`(holds 1 model, replicated ×2)`);
     expect(first).toMatch(/^speedup +\d+\.\d\d× single dispatch over sequential \(mean latency\)$/m);
@@ -178,7 +178,7 @@ describe.skipIf(SKIP_REASON !== undefined)(SKIP_REASON ?? `the CLI in a real ter
 
     await t.type('+');
     const second = await t.waitFor('completed run with N=3 after +', (s) => runDone(s) && headerN(s) === 3);
-    expect(second).toMatch(/^│ sequential +3 dispatches per request[^│]* +│/m);
+    expect(second).toMatch(/^│ sequential +3 plan runs per request[^│]* +│/m);
     expect(second).toContain(`(holds 1 model, replicated ×3)`);
     expect(second).toContain('models (N=3)');
     expect(second).not.toMatch(/ERROR|✖/);

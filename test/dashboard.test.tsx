@@ -22,12 +22,13 @@ import { stackedModels } from '../src/model/stack.ts';
 import type { Runner } from '../src/engine/runners.ts';
 import { InputError } from '../src/errors.ts';
 import type { LoadedDigit } from '../src/io/png.ts';
-import { ONE_MODEL_NOTE, type PathStats, type ServingPaths } from '../src/bench/harness.ts';
+import { ONE_MODEL_NOTE, benchmarkModels, type BenchEvent, type PathStats, type ServingPaths } from '../src/bench/harness.ts';
 import { App, keyAction } from '../src/ui/App.tsx';
+import { BenchController, type DashboardController, type RunDeps } from '../src/ui/controller.ts';
 import {
-  BenchController, HISTORY_LENGTH, dashboardChunks, nextBatchSize,
-  type DashboardController, type DashboardState, type PathView, type RunDeps,
-} from '../src/ui/controller.ts';
+  HISTORY_LENGTH, dashboardChunks, initialState, nextBatchSize, reduce,
+  type DashboardEvent, type DashboardState, type PathView,
+} from '../src/ui/dashboard-state.ts';
 import { Footer } from '../src/ui/Footer.tsx';
 import { Header } from '../src/ui/Header.tsx';
 import { PathPanel, formatPredictions } from '../src/ui/PathPanel.tsx';
@@ -46,8 +47,8 @@ const stats = (meanMs: number, over: Partial<PathStats> = {}): PathStats => ({
 
 function pathView(over: Partial<PathView> = {}): PathView {
   return {
-    warmup: { done: 0, total: 2 }, timed: { done: 0, total: 20 }, stats: undefined, history: [],
-    predictions: undefined, dispatchesPerRequest: undefined, executorKind: undefined, ...over,
+    warmup: { done: 0, total: 2 }, timed: { done: 0, total: 20 }, samplesMs: [], stats: undefined, history: [],
+    predictions: undefined, planRunsPerRequest: undefined, executorKind: undefined, ...over,
   };
 }
 
@@ -57,7 +58,7 @@ function dashState(over: Partial<DashboardState> = {}): DashboardState {
     image: { width: 28, height: 28, inverted: false }, notes: [], numModels: 2, batchSize: 1, warmup: 2, iters: 20,
     chunks: 10, phase: 'loading', activePath: undefined,
     paths: { sequential: pathView(), singleDispatch: pathView() },
-    speedup: undefined, agreement: undefined, elapsedMs: 0, error: undefined, ...over,
+    speedup: undefined, agreement: undefined, startedAtMs: 0, elapsedMs: 0, error: undefined, ...over,
   };
 }
 
@@ -104,10 +105,10 @@ describe('components', () => {
   it('PathPanel shows progress, latency, throughput, history and each model\'s digit', () => {
     const view = pathView({
       warmup: { done: 2, total: 2 }, timed: { done: 10, total: 20 }, stats: stats(12.345),
-      history: [12, 13, 11], predictions: [7, 1, 7], dispatchesPerRequest: 3, executorKind: 'fused-threaded',
+      history: [12, 13, 11], predictions: [7, 1, 7], planRunsPerRequest: 3, executorKind: 'fused-threaded',
     });
     const out = frame(render(<PathPanel title="sequential" view={view} width={60} color="yellow" active />));
-    expect(out).toContain('sequential  3 dispatches per request · fused-threaded');
+    expect(out).toContain('sequential  3 plan runs per request · fused-threaded');
     expect(out).toMatch(/warm-up +█+ 2\/2/);
     expect(out).toMatch(/timed +█+░+ 10\/20/);
     // half the bar is filled at 10/20
@@ -248,6 +249,103 @@ describe('App on a fake controller', () => {
 });
 
 // ---------------------------------------------------------------------------------------------
+// The reducer on harness events alone
+
+describe('the dashboard state from harness events (reduce)', () => {
+  const config = { backend: 'fake', modelPath: 'm.safetensors', imagePath: '7.png', numModels: 2, batchSize: 1, warmup: 1, iters: 4 };
+  /** log-probabilities for N = 2, B = 1 where model m answers `digits[m]` */
+  const answer = (...digits: number[]) => {
+    const out = new Float32Array(digits.length * NUM_CLASSES).fill(-9);
+    digits.forEach((d, m) => { out[m * NUM_CLASSES + d] = 0; });
+    return out;
+  };
+  const call = (path: 'sequential' | 'singleDispatch', phase: 'warmup' | 'timed', done: number, total: number, latencyMs: number, endsChunk = false,
+    output = answer(3, 4)): BenchEvent => ({ type: 'call', numModels: 2, phase, path, done, total, latencyMs, output, endsChunk });
+
+  it('turns each event into what the panels show: progress, live statistics per chunk, history, predictions, the result', () => {
+    const agreement = { maxAbsDiff: 0, samePredictions: true, tolerance: 1e-5 };
+    const execution = { sequential: { planRuns: 2, dispatches: 2, executorKind: 'fake' }, singleDispatch: { planRuns: 1, dispatches: 1, executorKind: 'fake' } };
+    const steps: Array<[DashboardEvent, number]> = [
+      [{ type: 'start', numModels: 2, batchSize: 1, planRuns: { sequential: 2, singleDispatch: 1 } }, 10],
+      [{ type: 'first-request', numModels: 2, predictions: [[3], [4]], agreement, execution }, 20],
+      [{ type: 'phase', numModels: 2, phase: 'warmup', path: 'sequential', total: 1 }, 21],
+      [call('sequential', 'warmup', 1, 1, 50, false, answer(5, 6)), 30],
+      [{ type: 'phase', numModels: 2, phase: 'timed', path: 'sequential', total: 4 }, 31],
+      [{ type: 'phase', numModels: 2, phase: 'timed', path: 'singleDispatch', total: 4 }, 31],
+      [call('sequential', 'timed', 1, 4, 10), 40],
+      [call('sequential', 'timed', 2, 4, 20, true), 50],
+      [call('singleDispatch', 'timed', 1, 4, 4), 55],
+      [call('singleDispatch', 'timed', 2, 4, 6, true), 60],
+    ];
+    let s = initialState(config, 0);
+    const seen: DashboardState[] = [];
+    for (const [event, at] of steps) seen.push(s = reduce(s, event, at));
+    expect(seen[0]!.phase).toBe('compiling');
+    expect(seen[0]!.paths.sequential.planRunsPerRequest).toBe(2);
+    expect(seen[1]!.agreement).toEqual(agreement);
+    expect(seen[1]!.paths.singleDispatch.executorKind).toBe('fake');
+    expect(seen[3]).toMatchObject({ phase: 'warmup', activePath: 'sequential', elapsedMs: 30 });
+    expect(seen[3]!.paths.sequential.warmup).toEqual({ done: 1, total: 1 });
+    expect(seen[3]!.paths.sequential.predictions).toEqual([5, 6]);
+    // a warm-up call is no sample
+    expect(seen[3]!.paths.sequential.samplesMs).toEqual([]);
+    // mid-chunk: a sample, no statistics yet
+    expect(seen[6]!.paths.sequential.samplesMs).toEqual([10]);
+    expect(seen[6]!.paths.sequential.stats).toBeUndefined();
+    expect(seen[6]!.paths.sequential.predictions).toEqual([3, 4]);
+    // a chunk's end: its mean joins the history, statistics over every sample so far
+    expect(seen[7]!.paths.sequential.history).toEqual([15]);
+    expect(seen[7]!.paths.sequential.stats).toMatchObject({ meanMs: 15, samples: 2, minMs: 10, maxMs: 20 });
+    expect(seen[7]!.paths.sequential.stats!.modelEvaluationsPerSecond).toBeCloseTo(2000 / 15, 9);
+    expect(seen[7]!.speedup).toBeUndefined();
+    expect(s.paths.singleDispatch.history).toEqual([5]);
+    expect(s.speedup).toBeCloseTo(3, 12);
+    expect(s).toMatchObject({ phase: 'timed', activePath: 'singleDispatch', elapsedMs: 60 });
+    expect(s.paths.sequential.timed).toEqual({ done: 2, total: 4 });
+
+    // the second chunk's history point is its own mean, not the running one
+    s = reduce(s, call('sequential', 'timed', 3, 4, 40), 70);
+    s = reduce(s, call('sequential', 'timed', 4, 4, 60, true), 80);
+    expect(s.paths.sequential.history).toEqual([15, 50]);
+    expect(s.paths.sequential.stats).toMatchObject({ meanMs: 32.5, samples: 4 });
+  });
+
+  it('a rerun of the same N and B keeps the history; another N starts it afresh; refusals and failures only set the red line', () => {
+    let s = initialState(config, 0);
+    s = reduce(s, call('sequential', 'timed', 1, 4, 8, true), 5);
+    expect(s.paths.sequential.history).toEqual([8]);
+    const rerun = reduce(s, { type: 'request', numModels: 2, batchSize: 1 }, 100);
+    expect(rerun).toMatchObject({ phase: 'loading', startedAtMs: 100, elapsedMs: 0, agreement: undefined, speedup: undefined });
+    expect(rerun.paths.sequential).toMatchObject({ history: [8], samplesMs: [], stats: undefined, timed: { done: 0, total: 4 } });
+    expect(reduce(s, { type: 'request', numModels: 3, batchSize: 1 }, 100).paths.sequential.history).toEqual([]);
+    const refused = reduce(rerun, { type: 'refused', error: 'N=9: too many' }, 120);
+    expect(refused).toMatchObject({ phase: 'loading', error: 'N=9: too many' });
+    expect(reduce(refused, { type: 'request', numModels: 2, batchSize: 8 }, 130).error).toBeUndefined();
+    expect(reduce(rerun, { type: 'failed', error: 'boom' }, 150)).toMatchObject({ phase: 'error', error: 'boom', elapsedMs: 50 });
+    expect(reduce(rerun, { type: 'stopped' }, 150).phase).toBe('stopped');
+  });
+
+  it('folding a real harness run (fake runners) ends where the harness did: its statistics, agreement and speedup', async () => {
+    const busy = { now: 0, max: 0 };
+    const paths: ServingPaths = { numModels: 2, sequential: fakeRunner('sequential', 2, 0, busy), singleDispatch: fakeRunner('single-dispatch', 2, 0, busy) };
+    const events: BenchEvent[] = [];
+    const result = await benchmarkModels(paths, new Float32Array(28 * 28), 1, { warmup: 1, iters: 20, chunks: dashboardChunks(20), onEvent: (e) => events.push(e) });
+    const s = events.reduce((state, e, i) => reduce(state, e, i), initialState({ ...config, iters: 20 }, 0));
+    expect(s.phase).toBe('done');
+    for (const path of ['sequential', 'singleDispatch'] as const) {
+      expect(s.paths[path].stats).toEqual(result[path]);
+      expect(s.paths[path].samplesMs).toHaveLength(20);
+      expect(s.paths[path].history).toHaveLength(dashboardChunks(20));
+      expect(s.paths[path].timed).toEqual({ done: 20, total: 20 });
+      expect(s.paths[path].predictions).toEqual([1, 2]);
+    }
+    expect(s.speedup).toBe(result.speedup);
+    expect(s.agreement).toEqual(result.agreement);
+    expect(s.elapsedMs).toBe(events.length - 1);
+  });
+});
+
+// ---------------------------------------------------------------------------------------------
 // The real controller and harness on fake runners
 
 const FILE_MODELS = 3;
@@ -261,7 +359,7 @@ function fakeRunner(kind: Runner['kind'], numModels: number, delayMs: number, bu
   return {
     kind,
     numModels,
-    dispatches: kind === 'sequential' ? numModels : 1,
+    planRuns: kind === 'sequential' ? numModels : 1,
     executorKind: 'fake',
     destroy: () => {},
     async predict(_x, B) {
@@ -325,7 +423,7 @@ describe('BenchController on fake runners', () => {
       expect(v.history).toHaveLength(dashboardChunks(20));
       expect(v.predictions).toEqual([1, 2]);
     }
-    expect(s.paths.sequential.dispatchesPerRequest).toBe(2);
+    expect(s.paths.sequential.planRunsPerRequest).toBe(2);
     expect(s.speedup).toBeGreaterThan(0);
     expect(s.agreement).toMatchObject({ samePredictions: true, maxAbsDiff: 0 });
     // progress was published along the way, in order

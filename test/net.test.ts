@@ -414,7 +414,7 @@ describe.each(plan.run)('net on %s', (backend) => {
       // inputs make an unwritten cell (zero or stale) fail the comparison with the reference instead
       const sequential = new SequentialRunner(device(), stackedModels(stacked, M), M);
       const single = new SingleDispatchRunner(device(), stackedModels(stacked, M), M);
-      expect([sequential.dispatches, single.dispatches]).toEqual([M, 1]);
+      expect([sequential.planRuns, single.planRuns]).toEqual([M, 1]);
       const a = await sequential.predict(x, B);
       const b = await single.predict(x, B);
       sequential.destroy();

@@ -221,7 +221,7 @@ describe.skipIf(webasmMissing !== null)('train through the CLI (webasm, real run
     expect(ep!.train_loss[0]).not.toBe(ep!.train_loss[1]);
 
     // Model i trains with seed + i (its own init, shuffle and dropout), and every kernel computes each model's cells
-    // exactly as a one-model dispatch does, so it reproduces the one-model run of that seed bit for bit (it did when
+    // exactly as a one-model kernel call does, so it reproduces the one-model run of that seed bit for bit (it did when
     // written). Needs the previous test's runs; skipped when this test runs alone.
     if (singles) {
       for (let i = 0; i < 2; i++) {

@@ -96,8 +96,8 @@ describe.runIf(webgpu)('on the webgpu adapter of this machine', async () => {
     expect(doc.backend).toBe('webgpu');
     expect(doc.adapter).toContain(probe!.info!.description);
     expect(doc.execution).toEqual({
-      sequential: { dispatches: 3, executorKind: 'fused-encoder' },
-      singleDispatch: { dispatches: 1, executorKind: 'fused-encoder' },
+      sequential: { planRuns: 3, dispatches: 3, executorKind: 'fused-encoder' },
+      singleDispatch: { planRuns: 1, dispatches: 1, executorKind: 'fused-encoder' },
     });
     expect(doc.agreement.samePredictions).toBe(true);
     expect(doc.agreement.maxAbsDiff).toBeLessThanOrEqual(1e-5);

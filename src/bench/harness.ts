@@ -1,8 +1,8 @@
 /**
- * The benchmark harness behind `mnist-gpujs bench` (and the live dashboard): serve N models two ways on one
- * Device, check that both give the same answer, then time them fairly. UI-free: callers get progress through a
- * callback and can stop a run with an AbortSignal; the harness yields to the event loop between chunks so a
- * live UI can redraw.
+ * The benchmark harness behind `mnist-gpujs bench` and the live dashboard, the one place that runs and times the
+ * two serving paths: check that both give the same answer, then time them fairly. UI-free: callers see every
+ * call through events (`BenchEvent`) and can stop a run with an AbortSignal; the harness yields to the event loop
+ * between chunks so a live view can redraw.
  *
  * Timing method. We time each call ourselves with performance.now() rather than through tinybench: we need
  * exactly --warmup and --iters calls per path, per-call progress for the bars, one sample set per path merged
@@ -10,7 +10,7 @@
  * run() and reports only per-cycle events, so driving it chunk by chunk would leave us re-merging its retained
  * samples and recomputing every statistic anyway, with nothing left for it to do but read the clock.
  * - Every call is awaited: a runner's promise resolves with the read-back log-probabilities, so a sample
- *   covers dispatch, compute and read-back, as a caller would see it.
+ *   covers upload, the plan runs and read-back, as a caller would see it.
  * - Both paths have run once before warm-up (the agreement check), so kernel compilation never lands in the
  *   warm-up count or in a sample, even with --warmup 0.
  * - The timed calls alternate between the paths in chunks (ABBA order: sequential first in even chunks, single
@@ -24,6 +24,8 @@ import { SequentialRunner, SingleDispatchRunner, type Runner } from '../engine/r
 /** The two paths, named as in the JSON output. */
 export type PathKey = 'sequential' | 'singleDispatch';
 export const PATHS: readonly PathKey[] = ['sequential', 'singleDispatch'];
+/** The paths as people read them, in every front end. */
+export const PATH_LABEL: Record<PathKey, string> = { sequential: 'sequential', singleDispatch: 'single dispatch' };
 
 /** Largest |sequential − single dispatch| log-probability accepted as the same answer. */
 export const AGREEMENT_TOLERANCE = 1e-5;
@@ -55,6 +57,16 @@ export interface Agreement {
   tolerance: number;
 }
 
+/** How one path ran: plan runs per request, and the executor GPU.js ran its plans with. */
+export interface PathExecution {
+  /** plan runs one request takes: N sequentially; 1 in single dispatch (a few past a device's limit) */
+  planRuns: number;
+  /** the former name of `planRuns` in the JSON output, kept for one release */
+  dispatches: number;
+  /** e.g. 'fused-threaded', 'fused-encoder'; see `Plan.executorKind` */
+  executorKind: string;
+}
+
 /** One model count's result; the shape of the JSON output's per-N fields. */
 export interface ModelsBenchmark {
   numModels: number;
@@ -63,28 +75,50 @@ export interface ModelsBenchmark {
   agreement: Agreement;
   sequential: PathStats;
   singleDispatch: PathStats;
-  /** How each path ran: compiled plans per request, and GPU.js's executor for them (e.g. 'fused-encoder'). */
-  execution: Record<PathKey, { dispatches: number; executorKind: string }>;
+  execution: Record<PathKey, PathExecution>;
   /** sequential mean / single-dispatch mean */
   speedup: number;
 }
 
-export interface BenchProgress {
-  numModels: number;
-  phase: 'warmup' | 'timed';
-  path: PathKey;
-  /** calls done of `total` in this phase for this path */
-  done: number;
-  total: number;
-}
+export type Phase = 'warmup' | 'timed';
 
-export interface MeasureConfig {
+/**
+ * What the harness reports while it benchmarks one model count, in this order: `start`; `first-request`; per
+ * path a warm-up `phase` and its `call`s; both paths' timed `phase`s, then their `call`s alternating chunk by
+ * chunk; `result`. Every call comes with its latency and output, so a live view needs no clock of its own.
+ */
+export type BenchEvent =
+  | { type: 'start'; numModels: number; batchSize: number; planRuns: Record<PathKey, number> }
+  | {
+    type: 'first-request'; numModels: number;
+    /** [N][B] */
+    predictions: number[][];
+    agreement: Agreement;
+    execution: Record<PathKey, PathExecution>;
+  }
+  | { type: 'phase'; numModels: number; phase: Phase; path: PathKey; total: number }
+  | {
+    type: 'call'; numModels: number; phase: Phase; path: PathKey;
+    /** calls done of `total` in this phase for this path, this one included */
+    done: number;
+    total: number;
+    /** this call's latency; in the timed phase it is the sample the statistics use */
+    latencyMs: number;
+    /** log-probabilities [N, B, 10] */
+    output: Float32Array;
+    /** the last call of a timed chunk: the harness yields to the event loop after it */
+    endsChunk: boolean;
+  }
+  | { type: 'result'; result: ModelsBenchmark };
+
+export interface BenchConfig {
   warmup: number;
   iters: number;
   /** Alternation chunks; capped at iters. */
   chunks?: number;
+  /** checked between calls of the warm-up and between chunks: an aborted run rejects with the signal's reason */
   signal?: AbortSignal;
-  onProgress?: (p: BenchProgress) => void;
+  onEvent?: (e: BenchEvent) => void;
 }
 
 /** The two paths disagree: a bug in a kernel or runner, never the user's input. */
@@ -166,19 +200,26 @@ export function checkAgreement(
 // ---------------------------------------------------------------------------------------------
 // Runs
 
+/** The two paths serving the same N models, built by the caller (`makePaths`, or runners of its own). */
 export interface ServingPaths {
   numModels: number;
   sequential: Runner;
   singleDispatch: Runner;
 }
 
-/** Both paths serving the first `numModels` of `models`. */
+/** Both paths serving the first `numModels` of `models`; free them with `destroyPaths`. */
 export function makePaths(device: Device, models: ModelSource, numModels: number): ServingPaths {
   return {
     numModels,
     sequential: new SequentialRunner(device, models, numModels),
     singleDispatch: new SingleDispatchRunner(device, models, numModels),
   };
+}
+
+/** Frees both paths' compiled plans and resident weights. */
+export function destroyPaths(paths: ServingPaths): void {
+  paths.sequential.destroy();
+  paths.singleDispatch.destroy();
 }
 
 /** One request on each path (compiling their kernels on first use), checked for agreement. */
@@ -199,24 +240,39 @@ export function chunkSizes(iters: number, chunks: number): number[] {
   return Array.from({ length: n }, (_, i) => Math.floor(iters / n) + (i < iters % n ? 1 : 0));
 }
 
-export interface Measurement {
-  /** per-call latencies in ms, in the order they were taken */
-  samplesMs: Record<PathKey, number[]>;
-  /** each path's output of its last timed call */
-  lastOutputs: Record<PathKey, Float32Array>;
+/** One awaited call, timed: upload, compute and read-back, as a caller sees it. */
+async function timedCall(runner: Runner, x: Float32Array, B: number): Promise<{ latencyMs: number; output: Float32Array }> {
+  const t0 = performance.now();
+  const output = await runner.predict(x, B);
+  return { latencyMs: performance.now() - t0, output };
 }
 
-/** Warm-up (per path, untimed), then the timed calls alternating between the paths chunk by chunk. */
-export async function measure(paths: ServingPaths, x: Float32Array, B: number, cfg: MeasureConfig): Promise<Measurement> {
-  const { signal, onProgress } = cfg;
+function executionOf(runner: Runner): PathExecution {
+  return { planRuns: runner.planRuns, dispatches: runner.planRuns, executorKind: runner.executorKind };
+}
+
+/**
+ * The whole benchmark for one model count, on paths the caller built and frees: first request and agreement,
+ * warm-up, alternating timed calls, and agreement again on the last timed outputs (a path that drifts once warm
+ * is caught too). Progress, every call and the result go to `cfg.onEvent` (see `BenchEvent`).
+ */
+export async function benchmarkModels(paths: ServingPaths, x: Float32Array, B: number, cfg: BenchConfig): Promise<ModelsBenchmark> {
+  const { signal } = cfg;
+  const emit = cfg.onEvent ?? (() => {});
   const N = paths.numModels;
+  emit({ type: 'start', numModels: N, batchSize: B, planRuns: { sequential: paths.sequential.planRuns, singleDispatch: paths.singleDispatch.planRuns } });
+
+  const first = await firstRequest(paths, x, B);
+  const execution = { sequential: executionOf(paths.sequential), singleDispatch: executionOf(paths.singleDispatch) };
+  emit({ type: 'first-request', numModels: N, ...first, execution });
+
   for (const path of PATHS) {
-    onProgress?.({ numModels: N, phase: 'warmup', path, done: 0, total: cfg.warmup });
+    emit({ type: 'phase', numModels: N, phase: 'warmup', path, total: cfg.warmup });
     for (let i = 0; i < cfg.warmup; i++) {
       signal?.throwIfAborted();
-      await paths[path].predict(x, B);
-      onProgress?.({ numModels: N, phase: 'warmup', path, done: i + 1, total: cfg.warmup });
-      await yieldToEventLoop(); // untimed, so a live UI may redraw after every call
+      const call = await timedCall(paths[path], x, B);
+      emit({ type: 'call', numModels: N, phase: 'warmup', path, done: i + 1, total: cfg.warmup, ...call, endsChunk: false });
+      await yieldToEventLoop(); // untimed, so a live view may redraw after every call
     }
   }
 
@@ -224,57 +280,27 @@ export async function measure(paths: ServingPaths, x: Float32Array, B: number, c
   const lastOutputs = {} as Record<PathKey, Float32Array>;
   const sizes = chunkSizes(cfg.iters, cfg.chunks ?? DEFAULT_CHUNKS);
   // both paths' timed phases start now (they interleave), so rates and ETAs are measured from here
-  for (const path of PATHS) onProgress?.({ numModels: N, phase: 'timed', path, done: 0, total: cfg.iters });
+  for (const path of PATHS) emit({ type: 'phase', numModels: N, phase: 'timed', path, total: cfg.iters });
   for (let c = 0; c < sizes.length; c++) {
     const order: readonly PathKey[] = c % 2 === 0 ? PATHS : [...PATHS].reverse();
     for (const path of order) {
-      const runner = paths[path];
       const samples = samplesMs[path];
       for (let i = 0; i < sizes[c]!; i++) {
-        const t0 = performance.now();
-        const out = await runner.predict(x, B);
-        samples.push(performance.now() - t0);
-        lastOutputs[path] = out;
-        onProgress?.({ numModels: N, phase: 'timed', path, done: samples.length, total: cfg.iters });
+        const call = await timedCall(paths[path], x, B);
+        samples.push(call.latencyMs);
+        lastOutputs[path] = call.output;
+        emit({ type: 'call', numModels: N, phase: 'timed', path, done: samples.length, total: cfg.iters, ...call, endsChunk: i === sizes[c]! - 1 });
       }
       signal?.throwIfAborted();
       await yieldToEventLoop();
     }
   }
-  return { samplesMs, lastOutputs };
-}
 
-/**
- * The whole benchmark for one model count: first request and agreement, warm-up, alternating timed calls,
- * and agreement again on the last timed outputs (a path that drifts once warm is caught too).
- * `onFirstRequest` sees the sample prediction before the (long) timing starts.
- */
-export async function benchmarkModels(
-  device: Device, models: ModelSource, numModels: number, x: Float32Array, B: number,
-  cfg: MeasureConfig & { onFirstRequest?: (r: { predictions: number[][]; agreement: Agreement }) => void },
-): Promise<ModelsBenchmark> {
-  const paths = makePaths(device, models, numModels);
-  let first: Awaited<ReturnType<typeof firstRequest>>;
-  let m: Measurement;
-  let execution: ModelsBenchmark['execution'];
-  try {
-    first = await firstRequest(paths, x, B);
-    cfg.onFirstRequest?.(first);
-    m = await measure(paths, x, B, cfg);
-    execution = {
-      sequential: { dispatches: paths.sequential.dispatches, executorKind: paths.sequential.executorKind },
-      singleDispatch: { dispatches: paths.singleDispatch.dispatches, executorKind: paths.singleDispatch.executorKind },
-    };
-  } finally {
-    paths.sequential.destroy();
-    paths.singleDispatch.destroy();
-  }
-  const last = checkAgreement(m.lastOutputs.sequential, m.lastOutputs.singleDispatch, numModels, B);
-  const evaluations = numModels * B;
-  const sequential = pathStats(m.samplesMs.sequential, evaluations);
-  const singleDispatch = pathStats(m.samplesMs.singleDispatch, evaluations);
-  return {
-    numModels,
+  const last = checkAgreement(lastOutputs.sequential, lastOutputs.singleDispatch, N, B);
+  const sequential = pathStats(samplesMs.sequential, N * B);
+  const singleDispatch = pathStats(samplesMs.singleDispatch, N * B);
+  const result: ModelsBenchmark = {
+    numModels: N,
     predictions: first.predictions.map((row) => row[0]!),
     agreement: { ...first.agreement, maxAbsDiff: Math.max(first.agreement.maxAbsDiff, last.maxAbsDiff) },
     sequential,
@@ -282,6 +308,8 @@ export async function benchmarkModels(
     execution,
     speedup: sequential.meanMs / singleDispatch.meanMs,
   };
+  emit({ type: 'result', result });
+  return result;
 }
 
 /** The request: one normalised image [1,28,28] repeated B times → [B,1,28,28]. */

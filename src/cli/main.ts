@@ -64,17 +64,18 @@ function addRunLoopOptions(cmd: Command): Command {
   return cmd
     .addOption(imagePathOption())
     .addOption(modelPathOption())
-    .addOption(new Option('--batch-size <n>', 'images per forward pass (the image repeated)').argParser(positiveInt('--batch-size')).default(1))
-    .addOption(new Option('--warmup <n>', 'untimed iterations before measuring').argParser(nonNegativeInt('--warmup')).default(100))
-    .addOption(new Option('--iters <n>', 'timed iterations per strategy').argParser(positiveInt('--iters')).default(1000))
+    .addOption(new Option('--batch-size <n>', 'images per request (the image repeated)').argParser(positiveInt('--batch-size')).default(1))
+    .addOption(new Option('--warmup <n>', 'untimed calls per path before timing').argParser(nonNegativeInt('--warmup')).default(100))
+    .addOption(new Option('--iters <n>', 'timed calls per path').argParser(positiveInt('--iters')).default(1000))
     .addOption(backendOption());
 }
 
-type Runner = (parsed: Parsed<unknown>, load: () => Promise<{ run: (opts: any, io: CliIO) => Promise<number> }>) => Promise<void>;
+/** Runs a command's module (imported on first use) with its parsed options; records its exit code. */
+type CommandLauncher = (parsed: Parsed<unknown>, load: () => Promise<{ run: (opts: any, io: CliIO) => Promise<number> }>) => Promise<void>;
 
-function buildProgram(io: CliIO, ctxOf: (cmd: Command) => ParseContext, runCommand: Runner, onErrorHelp: () => void): Command {
+function buildProgram(io: CliIO, ctxOf: (cmd: Command) => ParseContext, runCommand: CommandLauncher, onErrorHelp: () => void): Command {
   const program = new Command(NAME)
-    .description('Train the PyTorch-examples MNIST CNN on hand-written GPU.js kernels, and benchmark N models run one by one against one dispatch per layer.')
+    .description('Train the PyTorch-examples MNIST CNN on hand-written GPU.js kernels, and benchmark N models served one after another (N plan runs per request) against all N stacked in one plan run.')
     .version(packageVersion(), '-V, --version', 'print the version')
     .helpOption('-h, --help', 'show help')
     .helpCommand('help [command]', 'show help for a command')
@@ -116,7 +117,7 @@ function buildProgram(io: CliIO, ctxOf: (cmd: Command) => ParseContext, runComma
     .addOption(new Option('--limit <n>', 'use at most this many training digits').argParser(positiveInt('--limit')))
     .addOption(new Option('--test-limit <n>', 'evaluate on at most this many test digits').argParser(positiveInt('--test-limit')))
     .addOption(new Option('--model-path <file>', 'where the model is saved; giving it implies --save-model').default('mnist_cnn.safetensors'))
-    .addOption(numModelsOption(1, 'train this many models together, one dispatch per layer', 'k'))
+    .addOption(numModelsOption(1, 'train this many models together, stacked: one kernel call per layer for all of them', 'k'))
     .option('--resume <file>', 'continue from a checkpoint (<model>.ckpt.safetensors, written by --save-model after each epoch), optimizer state included; implies --save-model')
     .option('--json', 'print results as JSON on stdout')
     .addHelpText('after', examples([
@@ -128,7 +129,7 @@ function buildProgram(io: CliIO, ctxOf: (cmd: Command) => ParseContext, runComma
     .action(async (raw, cmd: Command) => runCommand(buildTrainOptions(raw, ctxOf(cmd)), () => import('./commands/train.ts')));
 
   addRunLoopOptions(program.command('bench')
-    .description('Benchmark N models run one after another against all N in one dispatch per layer.')
+    .description('Benchmark N models served one after another (sequential: N plan runs per request) against all N stacked in one plan (single dispatch: one plan run).')
     .addOption(numModelsOption(2, 'number of models')))
     .addOption(new Option('--sweep <list>', 'benchmark each model count in a comma-separated list, e.g. 1,2,4,8,16,32 (overrides --num-models)')
       .argParser(positiveIntList('--sweep')))
@@ -160,7 +161,7 @@ function buildProgram(io: CliIO, ctxOf: (cmd: Command) => ParseContext, runComma
       runCommand(buildPredictOptions(images, raw, ctxOf(cmd)), () => import('./commands/predict.ts')));
 
   addRunLoopOptions(program.command('dashboard')
-    .description('Live terminal dashboard: sequential vs one-dispatch inference side by side.')
+    .description('Live terminal dashboard: the sequential and the single-dispatch path side by side.')
     .addOption(numModelsOption(2, 'number of models')))
     .addOption(invertOption())
     .addHelpText('after', examples([
@@ -204,7 +205,7 @@ export async function main(argv: string[], mainIO: MainIO = {}): Promise<number>
     explicit: new Set(cmd.options.map((o) => o.attributeName()).filter((k) => cmd.getOptionValueSource(k) === 'cli')),
   });
   // Commands are imported only when run, so --help and flag errors stay fast.
-  const runCommand: Runner = async ({ options, warnings }, load) => {
+  const runCommand: CommandLauncher = async ({ options, warnings }, load) => {
     for (const w of warnings) io.stderr.write(`${NAME}: warning: ${w}\n`);
     const { run } = await load();
     const code = await run(options, io);

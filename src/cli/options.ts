@@ -168,8 +168,8 @@ export interface PredictOptions {
   json: boolean;
 }
 
-/** What to serve, on what, and how long to time it (dashboard; bench adds its output choices). */
-export interface DashboardOptions {
+/** What to serve, on what, and how long to time it: the options bench and the dashboard share. */
+export interface ServingBenchOptions {
   /** Models per run; with bench --sweep, the sweep's values are used instead. */
   numModels: number;
   imagePath: string;
@@ -181,7 +181,10 @@ export interface DashboardOptions {
   invert: InvertMode;
 }
 
-export interface BenchOptions extends DashboardOptions {
+/** The dashboard takes the shared options alone. */
+export type DashboardOptions = ServingBenchOptions;
+
+export interface BenchOptions extends ServingBenchOptions {
   /** Distinct model counts to benchmark, ascending; undefined: just numModels. */
   sweep: number[] | undefined;
   json: boolean;
@@ -257,7 +260,7 @@ export function buildTrainOptions(raw: Raw, ctx: ParseContext): Parsed<TrainOpti
 }
 
 /** The options bench and dashboard share: what to serve, on what, and how long to time it. */
-function servingOptions(raw: Raw, ctx: ParseContext): DashboardOptions {
+function servingBenchOptions(raw: Raw, ctx: ParseContext): ServingBenchOptions {
   return {
     numModels: raw.numModels,
     imagePath: optionalPath(ctx.cwd, raw.imagePath) ?? defaultImagePath(ctx.cwd),
@@ -279,7 +282,7 @@ export function buildBenchOptions(raw: Raw, ctx: ParseContext): Parsed<BenchOpti
   const json = raw.json === true;
   return {
     options: {
-      ...servingOptions(raw, ctx),
+      ...servingBenchOptions(raw, ctx),
       sweep,
       json,
       // JSON goes to stdout, so a live UI there would corrupt it.
@@ -304,5 +307,5 @@ export function buildPredictOptions(images: string[], raw: Raw, ctx: ParseContex
 }
 
 export function buildDashboardOptions(raw: Raw, ctx: ParseContext): Parsed<DashboardOptions> {
-  return { options: servingOptions(raw, ctx), warnings: [] };
+  return { options: servingBenchOptions(raw, ctx), warnings: [] };
 }

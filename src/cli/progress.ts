@@ -4,7 +4,7 @@
  */
 import type { Writer } from './options.ts';
 
-export class ProgressBar {
+export class ProgressLine {
   private readonly out: Writer;
   private readonly enabled: boolean;
   private readonly label: string;

@@ -1,8 +1,8 @@
 /**
  * Inference for M stacked models as one compiled plan: the steps of `kernels/fused-forward.ts` (five fused kernels
  * and a transpose) chained by `Device.plan`, one plan per batch size. The weights are resident (uploaded once, at a
- * plan's first run); a call uploads only the images and reads back only the log-probabilities. This is "single
- * dispatch" carried to its end: one submission for the whole forward of every model.
+ * plan's first run); a call uploads only the images and reads back only the log-probabilities. One call is one
+ * plan run: on webgpu one submission for the whole forward of every model.
  *
  * The weights come from a loader. On webasm a plan lets go of the loaded arrays after its first run, since it
  * holds its own copy (`Plan.releaseBuildInputs`): a replicated model's stacked group then lives on the host only

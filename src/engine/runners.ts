@@ -1,8 +1,8 @@
 /**
  * The two ways to serve N same-architecture models on one device, both through compiled inference plans
  * (`InferencePlan`: the whole forward as one chain of fused kernels, weights resident):
- * - sequential: N plans of one model each, run one after another (N dispatches per request);
- * - single dispatch: one plan holding all N models stacked (one dispatch per request: the counterpart of
+ * - sequential: N plans of one model each, run one after another (N plan runs per request);
+ * - single dispatch: one plan holding all N models stacked (one plan run per request: the counterpart of
  *   PyTorch's `torch.func.vmap` over `stack_module_state`).
  * Both take one batch shared by every model and return log-probabilities [N, B, 10]. Both serve the first N
  * models of a `ModelSource`, each plan loading its own group of them.
@@ -18,8 +18,8 @@ export type RunnerKind = 'sequential' | 'single-dispatch';
 export interface Runner {
   readonly kind: RunnerKind;
   readonly numModels: number;
-  /** Plans (compiled forwards) one request runs: N sequentially, 1 in one dispatch (a few groups past a device limit). */
-  readonly dispatches: number;
+  /** Plan runs one request takes: N sequentially, 1 in single dispatch (a few groups past a device's limit). */
+  readonly planRuns: number;
   /** How GPU.js executed the plans (e.g. 'fused-threaded', 'fused-encoder'); known after the first request. */
   readonly executorKind: string;
   /** x: [B,1,28,28] normalised pixels; returns log-probabilities [N, B, 10]. */
@@ -41,7 +41,7 @@ abstract class PlanRunner implements Runner {
     this.plans = plans;
   }
 
-  get dispatches(): number {
+  get planRuns(): number {
     return this.plans.length;
   }
 
@@ -66,7 +66,7 @@ abstract class PlanRunner implements Runner {
   }
 }
 
-/** N plans of one model each, run one after another: N dispatches per request. */
+/** N plans of one model each, run one after another: N plan runs per request. */
 export class SequentialRunner extends PlanRunner {
   readonly kind = 'sequential';
 
@@ -76,7 +76,7 @@ export class SequentialRunner extends PlanRunner {
 }
 
 /**
- * All models stacked in one plan: one dispatch per request. A device bounds how many models one plan holds
+ * All models stacked in one plan: one plan run per request. A device bounds how many models one plan holds
  * (webasm: 14, by fc1's stacked weight and float32 indexing); beyond that the models are split into as few
  * groups as possible.
  */

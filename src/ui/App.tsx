@@ -5,7 +5,8 @@
 import { useEffect, useRef, useState, useSyncExternalStore } from 'react';
 import { Box, Text, useApp, useInput, useStdout, type Key } from 'ink';
 import { ONE_MODEL_NOTE } from '../bench/harness.ts';
-import type { DashboardController, DashboardState, RunPhase } from './controller.ts';
+import type { DashboardController } from './controller.ts';
+import type { DashboardState, RunPhase } from './dashboard-state.ts';
 import { Footer } from './Footer.tsx';
 import { Header } from './Header.tsx';
 import { PathPanel } from './PathPanel.tsx';

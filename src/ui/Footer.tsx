@@ -1,14 +1,13 @@
 /** The dashboard's footer: what the run is doing, and the keys. */
 import { Box, Text } from 'ink';
-import { nextBatchSize, type DashboardState, type RunPhase } from './controller.ts';
-import { seconds } from './format.ts';
+import { nextBatchSize, type DashboardState, type RunPhase } from './dashboard-state.ts';
+import { PATH_LABEL } from '../bench/harness.ts';
+import { seconds } from '../format.ts';
 
 export type FooterProps = Pick<DashboardState, 'phase' | 'activePath' | 'numModels' | 'batchSize' | 'elapsedMs'>;
 
-const PATH_NAME = { sequential: 'sequential', singleDispatch: 'single dispatch' } as const;
-
 export function statusText(p: FooterProps): string {
-  const path = p.activePath ? PATH_NAME[p.activePath] : '';
+  const path = p.activePath ? PATH_LABEL[p.activePath] : '';
   const texts: Record<RunPhase, string> = {
     loading: 'loading the model file and image…',
     compiling: 'first request on both paths: compiling kernels, checking that the outputs agree…',

@@ -1,7 +1,7 @@
 /** The dashboard's header: what runs where: backend, N, B, timing, the model file and the image. */
 import { Box, Text } from 'ink';
-import type { DashboardState } from './controller.ts';
-import { plural } from './format.ts';
+import type { DashboardState } from './dashboard-state.ts';
+import { plural } from '../format.ts';
 
 export type HeaderProps = Pick<DashboardState,
   'backend' | 'modelPath' | 'imagePath' | 'fileModels' | 'image' | 'notes' | 'numModels' | 'batchSize' | 'warmup' | 'iters' | 'chunks'>;

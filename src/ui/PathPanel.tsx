@@ -4,8 +4,8 @@
  */
 import type { ReactNode } from 'react';
 import { Box, Text } from 'ink';
-import type { PathView } from './controller.ts';
-import { ms, rate } from './format.ts';
+import type { PathView } from './dashboard-state.ts';
+import { ms, plural, rate } from '../format.ts';
 import { ProgressBar } from './ProgressBar.tsx';
 import { Sparkline } from './Sparkline.tsx';
 
@@ -56,7 +56,7 @@ export function PathPanel({ title, view, width, color, active, grow = false }: P
   const inner = Math.max(1, width - FRAME);
   const bar = Math.max(4, inner - LABEL - COUNT);
   const s = view.stats;
-  const dispatches = view.dispatchesPerRequest;
+  const planRuns = view.planRunsPerRequest;
   const hist = view.history;
   const shown = hist.slice(-Math.max(1, inner - LABEL - 20));
   return (
@@ -64,9 +64,9 @@ export function PathPanel({ title, view, width, color, active, grow = false }: P
       borderStyle="round" borderColor={active ? color : 'gray'} paddingX={1}>
       <Box>
         <Text bold color={color}>{title}</Text>
-        {dispatches !== undefined && (
+        {planRuns !== undefined && (
           <Text dimColor wrap="truncate-end">
-            {`  ${dispatches} dispatch${dispatches === 1 ? '' : 'es'} per request${view.executorKind ? ` · ${view.executorKind}` : ''}`}
+            {`  ${plural(planRuns, 'plan run')} per request${view.executorKind ? ` · ${view.executorKind}` : ''}`}
           </Text>
         )}
       </Box>

@@ -1,8 +1,8 @@
 /**
  * `mnist-gpujs bench`: the PyTorch seed script's benchmark, done properly. Loads the model(s), prints the
  * architecture and the request's shape, a sample prediction, then times N models served one by one (sequential:
- * N compiled forward plans per request) against all N stacked in one plan (single dispatch, the vmap counterpart), checks that both paths agree,
- * and prints latency, throughput and the speedup. `--sweep` repeats that for each model count and adds a table.
+ * N plan runs per request) against all N stacked in one plan (single dispatch: one plan run, the vmap
+ * counterpart), checks that both paths agree, and prints latency, throughput and the speedup. `--sweep` repeats that for each model count and adds a table.
  * The measuring lives in src/bench/harness.ts; this file only loads inputs and formats.
  *
  * `--json` prints one JSON document on stdout and nothing else there (notes, warnings and progress go to stderr):
@@ -25,8 +25,9 @@
  *                      {meanMs, p50Ms, p95Ms, p99Ms, minMs, maxMs, samples, requestsPerSecond,
  *                       modelEvaluationsPerSecond}: per-call latency (percentiles nearest-rank), requests/s
  *                      (1000 / meanMs) and N × B × requests/s
- *   execution          {sequential, singleDispatch: {dispatches, executorKind}}: compiled plans per request (N and 1,
- *                      or a few groups past a device's limit) and how GPU.js executed them: 'fused-threaded' or
+ *   execution          {sequential, singleDispatch: {planRuns, dispatches, executorKind}}: plan runs per request
+ *                      (N and 1, or a few groups past a device's limit; `dispatches` is its former name, kept
+ *                      for one release) and how GPU.js executed them: 'fused-threaded' or
  *                      'fused-sync' (webasm), 'fused-encoder' (webgpu: one submission), 'generic' (headlessgl),
  *                      'stepwise' (cpu)
  *   speedup            number    sequential meanMs / singleDispatch meanMs
@@ -37,13 +38,14 @@ import { openDevice } from '../device.ts';
 import { normalizeImages } from '../../data/mnist.ts';
 import { readDigitPng } from '../../io/png.ts';
 import {
-  DEFAULT_CHUNKS, ONE_MODEL_NOTE, benchmarkModels, chunkSizes, repeatImage,
-  type Agreement, type BenchProgress, type ModelsBenchmark, type PathStats,
+  DEFAULT_CHUNKS, ONE_MODEL_NOTE, PATH_LABEL, benchmarkModels, chunkSizes, destroyPaths, makePaths, repeatImage,
+  type Agreement, type BenchEvent, type ModelsBenchmark, type PathStats,
 } from '../../bench/harness.ts';
+import { ms, plural, rate } from '../../format.ts';
 import { loadServedModels } from '../../io/model-file.ts';
 import { EXIT_INTERRUPTED } from '../../exit-codes.ts';
 import type { BenchOptions, CliIO, Writer } from '../options.ts';
-import { ProgressBar } from '../progress.ts';
+import { ProgressLine } from '../progress.ts';
 
 export type { BenchOptions };
 
@@ -101,15 +103,22 @@ export async function run(opts: BenchOptions, io: CliIO = processIO): Promise<nu
   try {
     for (const N of counts) {
       if (opts.sweep) print(`\n== ${plural(N, 'model')} ==`);
-      const result = await benchmarkModels(device, served, N, x, B, {
-        warmup: opts.warmup, iters: opts.iters, chunks: DEFAULT_CHUNKS, signal: abort.signal,
-        onProgress: (p) => progress.update(p),
-        onFirstRequest: (first) => {
-          // printed once kernels have run: Device refuses a kernel that fell back to another backend
-          if (entries.length === 0) print(`Backend: ${device.description}`);
-          print(`Sample prediction (single dispatch, each model's digit): [${first.predictions.map((row) => row[0]).join(', ')}]`);
-        },
-      });
+      const paths = makePaths(device, served, N);
+      let result: ModelsBenchmark;
+      try {
+        result = await benchmarkModels(paths, x, B, {
+          warmup: opts.warmup, iters: opts.iters, chunks: DEFAULT_CHUNKS, signal: abort.signal,
+          onEvent: (e) => {
+            progress.update(e);
+            if (e.type !== 'first-request') return;
+            // printed once kernels have run: Device refuses a kernel that fell back to another backend
+            if (entries.length === 0) print(`Backend: ${device.description}`);
+            print(`Sample prediction (single dispatch, each model's digit): [${e.predictions.map((row) => row[0]).join(', ')}]`);
+          },
+        });
+      } finally {
+        destroyPaths(paths);
+      }
       progress.clear();
       entries.push({ ...result, replicated: served.fileModels === 1 && N > 1 });
       print(formatResult(result));
@@ -138,25 +147,25 @@ export async function run(opts: BenchOptions, io: CliIO = processIO): Promise<nu
   return 0;
 }
 
-/** One progress bar per (N, phase, path) on stderr; only the active one is drawn. Silent when not a TTY. */
+/** One progress line per (N, phase, path) on stderr; only the active one is drawn. Silent when not a TTY. */
 class ProgressView {
-  private readonly bars = new Map<string, ProgressBar>();
-  private current: ProgressBar | undefined;
+  private readonly bars = new Map<string, ProgressLine>();
+  private current: ProgressLine | undefined;
 
   constructor(private readonly err: Writer) {}
 
-  update(p: BenchProgress): void {
-    if (p.total === 0) return;
-    const key = `${p.numModels}|${p.phase}|${p.path}`;
+  update(e: BenchEvent): void {
+    if ((e.type !== 'phase' && e.type !== 'call') || e.total === 0) return;
+    const key = `${e.numModels}|${e.phase}|${e.path}`;
     let bar = this.bars.get(key);
     if (!bar) {
-      const label = `N=${p.numModels} ${p.phase === 'warmup' ? 'warm-up' : 'timed'} ${PATH_LABEL[p.path]}`;
-      bar = new ProgressBar(this.err, label, p.total, 'calls');
+      const label = `N=${e.numModels} ${e.phase === 'warmup' ? 'warm-up' : 'timed'} ${PATH_LABEL[e.path]}`;
+      bar = new ProgressLine(this.err, label, e.total, 'calls');
       this.bars.set(key, bar);
     }
     if (bar !== this.current) this.current?.clear();
     this.current = bar;
-    bar.update(p.done);
+    bar.update(e.type === 'call' ? e.done : 0);
   }
 
   clear(): void {
@@ -165,12 +174,6 @@ class ProgressView {
     this.bars.clear();
   }
 }
-
-const PATH_LABEL = { sequential: 'sequential', singleDispatch: 'single dispatch' } as const;
-
-const plural = (n: number, word: string): string => `${n} ${word}${n === 1 ? '' : 's'}`;
-const ms = (v: number): string => v.toFixed(2);
-const rate = (v: number): string => v.toFixed(1);
 
 function formatStats(s: PathStats): string {
   return `${ms(s.meanMs)} ms (p50 ${ms(s.p50Ms)}, p95 ${ms(s.p95Ms)}, p99 ${ms(s.p99Ms)} ms; `
@@ -189,8 +192,8 @@ function formatResult(r: ModelsBenchmark): string {
     `Avg time taken for prediction without vmap (sequential, ${models}): ${formatStats(r.sequential)}`,
     `Avg time taken for prediction with single dispatch (vmap-style, ${models}): ${formatStats(r.singleDispatch)}`,
     `Speedup: ${r.speedup.toFixed(2)}x${r.numModels === 1 ? ` (${ONE_MODEL_NOTE})` : ''}`,
-    `Execution: sequential ${plural(r.execution.sequential.dispatches, 'plan')} per request (${r.execution.sequential.executorKind}), `
-      + `single dispatch ${plural(r.execution.singleDispatch.dispatches, 'plan')} (${r.execution.singleDispatch.executorKind})`,
+    `Execution: sequential ${plural(r.execution.sequential.planRuns, 'plan run')} per request (${r.execution.sequential.executorKind}), `
+      + `single dispatch ${plural(r.execution.singleDispatch.planRuns, 'plan run')} (${r.execution.singleDispatch.executorKind})`,
     formatAgreement(r.agreement),
   ].join('\n');
 }

@@ -1,6 +1,6 @@
 /**
- * `mnist-gpujs predict IMAGE...`: classify PNG digits with the model(s) of a model file, all models in one
- * dispatch per layer. Prints each model's prediction, the ensemble's (mean of probabilities) and how many
+ * `mnist-gpujs predict IMAGE...`: classify PNG digits with the model(s) of a model file, all models stacked in
+ * one plan run (single dispatch). Prints each model's prediction, the ensemble's (mean of probabilities) and how many
  * models agree with it; `--json` prints one JSON document instead.
  */
 import { NUM_CLASSES, argmax } from '../../model/cnn.ts';

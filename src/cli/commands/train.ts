@@ -1,6 +1,6 @@
 /**
  * `mnist-gpujs train`: the PyTorch example's training run on the GPU.js engine, for one model or K models
- * trained together in one dispatch per layer. Logs in the example's shape; `--json` prints one JSON line per
+ * trained together, stacked (one kernel call per layer for all K). Logs in the example's shape; `--json` prints one JSON line per
  * epoch on stdout (logs then go to stderr). `--save-model` writes the model file and a checkpoint after every
  * epoch, atomically; Ctrl-C stops between batches and keeps the last finished epoch.
  */
@@ -15,7 +15,7 @@ import { checkpointPathFor, readCheckpoint, writeCheckpoint, type Checkpoint } f
 import { writeModelFile } from '../../io/model-file.ts';
 import { EXIT_INTERRUPTED } from '../../exit-codes.ts';
 import { UsageError, type CliIO, type TrainOptions, type Writer } from '../options.ts';
-import { ProgressBar, formatDuration } from '../progress.ts';
+import { ProgressLine, formatDuration } from '../progress.ts';
 
 export type { TrainOptions };
 
@@ -34,7 +34,7 @@ export async function run(opts: TrainOptions, io: CliIO = processIO): Promise<nu
   const maxModels = maxStackedModels(device);
   if (K > maxModels) {
     device.destroy();
-    throw new UsageError(`--num-models ${K}: at most ${maxModels} models train in one dispatch on ${device.backend}`);
+    throw new UsageError(`--num-models ${K}: at most ${maxModels} models train together on ${device.backend} (one stacked kernel holds at most that many)`);
   }
   const trainer = new Trainer(device, {
     numModels: K, seed: opts.seed, batchSize: opts.batchSize, testBatchSize: opts.testBatchSize,
@@ -65,7 +65,7 @@ export async function run(opts: TrainOptions, io: CliIO = processIO): Promise<nu
     while (trainer.epochsDone < opts.epochs) {
       const epoch = trainer.epochsDone + 1;
       const lr = trainer.lr;
-      const bar = new ProgressBar(io.stderr, `Epoch ${epoch}/${opts.epochs}`, opts.dryRun ? opts.batchSize : data.train.count);
+      const bar = new ProgressLine(io.stderr, `Epoch ${epoch}/${opts.epochs}`, opts.dryRun ? opts.batchSize : data.train.count);
       const lossSum = new Float64Array(K);
       let batches = 0;
       const t0 = performance.now();
