@@ -11,7 +11,8 @@ import {
 import { run } from '../src/cli/commands/bench.ts';
 import { main } from '../src/cli/main.ts';
 import type { BenchOptions } from '../src/cli/options.ts';
-import { NUM_CLASSES, formatArchitecture, predictionsOf } from '../src/model/cnn.ts';
+import { NUM_CLASSES, formatArchitecture } from '../src/model/cnn.ts';
+import { predictionsOf } from '../src/model/outputs.ts';
 import { stackParams, stackedModels } from '../src/model/stack.ts';
 import { Device, PLAN_EXECUTORS, resolveBackend } from '../src/engine/device.ts';
 import { initParams } from '../src/engine/init.ts';

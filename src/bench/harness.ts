@@ -16,7 +16,8 @@
  * - The timed calls alternate between the paths in chunks (ABBA order: sequential first in even chunks, single
  *   dispatch first in odd ones), so drift from other load on the machine, thermal state or GC hits both paths.
  */
-import { NUM_CLASSES, predictionsOf } from '../model/cnn.ts';
+import { NUM_CLASSES } from '../model/cnn.ts';
+import { predictionsOf } from '../model/outputs.ts';
 import type { ModelSource } from '../model/stack.ts';
 import type { Device } from '../engine/device.ts';
 import { SequentialRunner, SingleDispatchRunner, type Runner } from '../engine/runners.ts';

@@ -12,9 +12,9 @@ import { Command, CommanderError, Option } from 'commander';
 import { InputError } from '../errors.ts';
 import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from '../exit-codes.ts';
 import {
-  BACKEND_CHOICES, INVERT_MODES, MAX_SEED, OPTIMIZERS, PACKAGE_ROOT, UsageError,
-  buildBenchOptions, buildDashboardOptions, buildPredictOptions, buildTrainOptions,
-  choice, nonNegativeInt, nonNegativeNumber, positiveInt, positiveIntList, positiveNumber,
+  BACKEND_CHOICES, INVERT_MODES, MAX_SEED, OPTIMIZERS, PACKAGE_ROOT, SERVE_PATHS, UsageError,
+  buildBenchOptions, buildDashboardOptions, buildPredictOptions, buildServeOptions, buildTrainOptions,
+  byteSize, choice, nonNegativeInt, nonNegativeNumber, port, positiveInt, positiveIntList, positiveNumber,
   type CliIO, type ParseContext, type Parsed, type Writer,
 } from './options.ts';
 
@@ -95,6 +95,7 @@ function buildProgram(io: CliIO, ctxOf: (cmd: Command) => ParseContext, runComma
       `${NAME} predict fixtures/7.png`,
       `${NAME} bench --sweep 1,2,4,8,16,32 --json`,
       `${NAME} dashboard --num-models 8`,
+      `${NAME} serve --model-path fixtures/mnist_ensemble4.safetensors --num-models 4`,
       `${NAME} help train`,
     ]) + '\nExit status: 0 success, 1 the command failed, 2 invalid command line.\nSet DEBUG=mnist-gpujs to see stack traces of internal errors.\n');
 
@@ -170,6 +171,34 @@ function buildProgram(io: CliIO, ctxOf: (cmd: Command) => ParseContext, runComma
     ]))
     .action(async (raw, cmd: Command) => runCommand(buildDashboardOptions(raw, ctxOf(cmd)), () => import('./commands/dashboard.ts')));
 
+  program.command('serve')
+    .description('HTTP inference server for N models (TorchServe and KServe v2 endpoints, Prometheus metrics, a drawing page), with concurrent requests batched into plan runs.')
+    .addOption(modelPathOption())
+    .addOption(numModelsOption(2, 'number of models served (model0 … model{N-1}, and ensemble)'))
+    .addOption(backendOption())
+    .addOption(new Option('--host <address>', 'address to listen on (0.0.0.0: every interface)').default('127.0.0.1'))
+    .addOption(new Option('--port <n>', 'port to listen on; 0 picks a free one (the URL is printed)').argParser(port('--port')).default(8080))
+    .addOption(new Option(`--path <${SERVE_PATHS.join('|')}>`, 'single: one plan run for all N models per batch; sequential: N plan runs (the comparison)')
+      .argParser(choice('--path', SERVE_PATHS)).default('single'))
+    .addOption(new Option('--max-batch-size <n>', 'images folded into one plan run at most (a request holds at most this many)')
+      .argParser(positiveInt('--max-batch-size', 1024)).default(16))
+    .addOption(new Option('--max-batch-delay-ms <ms>', 'how long a batch may wait for more requests, from its oldest request\'s arrival; 0: only requests that queued during the previous run join')
+      .argParser(nonNegativeNumber('--max-batch-delay-ms')).default(0))
+    .addOption(new Option('--batch-buckets <list>', 'batch sizes the plans are built for (a batch is padded up to the next; all are compiled before ready)')
+      .argParser(positiveIntList('--batch-buckets', 1024)).default([1, 2, 4, 8, 16], '1,2,4,8,16'))
+    .addOption(new Option('--queue-size <n>', 'requests waiting at most; beyond it 503 "queue full" with Retry-After').argParser(positiveInt('--queue-size')).default(100))
+    .addOption(new Option('--queue-timeout-ms <ms>', 'a request waiting longer is answered 503 and never run').argParser(positiveNumber('--queue-timeout-ms')).default(5000))
+    .addOption(new Option('--body-limit <size>', 'largest request body (e.g. 1mb, 512kb); larger ones get 413').argParser(byteSize('--body-limit')).default(1024 ** 2, '1mb'))
+    .addOption(new Option('--exit-timeout-s <s>', 'on SIGTERM/SIGINT, how long queued and running requests may take to finish').argParser(nonNegativeNumber('--exit-timeout-s')).default(30))
+    .option('--json-log', 'one JSON line per request on stdout (instead of the status line or plain log lines on stderr)')
+    .addHelpText('after', examples([
+      `${NAME} serve`,
+      `${NAME} serve --model-path fixtures/mnist_ensemble4.safetensors --num-models 4 --port 0`,
+      'curl -T fixtures/7.png http://127.0.0.1:8080/predictions/ensemble',
+      `${NAME} serve --path sequential --max-batch-delay-ms 2 --json-log`,
+    ]))
+    .action(async (raw, cmd: Command) => runCommand(buildServeOptions(raw, ctxOf(cmd)), () => import('./commands/serve.ts')));
+
   return program;
 }
 
@@ -225,7 +254,7 @@ export async function main(argv: string[], mainIO: MainIO = {}): Promise<number>
       if (err.code === 'commander.help') {
         const args = argv.slice(2);
         if (args[0] === 'help' && args[1]) return fail(`error: unknown command '${args[1]}'`, EXIT_USAGE);
-        return fail(`error: missing command (train, bench, predict or dashboard); see '${NAME} --help'`, EXIT_USAGE);
+        return fail(`error: missing command (train, bench, predict, dashboard or serve); see '${NAME} --help'`, EXIT_USAGE);
       }
       return fail(oneLine(err.message), EXIT_USAGE);
     }

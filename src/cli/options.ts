@@ -125,6 +125,25 @@ export function positiveIntList(name: string, max = Number.MAX_SAFE_INTEGER): (v
   };
 }
 
+const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
+
+/** `1mb`, `512kb`, `65536` → bytes (binary units, case-insensitive); at least 1 KiB, at most 1 GiB. */
+export function byteSize(name: string): (value: string) => number {
+  return (value) => {
+    const m = /^([0-9]+)\s*(b|kb|mb|gb)?$/i.exec(value.trim());
+    const n = m ? Number(m[1]) * BYTE_UNITS[(m[2] ?? '').toLowerCase()]! : NaN;
+    if (!(n >= 1024 && n <= 1024 ** 3)) {
+      throw new InvalidArgumentError(`${name} must be a size from 1kb to 1gb, e.g. 1mb, 512kb or 65536 (bytes).`);
+    }
+    return n;
+  };
+}
+
+/** A TCP port, 0 (any free port) to 65535. */
+export function port(name: string): (value: string) => number {
+  return (value) => integer(name, value, 0, 65535, 'a port number from 0 to 65535');
+}
+
 // ---------------------------------------------------------------------------------------------
 // Options objects, one per command. Paths are absolute (resolved against the cwd).
 
@@ -190,6 +209,28 @@ export interface BenchOptions extends ServingBenchOptions {
   json: boolean;
   /** Live terminal UI; always false with --json, whose stdout is the JSON document. */
   ui: boolean;
+}
+
+export const SERVE_PATHS = ['single', 'sequential'] as const;
+export type ServePath = (typeof SERVE_PATHS)[number];
+
+export interface ServeOptions {
+  /** Models served; a single-model file is replicated. */
+  numModels: number;
+  modelPath: string;
+  backend: BackendChoice;
+  host: string;
+  /** 0: any free port */
+  port: number;
+  path: ServePath;
+  maxBatchSize: number;
+  maxBatchDelayMs: number;
+  batchBuckets: number[];
+  queueSize: number;
+  queueTimeoutMs: number;
+  bodyLimitBytes: number;
+  exitTimeoutS: number;
+  jsonLog: boolean;
 }
 
 /** What the builders need besides the flag values. */
@@ -303,6 +344,36 @@ export function buildPredictOptions(images: string[], raw: Raw, ctx: ParseContex
       json: raw.json === true,
     },
     warnings: [],
+  };
+}
+
+export function buildServeOptions(raw: Raw, ctx: ParseContext): Parsed<ServeOptions> {
+  const warnings: string[] = [];
+  const buckets = raw.batchBuckets as number[];
+  const maxBatchSize = raw.maxBatchSize as number;
+  const above = buckets.filter((b) => b > maxBatchSize);
+  if (above.length > 0) warnings.push(`--batch-buckets ${above.join(',')} exceed --max-batch-size ${maxBatchSize}; they are not used.`);
+  if (ctx.explicit.has('batchBuckets') && !buckets.includes(maxBatchSize)) {
+    warnings.push(`--max-batch-size ${maxBatchSize} is not among --batch-buckets; it is added as the largest bucket.`);
+  }
+  return {
+    options: {
+      numModels: raw.numModels,
+      modelPath: optionalPath(ctx.cwd, raw.modelPath) ?? defaultModelPath(ctx.cwd),
+      backend: raw.backend,
+      host: raw.host,
+      port: raw.port,
+      path: raw.path,
+      maxBatchSize,
+      maxBatchDelayMs: raw.maxBatchDelayMs,
+      batchBuckets: buckets,
+      queueSize: raw.queueSize,
+      queueTimeoutMs: raw.queueTimeoutMs,
+      bodyLimitBytes: raw.bodyLimit,
+      exitTimeoutS: raw.exitTimeoutS,
+      jsonLog: raw.jsonLog === true,
+    },
+    warnings,
   };
 }
 

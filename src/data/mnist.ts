@@ -223,6 +223,18 @@ export function normalizeImages(pixels: Uint8Array, start = 0, count?: number): 
   return out;
 }
 
+/**
+ * (v - MEAN)/STD for pixels already scaled to 0..1 (what ToTensor gives), rounded to float32 at each step as the
+ * lookup table is: a value p/255 in float32 normalises exactly as the uint8 pixel p does.
+ */
+export function normalizeUnitPixels(values: ArrayLike<number>): Float32Array {
+  const mean = Math.fround(MNIST_MEAN);
+  const std = Math.fround(MNIST_STD);
+  const out = new Float32Array(values.length);
+  for (let i = 0; i < out.length; i++) out[i] = Math.fround(Math.fround(Math.fround(values[i]!) - mean) / std);
+  return out;
+}
+
 /** Normalised images `indices` of `set`, written consecutively into `out` from image slot `at` (batch assembly). */
 export function gatherNormalized(set: DigitSet, indices: ArrayLike<number>, out: Float32Array, at = 0): void {
   for (let k = 0; k < indices.length; k++) {

@@ -4,7 +4,8 @@
  * and all K take their step on the same device call. Per epoch: shuffle, batches of `batchSize` (the last one
  * may be smaller), dropout on, NLL loss, optimizer step; the learning rate follows StepLR.
  */
-import { DROPOUT1, DROPOUT2, FC1, NUM_CLASSES, argmax, type ParamSet } from '../model/cnn.ts';
+import { DROPOUT1, DROPOUT2, FC1, NUM_CLASSES, type ParamSet } from '../model/cnn.ts';
+import { argmax } from '../model/outputs.ts';
 import { stackParams } from '../model/stack.ts';
 import type { Device } from './device.ts';
 import { InferencePlan } from './inference-plan.ts';

@@ -29,6 +29,8 @@ export interface LoadedDigit {
 
 export interface DecodeOptions {
   invert?: InvertMode;
+  /** refuse images with more pixels than this, from the header alone (default MAX_PIXELS) */
+  maxPixels?: number;
 }
 
 /** Refuse images bigger than this before decoding: a hostile header must not allocate gigabytes. */
@@ -74,7 +76,7 @@ export function decodeDigitPng(bytes: Uint8Array, label: string, opts: DecodeOpt
   if (invert !== 'auto' && invert !== 'yes' && invert !== 'no') {
     throw new InputError(`${label}: invert must be 'auto', 'yes' or 'no', got '${String(invert)}'`);
   }
-  const header = checkHeader(bytes, label);
+  const header = checkHeader(bytes, label, opts.maxPixels ?? MAX_PIXELS);
   const { width, height } = header;
   checkImageData(collectImageData(bytes, label), header, label);
 
@@ -129,7 +131,7 @@ export function encodeGrayPng(pixels: Uint8Array, width: number, height: number)
  * Checks the signature and reads width/height from IHDR ourselves (bytes 16..23, big-endian), so
  * that absurd sizes are refused before pngjs allocates anything.
  */
-function checkHeader(bytes: Uint8Array, label: string): Header {
+function checkHeader(bytes: Uint8Array, label: string, maxPixels: number): Header {
   if (bytes.length === 0) throw new InputError(`${label}: file is empty (0 bytes)`);
   const hasSignature = bytes.length >= PNG_SIGNATURE.length && PNG_SIGNATURE.every((b, i) => bytes[i] === b);
   if (!hasSignature) throw new InputError(`${label}: not a PNG file (bad signature)`);
@@ -142,8 +144,8 @@ function checkHeader(bytes: Uint8Array, label: string): Header {
   const width = view.getUint32(16);
   const height = view.getUint32(20);
   if (width === 0 || height === 0) throw new InputError(`${label}: corrupt PNG (image is ${width}x${height})`);
-  if (width * height > MAX_PIXELS) {
-    throw new InputError(`${label}: image is ${width}x${height}, larger than the ${MAX_PIXELS / 1e6} megapixel limit`);
+  if (width * height > maxPixels) {
+    throw new InputError(`${label}: image is ${width}x${height}, larger than the ${maxPixels / 1e6} megapixel limit`);
   }
   const bitDepth = bytes[24]!;
   const colorType = bytes[25]!;

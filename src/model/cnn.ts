@@ -65,16 +65,3 @@ export function formatArchitecture(): string {
     ')',
   ].join('\n');
 }
-
-/** Index of the largest of the 10 class scores starting at `at` (the first on a tie). */
-export function argmax(v: ArrayLike<number>, at: number): number {
-  let best = 0;
-  for (let c = 1; c < NUM_CLASSES; c++) if (v[at + c]! > v[at + best]!) best = c;
-  return best;
-}
-
-/** Each model's predicted class for each image: [N][B], from log-probabilities [N, B, 10]. */
-export function predictionsOf(logp: Float32Array, numModels: number, B: number): number[][] {
-  return Array.from({ length: numModels }, (_, m) =>
-    Array.from({ length: B }, (_, b) => argmax(logp, (m * B + b) * NUM_CLASSES)));
-}

@@ -5,7 +5,7 @@
  * show, so a test can drive it with events alone.
  */
 import { DEFAULT_CHUNKS, pathStats, type Agreement, type BenchEvent, type PathKey, type PathStats } from '../bench/harness.ts';
-import { predictionsOf } from '../model/cnn.ts';
+import { predictionsOf } from '../model/outputs.ts';
 
 /** `b` cycles through these batch sizes. */
 export const BATCH_SIZES: readonly number[] = [1, 8, 64];

@@ -3,7 +3,7 @@
  * one plan run (single dispatch). Prints each model's prediction, the ensemble's (mean of probabilities) and how many
  * models agree with it; `--json` prints one JSON document instead.
  */
-import { NUM_CLASSES, argmax } from '../../model/cnn.ts';
+import { imagePredictions, type ImagePredictions } from '../../model/outputs.ts';
 import { openDevice } from '../device.ts';
 import { SingleDispatchRunner } from '../../engine/runners.ts';
 import { IMAGE_PIXELS, normalizeImages } from '../../data/mnist.ts';
@@ -15,13 +15,9 @@ export type { PredictOptions };
 
 const processIO: CliIO = { stdout: process.stdout, stderr: process.stderr };
 
-export interface ModelPrediction { prediction: number; probabilities: number[] }
-export interface ImagePrediction {
+/** One image's entry in the JSON document. */
+export interface ImagePrediction extends ImagePredictions {
   path: string; width: number; height: number; inverted: boolean; warnings: string[];
-  models: ModelPrediction[];
-  ensemble: ModelPrediction;
-  /** models whose prediction equals the ensemble's */
-  agreement: number;
 }
 
 export async function run(opts: PredictOptions, io: CliIO = processIO): Promise<number> {
@@ -55,19 +51,7 @@ export async function run(opts: PredictOptions, io: CliIO = processIO): Promise<
 }
 
 function describe(path: string, d: LoadedDigit, logp: Float32Array, b: number, B: number, N: number): ImagePrediction {
-  const models: ModelPrediction[] = [];
-  const mean = new Array<number>(NUM_CLASSES).fill(0);
-  for (let m = 0; m < N; m++) {
-    const row = (m * B + b) * NUM_CLASSES;
-    const probabilities = Array.from(logp.subarray(row, row + NUM_CLASSES), Math.exp);
-    probabilities.forEach((p, c) => { mean[c] += p / N; });
-    models.push({ prediction: argmax(logp, row), probabilities });
-  }
-  const ensemble = { prediction: argmax(mean, 0), probabilities: mean };
-  return {
-    path, width: d.width, height: d.height, inverted: d.inverted, warnings: d.warnings, models, ensemble,
-    agreement: models.filter((m) => m.prediction === ensemble.prediction).length,
-  };
+  return { path, width: d.width, height: d.height, inverted: d.inverted, warnings: d.warnings, ...imagePredictions(logp, b, B, N) };
 }
 
 const percent = (p: number): string => `${(100 * p).toFixed(1)}%`;
