@@ -10,6 +10,7 @@ export const PAGE_HTML = `<!doctype html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>mnist-gpujs</title>
+<link rel="icon" href="data:,">
 <style>
   body { font: 15px/1.4 system-ui, sans-serif; margin: 1.5rem; color: #222; background: #fafafa; }
   h1 { font-size: 1.3rem; margin: 0 0 .3rem; }
@@ -112,7 +113,7 @@ export const PAGE_HTML = `<!doctype html>
   const pct = (p) => (100 * p).toFixed(1) + '%';
   function row(label, p) {
     const best = p.probabilities[p.prediction];
-    const cells = p.probabilities.map((q, c) => '<td title="' + c + ': ' + pct(q) + '"><span class="bar" style="width:' + Math.round(40 * q) + 'px"></span></td>').join('');
+    const cells = p.probabilities.map((q, c) => '<td title="' + c + ': ' + pct(q) + '"><span class="bar" style="width:' + Math.round(28 * q) + 'px"></span></td>').join('');
     return '<tr><th>' + label + '</th><td class="pred">' + p.prediction + '</td><td>' + pct(best) + '</td>' + cells + '</tr>';
   }
   function show(body, ms) {
