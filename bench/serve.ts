@@ -1,0 +1,214 @@
+/**
+ * `npm run bench:serve`: the HTTP server under load. For each path (single, sequential) and N, starts
+ * `mnist-gpujs serve` as a child process on a free loopback port, with batching on (--max-batch-size 16) and off
+ * (--max-batch-size 1), and drives it with autocannon (loopback only, each cell bounded in time and requests) at
+ * each concurrency: PUT /predictions/ensemble with fixtures/1.png, one image per request.
+ *
+ * Per cell: requests/s, model evaluations/s (N per request), p50/p90/p95/p99 from every response's own time
+ * (autocannon reports no p95), errors, non-2xx, and the mean images per plan run read from the server's /metrics.
+ * Beside them, the in-process `bench` p50 of the same path and N (`--iters` calls, no HTTP). `--soak 10000` adds
+ * the server's resident memory after 1,000 requests and after the given count.
+ *
+ * On a 2-core machine autocannon competes with the server for the CPU: read the figures with that in mind.
+ *
+ *   npm run bench:serve -- --num-models 2,8 --concurrency 1,8,32 --duration 5 [--json] [--soak 10000]
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import autocannon from 'autocannon';
+import { percentile } from '../src/bench/harness.ts';
+import { main } from '../src/cli/main.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const BIN = join(ROOT, 'src/cli/bin.js');
+
+interface Args {
+  numModels: number[];
+  concurrency: number[];
+  paths: Array<'single' | 'sequential'>;
+  batching: boolean[];
+  duration: number;
+  maxRequests: number;
+  benchIters: number;
+  backend: string;
+  soak: number | undefined;
+  json: boolean;
+}
+
+function parseArgs(argv: string[]): Args {
+  const args: Args = {
+    numModels: [2, 8], concurrency: [1, 8, 32], paths: ['single', 'sequential'], batching: [true, false],
+    duration: 5, maxRequests: 20_000, benchIters: 200, backend: 'auto', soak: undefined, json: false,
+  };
+  const list = (v: string) => v.split(',').map((s) => {
+    const n = Number(s);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`bench:serve: "${v}" is not a list of positive integers`);
+    return n;
+  });
+  for (let i = 0; i < argv.length; i++) {
+    const flag = argv[i]!;
+    const value = () => {
+      const v = argv[++i];
+      if (v === undefined) throw new Error(`bench:serve: ${flag} needs a value`);
+      return v;
+    };
+    if (flag === '--num-models') args.numModels = list(value());
+    else if (flag === '--concurrency') args.concurrency = list(value());
+    else if (flag === '--paths') args.paths = value().split(',') as Args['paths'];
+    else if (flag === '--batching') args.batching = value().split(',').map((v) => v === 'on');
+    else if (flag === '--duration') args.duration = list(value())[0]!;
+    else if (flag === '--max-requests') args.maxRequests = list(value())[0]!;
+    else if (flag === '--bench-iters') args.benchIters = list(value())[0]!;
+    else if (flag === '--backend') args.backend = value();
+    else if (flag === '--soak') args.soak = list(value())[0]!;
+    else if (flag === '--json') args.json = true;
+    else throw new Error(`bench:serve: unknown flag ${flag} (see the comment at the top of bench/serve.ts)`);
+  }
+  return args;
+}
+
+/** A `serve` child process, started and listening. */
+async function startServe(flags: string[]): Promise<{ url: string; child: ChildProcess }> {
+  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--host', '127.0.0.1', ...flags], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] });
+  let out = '';
+  const url = await new Promise<string>((resolve, reject) => {
+    child.stdout!.on('data', (b: Buffer) => {
+      out += b;
+      const m = /on (http:\/\/\S+)/.exec(out);
+      if (m) resolve(m[1]!);
+    });
+    child.on('exit', (code) => reject(new Error(`serve exited with ${code} before listening: ${out}`)));
+  });
+  child.stdout!.resume();
+  return { url, child };
+}
+
+async function stopServe(child: ChildProcess): Promise<void> {
+  const exited = new Promise((resolve) => child.once('exit', resolve));
+  child.kill('SIGTERM');
+  await exited;
+}
+
+async function metric(url: string, name: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const m = new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(text);
+  if (!m) throw new Error(`bench:serve: /metrics has no ${name}`);
+  return Number(m[1]);
+}
+
+interface Cell {
+  path: string;
+  numModels: number;
+  batching: boolean;
+  concurrency: number;
+  requests: number;
+  requestsPerSecond: number;
+  modelEvaluationsPerSecond: number;
+  p50Ms: number;
+  p90Ms: number;
+  p95Ms: number;
+  p99Ms: number;
+  errors: number;
+  non2xx: number;
+  meanBatchImages: number;
+}
+
+async function load(url: string, connections: number, args: Args, body: Buffer, amount?: number) {
+  const times: number[] = [];
+  const result = await new Promise<autocannon.Result>((resolve, reject) => {
+    const instance = autocannon({
+      url: `${url}/predictions/ensemble`, method: 'PUT', body, headers: { 'content-type': 'image/png' }, connections,
+      ...(amount ? { amount } : { duration: args.duration, maxOverallRequests: Math.max(args.maxRequests, connections) }),
+    }, (err, res) => (err ? reject(err) : resolve(res)));
+    instance.on('response', (_client, status, _bytes, ms) => { if (status < 300) times.push(ms); });
+  });
+  times.sort((a, b) => a - b);
+  return { result, times };
+}
+
+async function measureCell(url: string, path: string, N: number, batching: boolean, concurrency: number, args: Args, body: Buffer): Promise<Cell> {
+  await load(url, concurrency, { ...args, duration: 1 }, body); // warm the connections and the JIT
+  const [countBefore, sumBefore] = await Promise.all([metric(url, 'mnist_gpujs_batch_images_count'), metric(url, 'mnist_gpujs_batch_images_sum')]);
+  const { result, times } = await load(url, concurrency, args, body);
+  const [countAfter, sumAfter] = await Promise.all([metric(url, 'mnist_gpujs_batch_images_count'), metric(url, 'mnist_gpujs_batch_images_sum')]);
+  const ok = times.length;
+  const seconds = result.duration;
+  const rate = ok / seconds;
+  const pct = (p: number) => (ok > 0 ? percentile(times, p) : NaN);
+  return {
+    path, numModels: N, batching, concurrency, requests: ok, requestsPerSecond: rate, modelEvaluationsPerSecond: rate * N,
+    p50Ms: pct(50), p90Ms: pct(90), p95Ms: pct(95), p99Ms: pct(99), errors: result.errors + result.timeouts, non2xx: result.non2xx,
+    meanBatchImages: countAfter > countBefore ? (sumAfter - sumBefore) / (countAfter - countBefore) : 0,
+  };
+}
+
+/** The in-process harness's p50 for the same N: both paths, no HTTP. */
+async function inProcessP50(N: number, args: Args): Promise<{ sequential: number; single: number }> {
+  let out = '';
+  const code = await main(['node', 'mnist-gpujs', 'bench', '--num-models', String(N), '--iters', String(args.benchIters), '--warmup', '20',
+    '--backend', args.backend, '--json'], { stdout: { write: (s: string) => { out += s; } }, stderr: { write: () => true } });
+  if (code !== 0) throw new Error(`bench:serve: in-process bench failed with ${code}`);
+  const doc = JSON.parse(out) as { sequential: { p50Ms: number }; singleDispatch: { p50Ms: number } };
+  return { sequential: doc.sequential.p50Ms, single: doc.singleDispatch.p50Ms };
+}
+
+async function soak(N: number, total: number, args: Args, body: Buffer) {
+  const { url, child } = await startServe(['--num-models', String(N), '--backend', args.backend]);
+  try {
+    await load(url, 8, args, body, 1000);
+    const after1k = await metric(url, 'process_resident_memory_bytes');
+    await load(url, 8, args, body, total - 1000);
+    const afterAll = await metric(url, 'process_resident_memory_bytes');
+    return { numModels: N, requests: total, rssAfter1000MiB: after1k / 2 ** 20, rssAfterAllMiB: afterAll / 2 ** 20, ratio: afterAll / after1k };
+  } finally {
+    await stopServe(child);
+  }
+}
+
+const f = (v: number, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : '–');
+
+async function run(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const body = readFileSync(join(ROOT, 'fixtures/1.png'));
+  const cells: Cell[] = [];
+  const inProcess: Record<number, { sequential: number; single: number }> = {};
+  for (const N of args.numModels) {
+    inProcess[N] = await inProcessP50(N, args);
+    for (const path of args.paths) {
+      for (const batching of args.batching) {
+        const { url, child } = await startServe(['--num-models', String(N), '--path', path, '--backend', args.backend,
+          ...(batching ? [] : ['--max-batch-size', '1', '--batch-buckets', '1'])]);
+        try {
+          for (const c of args.concurrency) {
+            const cell = await measureCell(url, path, N, batching, c, args, body);
+            cells.push(cell);
+            if (!args.json) process.stderr.write(`bench:serve: N=${N} ${path} batching ${batching ? 'on' : 'off'} c=${c}: ${f(cell.requestsPerSecond, 1)} req/s, p50 ${f(cell.p50Ms)} ms\n`);
+          }
+        } finally {
+          await stopServe(child);
+        }
+      }
+    }
+  }
+  const soaked = args.soak ? await soak(args.numModels[0]!, args.soak, args, body) : undefined;
+  if (args.json) {
+    process.stdout.write(JSON.stringify({ backend: args.backend, duration: args.duration, inProcessP50Ms: inProcess, cells, soak: soaked }, null, 2) + '\n');
+    return;
+  }
+  const header = ['N', 'path', 'batching', 'conc.', 'req/s', 'model evals/s', 'p50', 'p90', 'p95', 'p99', 'in-process p50', 'errors', 'non-2xx', 'mean batch'];
+  const rows = cells.map((c) => [
+    String(c.numModels), c.path, c.batching ? 'on' : 'off', String(c.concurrency), f(c.requestsPerSecond, 1), f(c.modelEvaluationsPerSecond, 1),
+    f(c.p50Ms), f(c.p90Ms), f(c.p95Ms), f(c.p99Ms), f(c.path === 'single' ? inProcess[c.numModels]!.single : inProcess[c.numModels]!.sequential),
+    String(c.errors), String(c.non2xx), f(c.meanBatchImages),
+  ]);
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  for (const r of [header, ...rows]) process.stdout.write(r.map((cell, i) => cell.padStart(widths[i]!)).join('  ') + '\n');
+  process.stdout.write('(latencies in ms; autocannon shares the machine\'s cores with the server)\n');
+  if (soaked) {
+    process.stdout.write(`RSS after 1,000 requests ${f(soaked.rssAfter1000MiB, 1)} MiB, after ${soaked.requests} ${f(soaked.rssAfterAllMiB, 1)} MiB (${f(soaked.ratio, 3)}x)\n`);
+  }
+}
+
+await run();
