@@ -34,20 +34,12 @@ export interface ServingEngine {
 }
 
 /** One line of the request log (`--json-log` prints it as JSON). */
-export interface RequestLogEntry {
+export interface RequestLogEntry extends Omit<RequestNotes, 'endpoint'> {
   time: string;
   method: string;
   url: string;
   status: number;
   ms: number;
-  model?: string;
-  images?: number;
-  queueMs?: number;
-  decodeMs?: number;
-  computeMs?: number;
-  /** images in the plan run that answered it */
-  batchImages?: number;
-  error?: string;
 }
 
 export interface ServerOptions {
@@ -63,13 +55,15 @@ const RAW_IMAGE_TYPES = new Set(['image/png', 'application/octet-stream']);
 type Handler = (req: FastifyRequest, reply: FastifyReply) => Promise<unknown> | unknown;
 
 /** What a handler learned about its request, for the log line and the metrics. */
-interface RequestNotes {
+export interface RequestNotes {
+  /** the route's pattern, e.g. /predictions/:model */
   endpoint: string;
   model?: string;
   images?: number;
   queueMs?: number;
   decodeMs?: number;
   computeMs?: number;
+  /** images in the plan run that answered it */
   batchImages?: number;
   error?: string;
 }
@@ -127,12 +121,11 @@ export async function buildServer(engine: ServingEngine, opts: ServerOptions): P
     req.notes = { endpoint: req.routeOptions.url ?? 'unknown' };
   });
   app.addHook('onResponse', async (req, reply) => {
-    const n = req.notes;
-    metrics.requests.inc({ endpoint: n.endpoint, model: n.model ?? '', status: String(reply.statusCode) });
+    const { endpoint, ...notes } = req.notes;
+    metrics.requests.inc({ endpoint, model: notes.model ?? '', status: String(reply.statusCode) });
     opts.onRequestLog?.({
       time: new Date().toISOString(), method: req.method, url: req.url, status: reply.statusCode,
-      ms: Number(reply.elapsedTime.toFixed(3)), model: n.model, images: n.images, queueMs: n.queueMs, decodeMs: n.decodeMs,
-      computeMs: n.computeMs, batchImages: n.batchImages, error: n.error,
+      ms: Number(reply.elapsedTime.toFixed(3)), ...notes,
     });
   });
 
