@@ -2,11 +2,8 @@
 # Packs what the lent GPU machine needs to run the CLI (it has no Node and reaches no registry) into one
 # git-ignored archive, gpu-carry.tar.xz (~30 MB), for the device tool's `carry`: this machine's node binary, the CLI
 # bundled into one ES module by esbuild (tsx's dependency; no TypeScript at run time), the `webgpu` package's
-# linux-x64 Dawn addon, and the Vulkan loader. On the device:
-#   mkdir -p gpu-carry && tar -xJf gpu-carry.tar.xz -C gpu-carry
-#   PATH=$PWD/gpu-carry/bin:$PATH LD_LIBRARY_PATH=$PWD/gpu-carry/lib VK_ICD_FILENAMES=/usr/share/vulkan/icd.d/nvidia_icd.json \
-#     node gpu-carry/cli/bundle.mjs bench --backend webgpu --sweep 1,2,4,8,16,32,64 --no-ui --json
-# The bundle sits two levels below the repository root, so it finds fixtures/ as the package does.
+# linux-x64 Dawn addon, and the Vulkan loader. bench/device-check.sh unpacks it on the device and runs the GPU check
+# from it (into gpu-carry/, so that the bundle finds fixtures/ as the package does).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 work=$(mktemp -d)
