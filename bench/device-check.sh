@@ -55,6 +55,8 @@ if [ ! -f gpu-carry.tar.xz ]; then
   exit 1
 fi
 rm -rf gpu-carry && mkdir -p gpu-carry && tar -xJf gpu-carry.tar.xz -C gpu-carry
+# here, the unpacked carry (a Node binary among it) goes again at the end
+[ "$mode" = local ] && trap 'rm -rf "$root/gpu-carry"' EXIT
 export PATH="$root/gpu-carry/bin:$PATH"
 export LD_LIBRARY_PATH="$root/gpu-carry/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 cli=(node "$root/gpu-carry/cli/bundle.mjs")

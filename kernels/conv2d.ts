@@ -14,10 +14,9 @@ type PaddedThis = KernelThis<Conv2DInfo & { dyPad: number }>;
  * y[m,b,co,oy,ox] = b[m,co] + Σ_ci,ky,kx x[m,b,ci,oy+ky,ox+kx] · w[m,co,ci,ky,kx], a column of four outputs per
  * cell with the 3x3 taps written out: per input channel, 18 reads of a 6x3 input patch and 9 weight reads feed 36
  * multiply-adds. The lanes run over output columns, so each input read is four consecutive values (one 128-bit
- * load on webasm, written `U + this.thread.x` for GPU.js to see it) where a 2x2 block per cell gathered its 16
- * reads from four places; the weights are the same for all four lanes. Measured against the 2x2 blocks, with
- * bit-identical results, on webasm at B = 64: 1.22-1.36x on conv2's forward and 1.06-1.21x on its input gradient
- * (bench/RESULTS.md, session 6). Index arithmetic on thread ids stays integer.
+ * load on webasm, written `U + this.thread.x` for GPU.js to see it), and the weights are the same for all four
+ * lanes (measurements against the designs it replaced: bench/RESULTS.md, "2026-12-01, commits 8f5abbe–6ebf699"). Index arithmetic on thread ids stays
+ * integer.
  * Grid [rowW, rowBlocks, M*B*outC] (`convColumns`), Array(4): the result is laid out
  * [M, B, outC, rowBlocks, rowW, 4 (rows)]; `conv2dLayout` turns it into [M, B, outC, outH, outW]. Outputs beyond
  * outW or outH (the padding) read past their row or plane and are dropped by the layout.
@@ -155,9 +154,8 @@ export function conv2dFlipWeights(info: Conv2DInfo): KernelSpec {
  * sums over (b, oy) for a column of three taps (ky = 0..2) of one (co, ci, kx); `conv2dGradWeightLayout` then adds
  * the columns. The lanes run over ox, so the gradient and the input are read as four consecutive values (one
  * 128-bit load on webasm, written `U + this.thread.x` for GPU.js to see it), and walking down the rows lets two of
- * the three inputs slide along from the previous row: two loads feed three multiply-adds. Measured on conv2 at
- * B = 64 against lanes over output channels (a four-plane gather of the gradient per step): 1.30-1.37x with the
- * layout pass (bench/RESULTS.md, session 6). The row is padded to a multiple of 4 (`pad4`) for webasm's SIMD;
+ * the three inputs slide along from the previous row: two loads feed three multiply-adds (measurements:
+ * bench/RESULTS.md, "2026-12-01, commits 8f5abbe–6ebf699"). The row is padded to a multiple of 4 (`pad4`) for webasm's SIMD;
  * padding columns read past their row and are dropped by the layout. dy may carry a zero border of `dyPad`
  * cells (the input gradient's padding, `maxPool2dReluBackward`), which is skipped.
  * The sum over the batch is split into `convGradWeightParts` parts of whole samples, so that conv1's small grid

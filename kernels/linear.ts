@@ -5,9 +5,9 @@
  * Each contraction computes four rows of its output per cell (`Array(4)`), so each lane-dependent read (the
  * costly kind on webasm: four scalar loads) feeds four sums instead of one. Its loop is unrolled by four, with a
  * tail loop for the rest (counted from 0: WGSL increments only integer counters), each sum still added term by
- * term in order, so unrolling changed no result by a bit. Unrolled, a multiply-add pays for
- * fewer float loop counters and index conversions: on webasm at B = 64, fc1's weight gradient ran 1.3x, its input
- * gradient 1.15x, its forward 1.5x faster. The cells' results come out in quads of rows, [M, ceil(R/4), padF, 4]
+ * term in order, so unrolling changes no result by a bit. Unrolled, a multiply-add pays for fewer float loop
+ * counters and index conversions (measurements: bench/RESULTS.md, "Training kernels: both cores for small grids,
+ * unrolled linear loops"). The cells' results come out in quads of rows, [M, ceil(R/4), padF, 4]
  * (rows of F padded to a multiple of 4, `pad4`); `linearRows` (or its ReLU / dropout variants, fused into the pass
  * that follows anyway) turns them into [M, R, F]. A quad's rows beyond R read past their operand and are dropped
  * there.
