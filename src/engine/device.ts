@@ -247,7 +247,10 @@ export class Device {
   async run(spec: KernelSpec, ...args: Array<Float32Array | number>): Promise<Float32Array> {
     const size = outputSize(spec);
     for (const a of args) {
-      if (typeof a !== 'number' && a.length > this.maxElements) this.tooLarge(spec, a.length);
+      if (typeof a === 'number') continue;
+      if (a.length > this.maxElements) this.tooLarge(spec, a.length);
+      // a handed-back array may already hold another result: reading it would be silently wrong
+      if (this.results?.givenBack(a)) throw new Error(`kernel ${spec.name}: an argument was handed back for reuse and may hold another result`);
     }
     if (size > this.maxElements) this.tooLarge(spec, size);
     const k = this.kernel(spec);
@@ -261,8 +264,9 @@ export class Device {
 
   /**
    * Hands arrays that `run` returned back for reuse: a later result of the same length may be read back into
-   * them, so the caller must not read or write them again. Anything else (inputs, arrays from elsewhere, an
-   * array already handed back) is ignored; so is everything on backends that allocate their own results.
+   * them, so the caller must not read or write them again (`run` refuses them as arguments). Anything else
+   * (inputs, arrays from elsewhere, an array already handed back) is ignored; so is everything on backends that
+   * allocate their own results.
    */
   recycle(...arrays: Float32Array[]): void {
     this.results?.give(...arrays);

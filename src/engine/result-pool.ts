@@ -7,12 +7,15 @@
  * whenever the allocator had to map fresh pages (about 12 µs a page), and 0.3 ms into a reused one.
  *
  * Safety: only arrays this pool handed out are taken back, each once until it is handed out again, so an input
- * array or a second hand-back is ignored rather than turned into two results sharing memory.
+ * array or a second hand-back is ignored rather than turned into two results sharing memory. An array given back
+ * stays marked until it is handed out again (`givenBack`), so that its owner can refuse to read it meanwhile.
  */
 export class ResultPool {
   private readonly free = new Map<number, Float32Array[]>();
   /** Arrays handed out and not yet given back. */
   private readonly issued = new WeakSet<Float32Array>();
+  /** Arrays given back and not handed out since (kept for reuse or left to the garbage collector). */
+  private readonly returned = new WeakSet<Float32Array>();
   private freeBytes = 0;
 
   /** @param capBytes most bytes kept for reuse; arrays given back beyond it are left to the garbage collector */
@@ -21,8 +24,12 @@ export class ResultPool {
   /** An array of `length` values for a result: a given-back one when there is one, else a new one. */
   take(length: number): Float32Array {
     let array = this.free.get(length)?.pop();
-    if (array) this.freeBytes -= array.byteLength;
-    else array = new Float32Array(length);
+    if (array) {
+      this.freeBytes -= array.byteLength;
+      this.returned.delete(array);
+    } else {
+      array = new Float32Array(length);
+    }
     this.issued.add(array);
     return array;
   }
@@ -31,12 +38,18 @@ export class ResultPool {
   give(...arrays: Float32Array[]): void {
     for (const array of arrays) {
       if (!this.issued.delete(array)) continue;
+      this.returned.add(array);
       if (this.freeBytes + array.byteLength > this.capBytes) continue;
       let list = this.free.get(array.length);
       if (!list) this.free.set(array.length, list = []);
       list.push(array);
       this.freeBytes += array.byteLength;
     }
+  }
+
+  /** Whether `array` was given back and not handed out since: what it holds may be overwritten by any later result. */
+  givenBack(array: Float32Array): boolean {
+    return this.returned.has(array);
   }
 
   /** Bytes held for reuse. */
