@@ -18,6 +18,7 @@ import { stackParams, stackedModels } from '../src/model/stack.ts';
 import { Plan, type Device } from '../src/engine/device.ts';
 import { initParams } from '../src/engine/init.ts';
 import { Net } from '../src/engine/net.ts';
+import { trainStep } from '../src/engine/trainer.ts';
 import { ADADELTA_DEFAULTS, Optimizer, type OptimizerConfig } from '../src/engine/optimizer.ts';
 import { dropoutMask, makeRng as engineRng, permutation } from '../src/engine/random.ts';
 import { SequentialRunner, SingleDispatchRunner } from '../src/engine/runners.ts';
@@ -30,6 +31,7 @@ import {
   cnnBackward, cnnForward, randomParams, relativeError, tensor, type CnnCache, type Params64, type T64,
 } from './reference.ts';
 import { collectGarbage } from './gc.ts';
+import { reluForward } from './relu-kernel.ts';
 import { freshSeed, makeRng, randn } from './rng.ts';
 
 type Rng = () => number;
@@ -345,22 +347,32 @@ describe.each(plan.run)('net on %s', (backend) => {
   });
 
   describe.skipIf(backend !== 'webasm')('recycled results (webasm, the backend that reads results into recycled arrays)', () => {
+    type Pool = { issued: WeakSet<Float32Array>; give: (...arrays: Float32Array[]) => void; take: (length: number) => Float32Array };
+    /** The device's result pool, whose `give` is replaced by `give(original)` while `use` runs. */
+    async function withPool<T>(d: Device, give: (original: Pool['give'], pool: Pool) => Pool['give'], use: () => Promise<T>): Promise<T> {
+      const pool = (d as unknown as { results: Pool | null }).results;
+      if (!pool?.issued) throw new Error('no result pool on webasm (is gpu.js patched? did Device\'s internals change?)');
+      const original = pool.give;
+      pool.give = give(original.bind(pool), pool);
+      try {
+        return await use();
+      } finally {
+        delete (pool as Partial<Pool>).give; // the prototype's again
+      }
+    }
+
     const OPTIMIZERS: Array<[string, OptimizerConfig]> = [
       ['Adadelta', ADADELTA_DEFAULTS],
       ['SGD with momentum', { kind: 'sgd', momentum: 0.5, weightDecay: 0 }],
       ['plain SGD', { kind: 'sgd', momentum: 0, weightDecay: 0.01 }],
     ];
     it.each(OPTIMIZERS)('training steps (%s) that recycle their results equal the same steps without, bit for bit', async (_name, config) => {
-      // every array handed back is NaN-filled first, so a read after its hand-back cannot go unseen
       const f = trainingM2();
       const d = device();
-      const issued = (d as unknown as { results: { issued: WeakSet<Float32Array> } | null }).results?.issued;
-      if (!issued) throw new Error('no result pool on webasm (is gpu.js patched? did Device\'s internals change?)');
-      const withoutRecycling = Object.create(d, { recycle: { value: () => {} } }) as Device;
       // results that arrive in an array an earlier result already used: the pool really reused what came back
       const returned = new WeakSet<Float32Array>();
       let reused = 0;
-      const poisoningRecycler = Object.create(d, {
+      const counting = Object.create(d, {
         run: {
           value: async (...args: Parameters<Device['run']>) => {
             const out = await d.run(...args);
@@ -369,38 +381,68 @@ describe.each(plan.run)('net on %s', (backend) => {
             return out;
           },
         },
-        recycle: {
-          value: (...arrays: Float32Array[]) => {
-            for (const a of arrays) if (issued.has(a)) a.fill(NaN);
-            d.recycle(...arrays);
-          },
-        },
       }) as Device;
       const masks = { drop1: Float32Array.from(f.masks.drop1), drop2: Float32Array.from(f.masks.drop2) };
-      // the Trainer's order: forward, backward, the optimizer's step, then the step's arrays handed back
-      const steps = async (dev: Device, recycle: boolean) => {
+      // the Trainer's own step (trainStep), whose scope hands back what the step does not keep
+      const steps = async (dev: Device) => {
         const net = new Net(dev, f.M, stackParams(f.models));
         const opt = new Optimizer(dev, config, net.params);
         const losses: number[] = [];
         for (let step = 0; step < 3; step++) {
-          const { cache } = await net.forward(f.x, f.B, { sharedInput: false, dropout: masks });
-          const { loss, grads } = await net.backward(cache, f.targets);
-          await opt.step(net.params, grads, 0.5);
-          if (recycle) net.recycleStep(cache, grads);
-          losses.push(...loss);
+          losses.push(...await trainStep(net, opt, { x: f.x, B: f.B, targets: f.targets, dropout: masks }, 0.5));
         }
-        return { losses, params: net.params };
+        return { losses, params: net.params, state: opt.state };
       };
-      const plain = await steps(withoutRecycling, false);
-      const recycled = await steps(poisoningRecycler, true);
+      // an inert pool: nothing comes back, every result lands in a fresh array
+      const plain = await withPool(d, () => () => {}, () => steps(d));
+      // every array handed back (early, at the step's end, or replaced by the optimizer) is NaN-filled first, so a
+      // read after its hand-back cannot go unseen
+      const recycled = await withPool(d, (give, pool) => (...arrays) => {
+        for (const a of arrays) if (pool.issued.has(a)) a.fill(NaN);
+        give(...arrays);
+      }, () => steps(counting));
       expect(reused, 'results read back into arrays handed back earlier').toBeGreaterThan(0);
       expect(plain.losses.every(Number.isFinite)).toBe(true);
       expect(recycled.losses).toEqual(plain.losses);
-      for (const s of PARAM_SPECS) {
-        const [got, want] = [recycled.params[s.name], plain.params[s.name]];
+      const survivors: Array<[string, Float32Array, Float32Array]> = [
+        ...PARAM_SPECS.map((s) => [s.name, recycled.params[s.name], plain.params[s.name]] as [string, Float32Array, Float32Array]),
+        ...[...plain.state].map(([k, want]) => [k, recycled.state.get(k)!, want] as [string, Float32Array, Float32Array]),
+      ];
+      for (const [name, got, want] of survivors) {
         const at = want.findIndex((v, i) => !Object.is(got[i], v));
-        expect(at < 0 ? 'identical' : `${s.name}[${at}]: ${got[at]}, without recycling ${want[at]}`).toBe('identical');
+        expect(at < 0 ? 'identical' : `${name}[${at}]: ${got[at]}, without recycling ${want[at]}`).toBe('identical');
       }
+    });
+
+    it('a step scope hands back what it neither returns nor keeps, each once; run refuses a handed-back array', async () => {
+      const d = device();
+      const n = 1000;
+      const relu = reluForward({ n });
+      const x = Float32Array.from({ length: n }, (_, i) => i - n / 2);
+      const want = Array.from(x, (v) => Math.max(v, 0));
+      const given: Float32Array[] = [];
+      const made: Record<'early' | 'kept' | 'dropped', Float32Array | null> = { early: null, kept: null, dropped: null };
+      const returned = await withPool(d, (give) => (...arrays) => {
+        given.push(...arrays);
+        give(...arrays);
+      }, () => d.scope(async () => {
+        const early = made.early = await d.run(relu, x);
+        const last = await d.run(relu, early);
+        d.recycle(early); // its last reader has run
+        made.kept = await d.run(relu, last);
+        d.keep(made.kept);
+        made.dropped = await d.run(relu, made.kept);
+        await expect(d.scope(async () => 0), 'a second scope while one is open').rejects.toThrow(/already running/);
+        return last;
+      }));
+      // x is the caller's, `early` went back by hand (and not again at the end), `dropped` at the end
+      expect(given).toHaveLength(2);
+      expect(given[0]).toBe(made.early);
+      expect(given[1]).toBe(made.dropped);
+      expect(Array.from(returned)).toEqual(want);
+      expect(Array.from(made.kept!)).toEqual(want);
+      await expect(d.run(relu, made.dropped!)).rejects.toThrow(/handed back/);
+      d.recycle(returned, made.kept!);
     });
   });
 

@@ -143,6 +143,11 @@ export class Device {
   /** Arrays that results are read back into, recycled (`recycle`); null where the backend allocates its own. */
   private readonly results: ResultPool | null;
   /**
+   * The results of the open step (`scope`) not yet handed back nor kept; null outside a step. Held in an object of
+   * its own so that views of the device (`Object.create(device)`, whose fields resolve to this one's) share it.
+   */
+  private readonly step: { live: Set<Float32Array> | null } = { live: null };
+  /**
    * How many compiled kernels to keep. Each holds its own memory (on webasm a WebAssembly memory sized for
    * its arguments and output), so a long session that visits many shapes (the dashboard's N and B keys)
    * must not keep them all; one training run uses under 100.
@@ -259,16 +264,49 @@ export class Device {
       this.verifyBackend(spec, k);
       this.verified.add(k);
     }
-    return flattenResult(result, size);
+    const out = flattenResult(result, size);
+    this.step.live?.add(out);
+    return out;
   }
 
   /**
-   * Hands arrays that `run` returned back for reuse: a later result of the same length may be read back into
+   * Runs one step (a training step: forward, backward, the optimizer's update) as the owner of its results'
+   * memory: every result `run` returns meanwhile is handed back for reuse when the step ends, except what the
+   * step returns (an array, or the arrays among the values of a list or plain object it returns) and what it
+   * `keep`s. Within the step, `recycle` hands a result back as soon as its last reader has run, so that a later
+   * kernel of the same step is read back into it. A step that throws hands nothing back (its arrays are left to
+   * the garbage collector, so none is reused while a caller may still hold it). One step at a time per device,
+   * as its runs are awaited one at a time.
+   */
+  async scope<T>(step: () => Promise<T>): Promise<T> {
+    if (this.step.live) throw new Error('Device.scope: a step is already running on this device');
+    const live = this.step.live = new Set();
+    try {
+      const result = await step();
+      for (const a of arraysIn(result)) live.delete(a);
+      this.results?.give(...live);
+      return result;
+    } finally {
+      this.step.live = null;
+    }
+  }
+
+  /**
+   * Results that outlive the open step (`scope`), such as the new parameters and optimizer state: the
+   * step does not hand them back. Outside a step, results are never handed back unasked, so there is nothing to do.
+   */
+  keep(...arrays: Float32Array[]): void {
+    for (const a of arrays) this.step.live?.delete(a);
+  }
+
+  /**
+   * Hands arrays that `run` returned back for reuse now: a later result of the same length may be read back into
    * them, so the caller must not read or write them again (`run` refuses them as arguments). Anything else
    * (inputs, arrays from elsewhere, an array already handed back) is ignored; so is everything on backends that
    * allocate their own results.
    */
   recycle(...arrays: Float32Array[]): void {
+    for (const a of arrays) this.step.live?.delete(a);
     this.results?.give(...arrays);
   }
 
@@ -308,6 +346,13 @@ function shapeReadBack(k: CompiledKernel, pool: ResultPool | null): void {
   if (typeof kernel?._shapeOutput === 'function') kernel._shapeOutput = (data: Float32Array) => data;
   // webasm, patched: read each result into an array from the pool instead of a fresh one (`recycle`)
   if (kernel && pool) kernel.resultTarget = (length: number) => pool.take(length);
+}
+
+/** The Float32Arrays a step returns (`Device.scope`): the value itself, or those among its values, one level deep. */
+function arraysIn(value: unknown): Float32Array[] {
+  if (value instanceof Float32Array) return [value];
+  if (value === null || typeof value !== 'object') return [];
+  return Object.values(value).filter((v): v is Float32Array => v instanceof Float32Array);
 }
 
 /**

@@ -6,6 +6,11 @@
  *
  * Two input modes: `sharedInput` (every model sees the same batch x [B,1,28,28]) and per-model batches
  * (x [M,B,1,28,28], for training M models on different shuffles).
+ *
+ * Memory: a result nothing in the pass reads again is handed back to the device as soon as its last reader has
+ * run (`consume`, `recycle`), so a later kernel of the same step is read back into it. Everything else the passes
+ * return (the cache, the gradients, the loss) belongs to the step that called them: run inside `Device.scope`,
+ * it is handed back when that step ends unless the step returns or keeps it.
  */
 import { DROPOUT1, DROPOUT2, FC1, IMAGE_SIDE, NUM_CLASSES, PARAM_SPECS, elementCount, type ParamSet } from '../model/cnn.ts';
 import type { Device } from './device.ts';
@@ -139,7 +144,6 @@ export class Net {
     const L = this.layersFor(B, opts.sharedInput);
     const p = this.params;
     const d = this.device;
-    // results nothing reads again are recycled as soon as their last reader has run (`consume`)
     const h1 = await this.consume(L.conv1Relu, await d.run(L.conv1, x, p['conv1.weight'], p['conv1.bias']));
     const y2 = await d.run(L.conv2, h1, p['conv2.weight'], p['conv2.bias']);
     const pooled = await d.run(L.pool, y2);
@@ -184,17 +188,7 @@ export class Net {
     return { loss, grads };
   }
 
-  /**
-   * Hands a finished step's arrays back to the device for reuse: the forward pass's cache (its `logp` too) and
-   * the gradients. Call it once the optimizer has taken them; none of them may be read afterwards. Arrays the
-   * device did not make (the caller's input, masks and targets) are left alone.
-   */
-  recycleStep(cache: ForwardCache, grads: ParamSet): void {
-    const { h1, pooled, argmax, d1, h3, d2, logp } = cache;
-    this.device.recycle(h1, pooled, argmax, d1, h3, d2, logp, ...Object.values(grads));
-  }
-
-  /** Runs `spec` with `spent` as its first argument, then recycles `spent`: a result nothing reads again. */
+  /** Runs `spec` with `spent` as its first argument, then hands `spent` back: a result nothing reads again. */
   private async consume(spec: KernelSpec, spent: Float32Array, ...rest: Array<Float32Array | number>): Promise<Float32Array> {
     const out = await this.device.run(spec, spent, ...rest);
     this.device.recycle(spent);

@@ -48,35 +48,42 @@ export class Optimizer {
   }
 
   /**
-   * One update of every parameter, in place in `params` (arrays are replaced). The arrays replaced (parameters
-   * and state from an earlier step) and this step's intermediates go back to the device for reuse, so nothing
-   * may keep them across a step; arrays the device did not make (initial weights, loaded state) are left alone.
+   * One update of every parameter, in place in `params` (arrays are replaced). The new parameters and state outlive
+   * the step (`Device.keep`); the arrays they replace (from an earlier step) go back to the device for reuse, so
+   * nothing may keep them across a step; arrays the device did not make (initial weights, loaded state) are left
+   * alone. This step's intermediates belong to the step that called it (`Device.scope`).
    */
   async step(params: ParamSet, grads: ParamSet, lr: number): Promise<void> {
     const d = this.device;
     const c = this.config;
+    /** `next` survives the step in place of `old`, which goes back to the device (every reader of `old` has run). */
+    const replace = (old: Float32Array, next: Float32Array): Float32Array => {
+      d.keep(next);
+      d.recycle(old);
+      return next;
+    };
     for (const { name } of PARAM_SPECS) {
       const w = params[name];
       const g = grads[name];
       const info = { n: w.length };
       if (c.kind === 'adadelta') {
-        const oldSquareAvg = this.state.get(`${name}.square_avg`)!;
-        const sa = await d.run(adadeltaSquareAvg(info), w, g, oldSquareAvg, c.rho, c.weightDecay);
+        const sa = this.state.get(`${name}.square_avg`)!;
         const ad = this.state.get(`${name}.acc_delta`)!;
-        const delta = await d.run(adadeltaDelta(info), w, g, sa, ad, c.eps, c.weightDecay);
-        this.state.set(`${name}.acc_delta`, await d.run(adadeltaAccDelta(info), ad, delta, c.rho));
-        this.state.set(`${name}.square_avg`, sa);
-        params[name] = await d.run(applyUpdate(info), w, delta, lr);
-        d.recycle(oldSquareAvg, ad, delta, w);
+        const nextSa = await d.run(adadeltaSquareAvg(info), w, g, sa, c.rho, c.weightDecay);
+        const delta = await d.run(adadeltaDelta(info), w, g, nextSa, ad, c.eps, c.weightDecay);
+        const nextAd = await d.run(adadeltaAccDelta(info), ad, delta, c.rho);
+        const nextW = await d.run(applyUpdate(info), w, delta, lr);
+        this.state.set(`${name}.square_avg`, replace(sa, nextSa));
+        this.state.set(`${name}.acc_delta`, replace(ad, nextAd));
+        params[name] = replace(w, nextW);
       } else if (c.momentum > 0) {
-        const oldBuf = this.state.get(`${name}.momentum_buffer`)!;
-        const buf = await d.run(sgdMomentumBuffer(info), w, g, oldBuf, c.momentum, c.weightDecay);
-        this.state.set(`${name}.momentum_buffer`, buf);
-        params[name] = await d.run(applyUpdate(info), w, buf, lr);
-        d.recycle(oldBuf, w);
+        const buf = this.state.get(`${name}.momentum_buffer`)!;
+        const nextBuf = await d.run(sgdMomentumBuffer(info), w, g, buf, c.momentum, c.weightDecay);
+        const nextW = await d.run(applyUpdate(info), w, nextBuf, lr);
+        this.state.set(`${name}.momentum_buffer`, replace(buf, nextBuf));
+        params[name] = replace(w, nextW);
       } else {
-        params[name] = await d.run(sgdStep(info), w, g, lr, c.weightDecay);
-        d.recycle(w);
+        params[name] = replace(w, await d.run(sgdStep(info), w, g, lr, c.weightDecay));
       }
     }
   }

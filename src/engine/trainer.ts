@@ -10,7 +10,7 @@ import { stackParams } from '../model/stack.ts';
 import type { Device } from './device.ts';
 import { InferencePlan } from './inference-plan.ts';
 import { initParams } from './init.ts';
-import { Net, POOLED_FEATURES } from './net.ts';
+import { Net, POOLED_FEATURES, type DropoutMasks } from './net.ts';
 import { Optimizer, stepLr, type OptimizerConfig } from './optimizer.ts';
 import { deriveSeed, dropoutMask, makeRng, permutation } from './random.ts';
 import { IMAGE_PIXELS, gatherNormalized, type DigitSet } from '../data/mnist.ts';
@@ -106,10 +106,7 @@ export class Trainer {
         dropoutMask(maskRngs[i], B * POOLED_FEATURES, DROPOUT1, drop1.subarray(i * B * POOLED_FEATURES, (i + 1) * B * POOLED_FEATURES));
         dropoutMask(maskRngs[i], B * FC1.outFeatures, DROPOUT2, drop2.subarray(i * B * FC1.outFeatures, (i + 1) * B * FC1.outFeatures));
       }
-      const { cache } = await this.net.forward(x, B, { sharedInput: false, dropout: { drop1, drop2 } });
-      const { loss, grads } = await this.net.backward(cache, targets);
-      await this.optimizer.step(this.net.params, grads, lr);
-      this.net.recycleStep(cache, grads);
+      const loss = await trainStep(this.net, this.optimizer, { x, B, targets, dropout: { drop1, drop2 } }, lr);
       onBatch?.({ epoch: epoch + 1, batchIndex: bi, batches, seen: start + B, total: train.count, loss });
     }
     this.epochsDone++;
@@ -120,6 +117,24 @@ export class Trainer {
   async evaluate(set: DigitSet): Promise<EvalReport> {
     return evaluateModels(this.net, set, this.config.testBatchSize);
   }
+}
+
+/** One batch of per-model inputs x [K,B,1,28,28], targets [K,B] and the dropout masks of its forward pass. */
+export interface TrainBatch { x: Float32Array; B: number; targets: Float32Array; dropout: DropoutMasks }
+
+/**
+ * One training step: forward, backward and the optimizer's update, run as one `Device.scope`, which owns its
+ * memory: the step's results (the forward cache, the gradients, the optimizer's intermediates) go back to the
+ * device when it ends, the new parameters and optimizer state survive it (the optimizer keeps them), and so does
+ * the returned loss of each model. The batch's own arrays were not made by the device and are left alone.
+ */
+export async function trainStep(net: Net, optimizer: Optimizer, batch: TrainBatch, lr: number): Promise<Float32Array> {
+  return net.device.scope(async () => {
+    const { cache } = await net.forward(batch.x, batch.B, { sharedInput: false, dropout: batch.dropout });
+    const { loss, grads } = await net.backward(cache, batch.targets);
+    await optimizer.step(net.params, grads, lr);
+    return loss;
+  });
 }
 
 /**
