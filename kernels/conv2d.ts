@@ -15,8 +15,8 @@ type PaddedThis = KernelThis<Conv2DInfo & { dyPad: number }>;
  * cell with the 3x3 taps written out: per input channel, 18 reads of a 6x3 input patch and 9 weight reads feed 36
  * multiply-adds. The lanes run over output columns, so each input read is four consecutive values (one 128-bit
  * load on webasm, written `U + this.thread.x` for GPU.js to see it), and the weights are the same for all four
- * lanes (measurements against the designs it replaced: bench/RESULTS.md, "2026-12-01, commits 8f5abbe–6ebf699"). Index arithmetic on thread ids stays
- * integer.
+ * lanes (measurements: bench/RESULTS.md, "2026-12-01, commits 8f5abbe–6ebf699", "conv2d's forward: a column of
+ * four outputs per cell"). Index arithmetic on thread ids stays integer.
  * Grid [rowW, rowBlocks, M*B*outC] (`convColumns`), Array(4): the result is laid out
  * [M, B, outC, rowBlocks, rowW, 4 (rows)]; `conv2dLayout` turns it into [M, B, outC, outH, outW]. Outputs beyond
  * outW or outH (the padding) read past their row or plane and are dropped by the layout.
@@ -155,9 +155,10 @@ export function conv2dFlipWeights(info: Conv2DInfo): KernelSpec {
  * the columns. The lanes run over ox, so the gradient and the input are read as four consecutive values (one
  * 128-bit load on webasm, written `U + this.thread.x` for GPU.js to see it), and walking down the rows lets two of
  * the three inputs slide along from the previous row: two loads feed three multiply-adds (measurements:
- * bench/RESULTS.md, "2026-12-01, commits 8f5abbe–6ebf699"). The row is padded to a multiple of 4 (`pad4`) for webasm's SIMD;
- * padding columns read past their row and are dropped by the layout. dy may carry a zero border of `dyPad`
- * cells (the input gradient's padding, `maxPool2dReluBackward`), which is skipped.
+ * bench/RESULTS.md, "2026-12-01, commits 8f5abbe–6ebf699", "conv2d's weight gradient: lanes over output columns,
+ * walking down the rows"). The row is padded to a multiple of 4 (`pad4`) for webasm's SIMD; padding columns read
+ * past their row and are dropped by the layout. dy may carry a zero border of `dyPad` cells (the input gradient's
+ * padding, `maxPool2dReluBackward`), which is skipped.
  * The sum over the batch is split into `convGradWeightParts` parts of whole samples, so that conv1's small grid
  * runs on both of webasm's worker threads; within a cell each sum runs over (b, oy) in order.
  * Grid [pad4(outW), inC*K, M*parts*outC], Array(3) (K = 3): the result is laid out

@@ -86,7 +86,8 @@ export function outChannelsLast(w: Float32Array, info: Conv2DInfo): Float32Array
  * max(0, max of the four + bias): ReLU and the shared bias commute with the max. The SIMD lanes run over output
  * channels, so the 16 input reads are the same in every lane (one load each) and the 9 weight reads are four
  * consecutive weights of the channels-last copy (one 128-bit load each on webasm), instead of four gathers at
- * stride 2 had the lanes run over pooled columns (measurements: bench/RESULTS.md, "2026-12-01, commits 84b4512–87277a0").
+ * stride 2 had the lanes run over pooled columns (measurements: bench/RESULTS.md, "2026-12-01, commits
+ * 84b4512–87277a0", "Serving: conv2's SIMD lanes over output channels").
  * Grid [outC, poolH*poolW, M*B] → [M, B, poolH*poolW, outC], channels last: `channelsFirst` turns it into
  * PyTorch's [M, B, outC, poolH, poolW] for fc1. The weight is given in PyTorch's layout; the spec holds a
  * channels-last copy made on the host, which GPU.js uploads with the other constants.
@@ -166,8 +167,8 @@ export function channelsFirst(pool: Pool2DInfo): KernelSpec {
  * k mod 4, cell p summing k = p, p+4, p+8, … (the tail of an inF not a multiple of 4 included), and both its reads,
  * `x[… + j + thread.x]` and `weight[… + j + thread.x]`, are four consecutive elements, one vector load each on
  * webasm (patches/: stock gpu.js gathers them one by one). In the whole threaded plan the step is bound by
- * streaming the weights from memory (measurements: bench/RESULTS.md, "Contiguous loads (patches/) and fc1's
- * serving kernel").
+ * streaming the weights from memory (measurements: bench/RESULTS.md, "2026-12-01, commits 704ffd5–88655d3",
+ * "Contiguous loads (patches/) and fc1's serving kernel").
  * Grid [4, outF, M*B] → partial sums [M, B, outF, 4]; `linearPartialsBiasRelu` adds them.
  */
 export function linearPartialsResident(info: LinearInfo, weight: Float32Array): KernelSpec {

@@ -6,11 +6,11 @@
  * costly kind on webasm: four scalar loads) feeds four sums instead of one. Its loop is unrolled by four, with a
  * tail loop for the rest (counted from 0: WGSL increments only integer counters), each sum still added term by
  * term in order, so unrolling changes no result by a bit. Unrolled, a multiply-add pays for fewer float loop
- * counters and index conversions (measurements: bench/RESULTS.md, "Training kernels: both cores for small grids,
- * unrolled linear loops"). The cells' results come out in quads of rows, [M, ceil(R/4), padF, 4]
- * (rows of F padded to a multiple of 4, `pad4`); `linearRows` (or its ReLU / dropout variants, fused into the pass
- * that follows anyway) turns them into [M, R, F]. A quad's rows beyond R read past their operand and are dropped
- * there.
+ * counters and index conversions (measurements: bench/RESULTS.md, "2026-12-01, commits 704ffd5–88655d3",
+ * "Training kernels: both cores for small grids, unrolled linear loops"). The cells' results come out in quads of
+ * rows, [M, ceil(R/4), padF, 4] (rows of F padded to a multiple of 4, `pad4`); `linearRows` (or its ReLU / dropout
+ * variants, fused into the pass that follows anyway) turns them into [M, R, F]. A quad's rows beyond R read past
+ * their operand and are dropped there.
  *
  * The forward also splits its sum over the input features into `linearForwardParts` parts, one cell each, so that
  * fc1's small grid runs on both of webasm's worker threads; the rows pass adds the parts, in order. That order

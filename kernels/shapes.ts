@@ -84,8 +84,8 @@ function threadingParts(cells: number, maxParts: number, fits: (parts: number) =
 
 /**
  * The linear forward's parts of its sum over the input features (added up by the rows pass): fc1 at B = 64 has
- * 128 × 16 = 2,048 cells of four rows, so it ran on one core; in 4 parts it runs on two. At most 8 parts, each of at
- * least 256 features, so a small layer such as fc2 stays whole.
+ * 128 × 16 = 2,048 cells of four rows, so whole it runs on one core; in 4 parts it runs on two. At most 8 parts,
+ * each of at least 256 features, so a small layer such as fc2 stays whole.
  */
 export function linearForwardParts(info: LinearInfo): number {
   return threadingParts(info.outF * Math.ceil(info.B / 4), 8, (parts) => info.inF % parts === 0 && info.inF / parts >= 256);
