@@ -266,6 +266,7 @@ export async function benchmarkModels(paths: ServingPaths, x: Float32Array, B: n
   const first = await firstRequest(paths, x, B);
   const execution = { sequential: executionOf(paths.sequential), singleDispatch: executionOf(paths.singleDispatch) };
   emit({ type: 'first-request', numModels: N, ...first, execution });
+  signal?.throwIfAborted(); // compiling may have taken long: a stop asked for meanwhile takes effect now
 
   for (const path of PATHS) {
     emit({ type: 'phase', numModels: N, phase: 'warmup', path, total: cfg.warmup });

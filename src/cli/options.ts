@@ -356,6 +356,14 @@ export function buildServeOptions(raw: Raw, ctx: ParseContext): Parsed<ServeOpti
   if (ctx.explicit.has('batchBuckets') && !buckets.includes(maxBatchSize)) {
     warnings.push(`--max-batch-size ${maxBatchSize} is not among --batch-buckets; it is added as the largest bucket.`);
   }
+  // Node runs a longer timer after 1 ms: a large value would expire every request at once
+  const MAX_TIMER_MS = 2 ** 31 - 1;
+  for (const [flag, ms] of [['--queue-timeout-ms', raw.queueTimeoutMs], ['--max-batch-delay-ms', raw.maxBatchDelayMs], ['--exit-timeout-s', raw.exitTimeoutS * 1000]] as const) {
+    if (ms > MAX_TIMER_MS) throw new UsageError(`${flag} is too large: at most ${flag.endsWith('-s') ? Math.floor(MAX_TIMER_MS / 1000) : MAX_TIMER_MS}.`);
+  }
+  if (raw.maxBatchDelayMs >= raw.queueTimeoutMs) {
+    warnings.push(`--max-batch-delay-ms ${raw.maxBatchDelayMs} is not below --queue-timeout-ms ${raw.queueTimeoutMs}: a lone request would time out before its batch runs.`);
+  }
   return {
     options: {
       numModels: raw.numModels,

@@ -147,6 +147,8 @@ export class Batcher {
   /** Refuses new requests from now on; resolves once every queued and running request has been answered. */
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.delayTimer);
+    this.delayTimer = undefined;
     if (!this.running && this.queue.length === 0) return;
     this.schedule(); // what waits for a batching delay runs now
     await new Promise<void>((resolve) => this.idleWaiters.push(resolve));

@@ -32,7 +32,7 @@ function invalid(message: string): ServingError {
  * The largest image a request may hold, read from its header before anything is inflated. A body under the size
  * limit can still inflate to hundreds of megabytes (a PNG of zeros compresses ~1000:1); a digit needs no more.
  */
-export const MAX_REQUEST_PIXELS = 4_000_000;
+export const MAX_REQUEST_PIXELS = 1024 * 1024;
 
 /** One PNG (any depth or colour type `predict` takes, up to MAX_REQUEST_PIXELS) → one normalised image. */
 export function decodePngImage(bytes: Uint8Array, label: string): Float32Array {
@@ -65,7 +65,7 @@ const BASE64 = /^[A-Za-z0-9+/]*={0,2}$/;
  * `{id?, inputs: [{name, shape: [B,1,28,28], datatype: "FP32", data}]}` with pixels 0..1 in MNIST polarity
  * (light digit on dark), flat or nested, or `{inputs: [{name, datatype: "BYTES", shape: [B], data: [base64 PNG, …]}]}`.
  */
-export function decodeInferRequest(body: unknown): DecodedInfer {
+export function decodeInferRequest(body: unknown, maxImages: number): DecodedInfer {
   if (typeof body !== 'object' || body === null || Array.isArray(body)) throw invalid('the body must be a JSON object with "inputs"');
   const { id, inputs } = body as { id?: unknown; inputs?: unknown };
   if (id !== undefined && typeof id !== 'string') throw invalid('"id" must be a string');
@@ -77,8 +77,13 @@ export function decodeInferRequest(body: unknown): DecodedInfer {
   if (!Array.isArray(shape) || !shape.every((d) => Number.isSafeInteger(d) && d >= 0)) {
     throw invalid('inputs[0].shape must be an array of non-negative integers');
   }
-  const data = Array.isArray(input.data) ? (input.data as unknown[]).flat(Infinity) : undefined;
-  if (!data) throw invalid('inputs[0].data must be an array');
+  if (!Array.isArray(input.data)) throw invalid('inputs[0].data must be an array');
+  // flat, or nested as deep as the shape at most; anything deeper is left as an array and refused below
+  const data = (input.data as unknown[]).flat(Math.max(0, shape.length - 1));
+  const images = shape[0] as number;
+  if (images > maxImages) {
+    throw invalid(`a request holds at most ${maxImages} images (--max-batch-size); this one holds ${images}`);
+  }
 
   if (input.datatype === 'FP32') {
     const [B, c, h, w] = shape as number[];

@@ -168,9 +168,10 @@ export async function buildServer(engine: ServingEngine, opts: ServerOptions): P
   /** The model a path names; 404 for any other. */
   function modelOf(req: FastifyRequest): number | 'ensemble' {
     const name = (req.params as { model: string }).model;
-    req.notes.model = name;
     const model = resolveModel(name, N);
-    if (model === undefined) throw new ServingError(404, `no model named "${name}": this server serves ${modelNames(N).join(', ')}`, 'bad_request');
+    // only names this server serves become a metrics label: a client's own names would grow it without bound
+    if (model === undefined) throw new ServingError(404, `no model named ${JSON.stringify(name)}: this server serves ${modelNames(N).join(', ')}`, 'bad_request');
+    req.notes.model = name;
     return model;
   }
 
@@ -275,7 +276,7 @@ export async function buildServer(engine: ServingEngine, opts: ServerOptions): P
       const model = modelOf(req);
       const type = mediaType(req);
       if (type !== 'application/json') throw unsupported(type, 'application/json');
-      const { id, x, count } = decoded(req, () => decodeInferRequest(req.body));
+      const { id, x, count } = decoded(req, () => decodeInferRequest(req.body, engine.maxBatchSize));
       const logp = await infer(req, reply, x, count);
       return { model_name: (req.params as { model: string }).model, id: id ?? randomUUID(), outputs: inferOutputs(logp, count, N, model) };
     },

@@ -61,10 +61,12 @@ class RecentRequests {
   }
 }
 
+/** One log line; control characters a client put in its URL are escaped, so it cannot forge lines. */
 function plainLine(e: RequestLogEntry): string {
   const parts = [`${e.method} ${e.url} ${e.status} ${ms(e.ms)} ms`];
   if (e.computeMs !== undefined) parts.push(`(queue ${ms(e.queueMs ?? 0)}, compute ${ms(e.computeMs)} ms, batch of ${e.batchImages})`);
-  return parts.join(' ') + (e.error ? `: ${e.error}` : '');
+  const line = parts.join(' ') + (e.error ? `: ${e.error}` : '');
+  return line.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
 /** Loads, warms and listens; the caller owns the process's signals. */
