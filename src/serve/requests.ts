@@ -6,7 +6,7 @@ import { IMAGE_PIXELS, normalizeImages, normalizeUnitPixels } from '../data/mnis
 import { InputError } from '../errors.ts';
 import { decodeDigitPng } from '../io/png.ts';
 import { IMAGE_SIDE, NUM_CLASSES } from '../model/cnn.ts';
-import { argmax, imagePredictions, type ModelPrediction } from '../model/outputs.ts';
+import { imagePredictions, type ModelPrediction } from '../model/outputs.ts';
 import { ServingError } from './batcher.ts';
 
 /** The model names a server answers to: `model0` … `model{N-1}`, and `ensemble` (mean of probabilities). */
@@ -128,10 +128,10 @@ export function inferOutputs(logp: Float32Array, B: number, N: number, model: nu
   const probabilities = new Float32Array(B * NUM_CLASSES);
   const prediction: number[] = [];
   for (let b = 0; b < B; b++) {
-    const row = model === ENSEMBLE ? imagePredictions(logp, b, B, N).ensemble.probabilities
-      : Array.from(logp.subarray((model * B + b) * NUM_CLASSES, (model * B + b + 1) * NUM_CLASSES), Math.exp);
-    probabilities.set(row, b * NUM_CLASSES);
-    prediction.push(model === ENSEMBLE ? argmax(row, 0) : argmax(logp, (model * B + b) * NUM_CLASSES));
+    const p = imagePredictions(logp, b, B, N);
+    const chosen = model === ENSEMBLE ? p.ensemble : p.models[model]!;
+    probabilities.set(chosen.probabilities, b * NUM_CLASSES);
+    prediction.push(chosen.prediction);
   }
   return [
     { name: 'probabilities', datatype: 'FP32', shape: [B, NUM_CLASSES], data: Array.from(probabilities) },

@@ -21,7 +21,7 @@ export interface ServingEngine {
   numModels: number;
   batcher: Batcher;
   metrics: ServerMetrics;
-  /** true once every bucket's plan has been built and run */
+  /** false once shutting down (every bucket's plan has been built and run before the server listens) */
   ready(): boolean;
   modelPath: string;
   backend: string;

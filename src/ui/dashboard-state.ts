@@ -5,7 +5,8 @@
  * show, so a test can drive it with events alone.
  */
 import { DEFAULT_CHUNKS, pathStats, type Agreement, type BenchEvent, type PathKey, type PathStats } from '../bench/harness.ts';
-import { predictionsOf } from '../model/outputs.ts';
+import { NUM_CLASSES } from '../model/cnn.ts';
+import { argmax } from '../model/outputs.ts';
 
 /** `b` cycles through these batch sizes. */
 export const BATCH_SIZES: readonly number[] = [1, 8, 64];
@@ -173,7 +174,8 @@ export function reduce(s: DashboardState, event: DashboardEvent, atMs: number): 
       });
     case 'call': {
       const view = s.paths[event.path];
-      const predictions = predictionsOf(event.output, event.numModels, s.batchSize).map((row) => row[0]!);
+      // each model's digit for the first image (the B images of a request are copies of one)
+      const predictions = Array.from({ length: event.numModels }, (_, m) => argmax(event.output, m * s.batchSize * NUM_CLASSES));
       const progress = { done: event.done, total: event.total };
       const next = { ...running, phase: event.phase, activePath: event.path };
       if (event.phase === 'warmup') return updatePath(next, event.path, { warmup: progress, predictions });
