@@ -50,7 +50,7 @@ import { computeRowsInfo } from '../kernels/shapes.ts';
 import { outputSize, type KernelSpec } from '../kernels/spec.ts';
 import { DROPOUT1, DROPOUT2, IMAGE_SIDE, NUM_CLASSES } from '../src/model/cnn.ts';
 import { cnnShapes } from '../src/engine/shapes.ts';
-import { BACKENDS, Device, backendUnavailableReason, type Backend } from '../src/engine/device.ts';
+import { BACKENDS, Device, backendUnavailableReason, type Backend, openDevice } from '../src/engine/device-node.ts';
 import { makeRng } from '../src/engine/random.ts';
 import { movementFloor } from './floor.ts';
 import { MATMUL_LAYOUTS, computeMatmulInfo, matmul, matmulAt, matmulReferenceAt, type MatmulLayout } from './matmul.ts';
@@ -473,7 +473,7 @@ const progress = process.stderr.isTTY
 async function runBackend(backend: Backend, opts: Options): Promise<BackendReport> {
   const reason = await backendUnavailableReason(backend);
   if (reason) return { backend, available: false, reason, rows: [] };
-  const device = await Device.open(backend);
+  const device = await openDevice(backend);
   const report: BackendReport = { backend, available: true, maxElements: device.maxElements, rows: [] };
   try {
     progress(`${backend}: matmul ${opts.matmulSize}^3`);

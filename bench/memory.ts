@@ -15,7 +15,7 @@ import { readFileSync } from 'node:fs';
 import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { IMAGE_SIDE } from '../src/model/cnn.ts';
-import { BACKENDS, Device, type Backend } from '../src/engine/device.ts';
+import { BACKENDS, type Backend, openDevice } from '../src/engine/device-node.ts';
 import { paramCount } from '../src/model/cnn.ts';
 import { firstRequest, makePaths, repeatImage } from '../src/bench/harness.ts';
 import { loadServedModels } from '../src/io/model-file.ts';
@@ -102,7 +102,7 @@ function record(stage: string): void {
 }
 
 record('start');
-const device = await Device.open(backend);
+const device = await openDevice(backend);
 const served = loadServedModels(values.model, N);
 // the weights of N models, whether or not they exist on the host at once (a replicated model is held once)
 const weightBytes = N * paramCount() * Float32Array.BYTES_PER_ELEMENT;

@@ -9,7 +9,7 @@
  *                                             being skipped (CI uses this so a broken GL setup cannot pass green).
  */
 import { afterAll, beforeAll, it } from 'vitest';
-import { BACKENDS, Device, backendUnavailableReason, type Backend } from '../src/engine/device.ts';
+import { BACKENDS, Device, backendUnavailableReason, type Backend, openDevice } from '../src/engine/device-node.ts';
 import { outputSize, type KernelSpec } from '../kernels/spec.ts';
 
 export interface BackendPlan {
@@ -22,7 +22,7 @@ export interface BackendPlan {
 }
 
 /** The GPU.js kernel class each backend compiles to: how a test tells which backend really ran. */
-export { KERNEL_CLASS } from '../src/engine/device.ts';
+export { KERNEL_CLASS } from '../src/engine/device-node.ts';
 
 function parseBackendList(variable: string, value: string | undefined): Backend[] | undefined {
   if (value === undefined || value.trim() === '') return undefined;
@@ -82,7 +82,7 @@ export function declareUnrunBackends(suite: string, plan: BackendPlan): void {
 export function useDevice(backend: Backend): () => Device {
   let device: Device | undefined;
   beforeAll(async () => {
-    device = await Device.open(backend);
+    device = await openDevice(backend);
   });
   afterAll(() => {
     device?.destroy();

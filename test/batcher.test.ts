@@ -3,7 +3,7 @@
  * bucket, each request's own slice of the answer, and every way a request can leave the queue unanswered.
  */
 import { describe, expect, it, vi } from 'vitest';
-import { IMAGE_PIXELS } from '../src/data/mnist.ts';
+import { IMAGE_PIXELS } from '../src/data/normalize.ts';
 import { NUM_CLASSES } from '../src/model/cnn.ts';
 import { Batcher, ServingError, effectiveBuckets, type BatcherConfig } from '../src/serve/batcher.ts';
 

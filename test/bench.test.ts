@@ -14,10 +14,10 @@ import type { BenchOptions } from '../src/cli/options.ts';
 import { NUM_CLASSES, formatArchitecture } from '../src/model/cnn.ts';
 import { predictionsOf } from '../src/model/outputs.ts';
 import { stackParams, stackedModels } from '../src/model/stack.ts';
-import { Device, PLAN_EXECUTORS, resolveBackend } from '../src/engine/device.ts';
+import { PLAN_EXECUTORS, resolveBackend, openDevice } from '../src/engine/device-node.ts';
 import { initParams } from '../src/engine/init.ts';
 import type { Runner } from '../src/engine/runners.ts';
-import { normalizeImages } from '../src/data/mnist.ts';
+import { normalizeImages } from '../src/data/normalize.ts';
 import { InputError } from '../src/errors.ts';
 import { readDigitPng } from '../src/io/png.ts';
 import { writeModelFile } from '../src/io/model-file.ts';
@@ -208,7 +208,7 @@ describe('sequential and single dispatch on a real device', () => {
   it('agree for N = 1, 2 and 7 distinct models, with B = 1 and B = 3', async () => {
     const stacked = stackedModels(stackParams(Array.from({ length: 7 }, (_, i) => initParams(100 + i))), 7);
     const image = normalizeImages(readDigitPng(IMAGE).pixels);
-    const device = await Device.open(BACKEND);
+    const device = await openDevice(BACKEND);
     try {
       for (const N of [1, 2, 7]) {
         for (const B of [1, 3]) {
@@ -234,7 +234,7 @@ describe('sequential and single dispatch on a real device', () => {
   }, SLOW);
 
   it('benchmarkModels counts its calls and reports the sample prediction first', async () => {
-    const device = await Device.open(BACKEND);
+    const device = await openDevice(BACKEND);
     const paths = makePaths(device, stackedModels(initParams(5), 1), 1);
     try {
       const seen: number[][][] = [];

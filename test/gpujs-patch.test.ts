@@ -32,7 +32,7 @@ import gpujs from 'gpu.js';
 import { afterAll, describe, expect, it } from 'vitest';
 import { reluForward } from './relu-kernel.ts';
 import type { KernelSpec, KernelThis } from '../kernels/spec.ts';
-import { Device, webasmPatchMissing, type Plan } from '../src/engine/device.ts';
+import { webasmPatchMissing, type Plan, openDevice } from '../src/engine/device-node.ts';
 import { collectGarbage } from './gc.ts';
 import { freshSeed, makeRng } from './rng.ts';
 
@@ -52,7 +52,7 @@ const kernelModule = requireGpujs('gpu.js/src/backend/web-assembly/kernel.js') a
   WebAssemblyKernel: { prototype: { _readBack?: unknown } };
 };
 
-const webasm = (await Device.open('webasm').catch(() => null));
+const webasm = (await openDevice('webasm').catch(() => null));
 afterAll(() => webasm?.destroy());
 
 // 16,384 cells: above the 4,096 per worker from which GPU.js splits a plan over its threads

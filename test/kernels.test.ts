@@ -30,7 +30,7 @@ import {
 } from '../kernels/shapes.ts';
 import type { KernelSpec } from '../kernels/spec.ts';
 import { PARAM_SPECS, type ParamSet } from '../src/model/cnn.ts';
-import { Device, PLAN_EXECUTORS } from '../src/engine/device.ts';
+import { Device, PLAN_EXECUTORS, openDevice } from '../src/engine/device-node.ts';
 import { Optimizer, stepLr, type OptimizerConfig } from '../src/engine/optimizer.ts';
 import { ResultPool } from '../src/engine/result-pool.ts';
 import {
@@ -316,7 +316,7 @@ describe('Device backend check', () => {
 
 describe('Device kernel cache', () => {
   it('keeps at most maxKernels compiled kernels, evicting the least recently used, and still computes right', async () => {
-    const d = await Device.open('cpu', { maxKernels: 2 });
+    const d = await openDevice('cpu', { maxKernels: 2 });
     try {
       const x = new Float32Array([-1, 2, -3, 4]);
       const [a, b, c] = [4, 3, 2].map((n) => reluForward({ n }));

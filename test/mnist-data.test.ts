@@ -4,16 +4,8 @@ import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { encodeIdxImages, encodeIdxLabels, writeIdxFile } from '../src/io/idx.ts';
-import {
-  limitStratified,
-  loadBundledMnist,
-  loadIdxMnist,
-  loadMnist,
-  normalizeImages,
-  MNIST_MEAN,
-  MNIST_STD,
-  type DigitSet,
-} from '../src/data/mnist.ts';
+import { limitStratified, loadBundledMnist, loadIdxMnist, loadMnist, type DigitSet } from '../src/data/mnist.ts';
+import { normalizeImages, MNIST_MEAN, MNIST_STD } from '../src/data/normalize.ts';
 import { expectInputError } from './expect-input-error.ts';
 
 const PX = 784;

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DROPOUT1, DROPOUT2, FC1, IMAGE_SIDE, NUM_CLASSES, PARAM_SPECS, type ParamSet } from '../src/model/cnn.ts';
 import { stackParams, stackedModels } from '../src/model/stack.ts';
-import { Plan, type Device } from '../src/engine/device.ts';
+import { Plan, type Device } from '../src/engine/device-node.ts';
 import { initParams } from '../src/engine/init.ts';
 import { Net } from '../src/engine/net.ts';
 import { trainStep } from '../src/engine/trainer.ts';
@@ -23,7 +23,8 @@ import { ADADELTA_DEFAULTS, Optimizer, type OptimizerConfig } from '../src/engin
 import { dropoutMask, makeRng as engineRng, permutation } from '../src/engine/random.ts';
 import { SequentialRunner, SingleDispatchRunner } from '../src/engine/runners.ts';
 import { InferencePlan } from '../src/engine/inference-plan.ts';
-import { limitStratified, loadMnist, normalizeImages, type DigitSet } from '../src/data/mnist.ts';
+import { limitStratified, loadMnist, type DigitSet } from '../src/data/mnist.ts';
+import { normalizeImages } from '../src/data/normalize.ts';
 import { readModelFile, writeModelFile } from '../src/io/model-file.ts';
 import { availableBackends, declareUnrunBackends, poisoningDevice, useDevice } from './backends.ts';
 import {

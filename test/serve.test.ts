@@ -13,7 +13,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { main } from '../src/cli/main.ts';
 import { startServer, type RunningServer } from '../src/cli/commands/serve.ts';
 import type { ServeOptions } from '../src/cli/options.ts';
-import { resolveBackend } from '../src/engine/device.ts';
+import { resolveBackend } from '../src/engine/device-node.ts';
 import { decodeDigitPng } from '../src/io/png.ts';
 import { NUM_CLASSES } from '../src/model/cnn.ts';
 import { Batcher } from '../src/serve/batcher.ts';

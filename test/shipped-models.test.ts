@@ -7,7 +7,7 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { main } from '../src/cli/main.ts';
-import { backendUnavailableReason } from '../src/engine/device.ts';
+import { backendUnavailableReason } from '../src/engine/device-node.ts';
 import { readModelFile } from '../src/io/model-file.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));

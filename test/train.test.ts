@@ -13,10 +13,11 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { main } from '../src/cli/main.ts';
 import { NUM_CLASSES, PARAM_SPECS, type ParamSet } from '../src/model/cnn.ts';
 import { sliceModels, stackParams, stackedModels } from '../src/model/stack.ts';
-import { Device, backendUnavailableReason } from '../src/engine/device.ts';
+import { backendUnavailableReason, openDevice } from '../src/engine/device-node.ts';
 import { initParams } from '../src/engine/init.ts';
 import { SingleDispatchRunner } from '../src/engine/runners.ts';
-import { loadMnist, normalizeImages } from '../src/data/mnist.ts';
+import { loadMnist } from '../src/data/mnist.ts';
+import { normalizeImages } from '../src/data/normalize.ts';
 import { checkpointPathFor, readCheckpoint, writeCheckpoint } from '../src/io/checkpoint.ts';
 import { readModelFile, writeModelFile } from '../src/io/model-file.ts';
 
@@ -157,7 +158,7 @@ describe.skipIf(webasmMissing !== null)('train through the CLI (webasm, real run
     const x = normalizeImages(test.images);
     const predict = async (): Promise<Float32Array> => {
       const reloaded = readModelFile(model);
-      const device = await Device.open(BACKEND);
+      const device = await openDevice(BACKEND);
       try {
         return await new SingleDispatchRunner(device, stackedModels(reloaded.params, reloaded.numModels), reloaded.numModels).predict(x, test.count);
       } finally {

@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { describe, expect, it } from 'vitest';
 import { PARAM_SPECS, elementCount } from '../src/model/cnn.ts';
 import { stackParams } from '../src/model/stack.ts';
-import { Device } from '../src/engine/device.ts';
+import { openDevice } from '../src/engine/device-node.ts';
 import { InferencePlan } from '../src/engine/inference-plan.ts';
 import { initParams } from '../src/engine/init.ts';
 import { probeWebGPU } from '../src/engine/gpu-adapters.ts';
@@ -106,7 +106,7 @@ describe.runIf(webgpu)('on the webgpu adapter of this machine', async () => {
 
   it('weights stay resident: after the first call, a request writes only its images to the GPU', async () => {
     const M = 2;
-    const device = await Device.open('webgpu');
+    const device = await openDevice('webgpu');
     const plan = new InferencePlan(device, stackParams([initParams(1), initParams(2)]), M);
     const x = new Float32Array(28 * 28).fill(0.5);
     const queue = (globalThis as any).GPUQueue.prototype;
@@ -137,7 +137,7 @@ describe.runIf(webgpu)('on the webgpu adapter of this machine', async () => {
       optimizer: { ...ADADELTA_DEFAULTS, weightDecay: 0 }, dryRun: false,
     };
     const lossesOn = async (backend: 'cpu' | 'webgpu', steps: number): Promise<Float32Array[]> => {
-      const device = await Device.open(backend);
+      const device = await openDevice(backend);
       try {
         const trainer = new Trainer(device, config);
         const losses: Float32Array[] = [];

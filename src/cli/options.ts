@@ -11,7 +11,7 @@ import { existsSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from 'commander';
-import { BACKEND_CHOICES, type BackendChoice } from '../engine/device.ts';
+import { BACKEND_CHOICES, type BackendChoice } from '../engine/device-node.ts';
 import type { InvertMode } from '../io/png.ts';
 
 export { BACKEND_CHOICES };

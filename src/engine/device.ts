@@ -3,48 +3,36 @@
  * declarations of `kernels/` into callable kernels, runs them under GPU.js's async contract (so webasm can use
  * its worker threads and webgpu can run at all), returns flat Float32Arrays, and refuses to report a backend
  * that did not actually run: a kernel that GPU.js silently moved to another backend is an error.
+ *
+ * This module runs in Node and in a browser alike: it imports nothing from Node. Choosing and opening a backend is
+ * each platform's own: `device-node.ts` (webasm's patch probes, the `webgpu` addon, headless-gl) and
+ * `device-browser.ts` (`navigator.gpu`, a WebGL2 canvas). Front ends open a device through their platform's module.
  */
-import { createRequire } from 'node:module';
 import gpujs from 'gpu.js';
 import type { GPU as GPUType, IKernelRunShortcut } from 'gpu.js';
-import { InputError } from '../errors.ts';
-import { headlessGLRenderer, installWebGPU, probeWebGPU, type AdapterInfo } from './gpu-adapters.ts';
 import { outputSize, type KernelSpec } from '../../kernels/spec.ts';
 import { ResultPool } from './result-pool.ts';
 
-const { GPU } = gpujs as unknown as { GPU: typeof GPUType & { isHeadlessGLSupported: boolean; isWebAssemblySupported: boolean } };
+const { GPU } = gpujs as unknown as { GPU: typeof GPUType };
 
-export const BACKENDS = ['cpu', 'webasm', 'headlessgl', 'webgpu'] as const;
-export type Backend = (typeof BACKENDS)[number];
-export type BackendChoice = Backend | 'auto';
-export const BACKEND_CHOICES: readonly BackendChoice[] = ['auto', ...BACKENDS];
+/** Every GPU.js backend a Device runs on: the first four in Node, webgl2 (and cpu, webgpu) in a browser. */
+export type Backend = 'cpu' | 'webasm' | 'headlessgl' | 'webgpu' | 'webgl2';
 
-/** Why a backend cannot run here, or null when it can. No kernel is compiled; webgpu asks a child process. */
-export async function backendUnavailableReason(backend: Backend): Promise<string | null> {
-  switch (backend) {
-    case 'cpu':
-      return null;
-    case 'webasm':
-      return GPU.isWebAssemblySupported ? null : 'this Node.js has no WebAssembly SIMD support';
-    case 'headlessgl':
-      return GPU.isHeadlessGLSupported ? null
-        : 'the optional `gl` addon is not built or no X display is available (run `npm run setup:gl`, then run under `xvfb-run -a`)';
-    case 'webgpu':
-      return (await probeWebGPU()).reason ?? null;
-  }
+export interface AdapterInfo {
+  /** What a user reads: vendor, architecture and driver, e.g. "google swiftshader (SwiftShader driver 5.0.0)". */
+  description: string;
+  /** A CPU implementation of the GPU API, not a GPU. */
+  software: boolean;
 }
 
-/**
- * `auto` resolves to webgpu when a hardware GPU answers, otherwise to webasm. It never picks a software adapter
- * (SwiftShader, lavapipe): those run kernels correctly but far slower than webasm. Nor does it pick headlessgl:
- * the `gl` addon reports only "ANGLE", never the renderer behind it, so a GPU cannot be told from Mesa's
- * llvmpipe (what it draws on without one); headlessgl runs when asked for.
- */
-export async function resolveBackend(choice: BackendChoice): Promise<Backend> {
-  if (choice !== 'auto') return choice;
-  const webgpu = await probeWebGPU();
-  if (webgpu.info && !webgpu.info.software) return 'webgpu';
-  return GPU.isWebAssemblySupported ? 'webasm' : 'cpu';
+/** Renderer names of GPU APIs implemented on the CPU: correct results, far slower than a GPU. */
+export const SOFTWARE_RENDERERS = /swiftshader|llvmpipe|lavapipe|softpipe|software/i;
+
+/** A WebGPU adapter's info (Dawn's in Node, `navigator.gpu`'s in a browser) as a user reads it. */
+export function describeAdapter(a: { vendor?: string; architecture?: string; description?: string; fallback?: boolean }): AdapterInfo {
+  const name = [a.vendor, a.architecture].filter((s) => s).join(' ') || 'unnamed adapter';
+  const description = a.description ? `${name} (${a.description})` : name;
+  return { description, software: !!a.fallback || SOFTWARE_RENDERERS.test(`${name} ${a.description ?? ''}`) };
 }
 
 /**
@@ -62,40 +50,12 @@ export const MAX_EXACT_INDEX = 2 ** 24;
 const RECYCLED_BYTES = 512 * 2 ** 20;
 
 export function maxElementsFor(backend: Backend): number {
-  return backend === 'webasm' || backend === 'headlessgl' ? MAX_EXACT_INDEX : 2 ** 31 - 1;
-}
-
-/**
- * Why webasm runs slower here than it should, or null: gpu.js without this project's patch (patches/, applied by
- * `npm install`'s postinstall, so missing after `npm install --ignore-scripts`). Results are the same either way.
- */
-export function webasmPatchMissing(): string | null {
-  const require = createRequire(import.meta.url);
-  const pool = require('gpu.js/src/backend/web-assembly/worker-pool.js') as { sharedWorkerPool?: unknown };
-  const codegen = require('gpu.js/src/backend/web-assembly/function-node.js') as {
-    WebAssemblyFunctionNode?: { prototype: { vContiguousBase?: unknown } };
-  };
-  const pipeline = require('gpu.js/src/pipeline.js') as { Pipeline?: { prototype: { releaseBuildInputs?: unknown } } };
-  if (typeof pool.sharedWorkerPool === 'function' && typeof codegen.WebAssemblyFunctionNode?.prototype.vContiguousBase === 'function'
-    && typeof pipeline.Pipeline?.prototype.releaseBuildInputs === 'function' && webasmReadsBackIntoTargets()) {
-    return null;
-  }
-  return 'gpu.js is not patched (installed with --ignore-scripts?): run `npx patch-package` for its shared worker '
-    + 'pool, contiguous loads, released plan inputs and recycled results; webasm runs without them, slower and with more memory';
-}
-
-/** Whether webasm kernels copy results into arrays the caller hands them (`resultTarget`, patches/). */
-function webasmReadsBackIntoTargets(): boolean {
-  const require = createRequire(import.meta.url);
-  const kernel = require('gpu.js/src/backend/web-assembly/kernel.js') as {
-    WebAssemblyKernel?: { prototype: { _readBack?: unknown } };
-  };
-  return typeof kernel.WebAssemblyKernel?.prototype._readBack === 'function';
+  return backend === 'webasm' || backend === 'headlessgl' || backend === 'webgl2' ? MAX_EXACT_INDEX : 2 ** 31 - 1;
 }
 
 /** The GPU.js kernel class that runs on each backend (GL kernels all report mode 'gpu', so the class tells). */
 export const KERNEL_CLASS: Record<Backend, string> = {
-  cpu: 'CPUKernel', webasm: 'WebAssemblyKernel', headlessgl: 'HeadlessGLKernel', webgpu: 'WebGPUKernel',
+  cpu: 'CPUKernel', webasm: 'WebAssemblyKernel', headlessgl: 'HeadlessGLKernel', webgpu: 'WebGPUKernel', webgl2: 'WebGL2Kernel',
 };
 
 type CompiledKernel = IKernelRunShortcut & { kernel: { constructor: { name: string }; fallbackReason?: string | null } };
@@ -127,6 +87,19 @@ function cacheKey(spec: KernelSpec): string {
   return key;
 }
 
+/** What a platform's module found out before opening a Device. */
+export interface DeviceSetup {
+  backend: Backend;
+  /** The GPU behind a GPU backend; undefined on cpu and webasm. */
+  adapter?: AdapterInfo;
+  /** A line worth showing the user about how this backend runs here, if any. */
+  note?: string | null;
+  /** Whether kernels can read results back into arrays handed to them (webasm with the gpu.js patch). */
+  recycleResults?: boolean;
+  /** How many compiled kernels to keep (default 256). */
+  maxKernels?: number;
+}
+
 export class Device {
   readonly backend: Backend;
   /** Largest array a kernel may touch here; the Net splits work to stay under it. */
@@ -154,25 +127,15 @@ export class Device {
    */
   private readonly maxKernels: number;
 
-  private constructor(backend: Backend, maxKernels: number, adapter: AdapterInfo | undefined) {
-    this.backend = backend;
-    this.adapter = adapter;
-    this.maxKernels = maxKernels;
-    this.maxElements = maxElementsFor(backend);
-    this.note = backend === 'webasm' ? webasmPatchMissing() : null;
-    this.gpu = new GPU({ mode: backend });
-    this.results = backend === 'webasm' && webasmReadsBackIntoTargets() ? new ResultPool(RECYCLED_BYTES) : null;
-  }
-
-  /** Opens a device; an unavailable backend is a user-facing error naming what would enable it. */
-  static async open(choice: BackendChoice = 'auto', opts: { maxKernels?: number } = {}): Promise<Device> {
-    const backend = await resolveBackend(choice);
-    const reason = await backendUnavailableReason(backend);
-    if (reason) throw new InputError(`backend ${backend} is not available: ${reason}`);
-    // gpu.js's webgpu backend needs navigator.gpu before the GPU instance exists
-    const adapter = backend === 'webgpu' ? await installWebGPU()
-      : backend === 'headlessgl' ? headlessGLRenderer() ?? undefined : undefined;
-    return new Device(backend, opts.maxKernels ?? 256, adapter);
+  /** Opened by a platform's module (`openDevice` in device-node.ts, `openBrowserDevice` in device-browser.ts). */
+  constructor(setup: DeviceSetup) {
+    this.backend = setup.backend;
+    this.adapter = setup.adapter;
+    this.maxKernels = setup.maxKernels ?? 256;
+    this.maxElements = maxElementsFor(setup.backend);
+    this.note = setup.note ?? null;
+    this.gpu = new GPU({ mode: setup.backend } as any);
+    this.results = setup.recycleResults ? new ResultPool(RECYCLED_BYTES) : null;
   }
 
   /** The GPU behind a GPU backend as a user reads it, saying so when it is a software one; null on cpu and webasm. */
@@ -362,7 +325,7 @@ function arraysIn(value: unknown): Float32Array[] {
  * and a Plan refuses it rather than report a path that did not run.
  */
 export const PLAN_EXECUTORS: Record<Backend, readonly string[]> = {
-  cpu: ['stepwise'], webasm: ['fused-threaded', 'fused-sync'], headlessgl: ['generic'], webgpu: ['fused-encoder'],
+  cpu: ['stepwise'], webasm: ['fused-threaded', 'fused-sync'], headlessgl: ['generic'], webgpu: ['fused-encoder'], webgl2: ['generic'],
 };
 
 /**

@@ -1,5 +1,5 @@
 /**
- * Finding the GPU behind the two GPU backends, and telling a real GPU from a software one.
+ * Finding the GPU behind Node's two GPU backends, and telling a real GPU from a software one.
  *
  * - webgpu: gpu.js reads the global `navigator.gpu`, which Node does not have. npm `webgpu` (Dawn) provides it.
  *   Dawn is loaded only when webgpu is asked for or probed, so the other backends never pay for it. Whether an
@@ -15,18 +15,12 @@ import { execFile } from 'node:child_process';
 import { createRequire } from 'node:module';
 import { pathToFileURL } from 'node:url';
 
-const require = createRequire(import.meta.url);
+import { SOFTWARE_RENDERERS, describeAdapter, type AdapterInfo } from './device.ts';
 
-export interface AdapterInfo {
-  /** What a user reads: vendor, architecture and driver, e.g. "google swiftshader (SwiftShader driver 5.0.0)". */
-  description: string;
-  /** A CPU implementation of the GPU API, not a GPU. */
-  software: boolean;
-}
+const require = createRequire(import.meta.url);
 
 export type AdapterProbe = { info: AdapterInfo; reason?: undefined } | { info?: undefined; reason: string };
 
-const SOFTWARE_RENDERERS = /swiftshader|llvmpipe|lavapipe|softpipe|software/i;
 
 /** What would give webgpu an adapter, appended to every "no adapter" message. */
 export const WEBGPU_HINT = 'a GPU with its Vulkan driver gives one; for testing without a GPU, point VK_ICD_FILENAMES at a software driver '
@@ -55,11 +49,6 @@ process.stdout.write(JSON.stringify(adapter ? { vendor: i.vendor, architecture: 
 process.exit(0);
 `;
 
-function describeAdapter(a: { vendor?: string; architecture?: string; description?: string; fallback?: boolean }): AdapterInfo {
-  const name = [a.vendor, a.architecture].filter((s) => s).join(' ') || 'unnamed adapter';
-  const description = a.description ? `${name} (${a.description})` : name;
-  return { description, software: !!a.fallback || SOFTWARE_RENDERERS.test(`${name} ${a.description ?? ''}`) };
-}
 
 /** Dawn's first warning line, trimmed to its message: the reason no adapter answered. */
 function dawnReason(stderr: string): string | null {

@@ -13,7 +13,8 @@ import { initParams } from './init.ts';
 import { Net, POOLED_FEATURES, type DropoutMasks } from './net.ts';
 import { Optimizer, stepLr, type OptimizerConfig } from './optimizer.ts';
 import { deriveSeed, dropoutMask, makeRng, permutation } from './random.ts';
-import { IMAGE_PIXELS, gatherNormalized, type DigitSet } from '../data/mnist.ts';
+import { gatherNormalized, type DigitSet } from '../data/mnist.ts';
+import { IMAGE_PIXELS } from '../data/normalize.ts';
 
 export interface TrainConfig {
   numModels: number;

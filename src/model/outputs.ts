@@ -17,6 +17,9 @@ export function predictionsOf(logp: Float32Array, numModels: number, B: number):
     Array.from({ length: B }, (_, b) => argmax(logp, (m * B + b) * NUM_CLASSES)));
 }
 
+/** The ensemble's name, beside `model0` … `model{N-1}`. */
+export const ENSEMBLE = 'ensemble';
+
 export interface ModelPrediction {
   prediction: number;
   probabilities: number[];
@@ -42,4 +45,12 @@ export function imagePredictions(logp: Float32Array, b: number, B: number, N: nu
   }
   const ensemble = { prediction: argmax(mean, 0), probabilities: mean };
   return { models, ensemble, agreement: models.filter((m) => m.prediction === ensemble.prediction).length };
+}
+
+/** The answer for one image and one model (or the ensemble): what `predict --json` gives per model. */
+export function predictionBody(logp: Float32Array, b: number, B: number, N: number, model: number | 'ensemble'):
+  ModelPrediction | (ModelPrediction & { models: ModelPrediction[]; agreement: number }) {
+  const p = imagePredictions(logp, b, B, N);
+  if (model === ENSEMBLE) return { ...p.ensemble, models: p.models, agreement: p.agreement };
+  return p.models[model]!;
 }

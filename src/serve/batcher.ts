@@ -12,7 +12,7 @@
  *   client that goes away while queued (its AbortSignal) frees its slot; a full queue answers 503 at once.
  * - A failed run fails its own requests (500); the next batch runs as usual.
  */
-import { IMAGE_PIXELS } from '../data/mnist.ts';
+import { IMAGE_PIXELS } from '../data/normalize.ts';
 import { NUM_CLASSES } from '../model/cnn.ts';
 
 export interface BatcherConfig {

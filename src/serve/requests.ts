@@ -2,15 +2,14 @@
  * What the server accepts as input, decoded into normalised images [B,1,28,28], and what it answers. Every
  * problem with a request is a `ServingError` with status 400 and a message naming what is wrong.
  */
-import { IMAGE_PIXELS, normalizeImages, normalizeUnitPixels } from '../data/mnist.ts';
+import { IMAGE_PIXELS, normalizeImages, normalizeUnitPixels } from '../data/normalize.ts';
 import { InputError } from '../errors.ts';
 import { decodeDigitPng } from '../io/png.ts';
 import { IMAGE_SIDE, NUM_CLASSES } from '../model/cnn.ts';
-import { imagePredictions, type ModelPrediction } from '../model/outputs.ts';
+import { ENSEMBLE, imagePredictions } from '../model/outputs.ts';
 import { ServingError } from './batcher.ts';
 
 /** The model names a server answers to: `model0` … `model{N-1}`, and `ensemble` (mean of probabilities). */
-export const ENSEMBLE = 'ensemble';
 
 export function modelNames(numModels: number): string[] {
   return [...Array.from({ length: numModels }, (_, i) => `model${i}`), ENSEMBLE];
@@ -113,14 +112,6 @@ export function decodeInferRequest(body: unknown, maxImages: number): DecodedInf
     return { id, x, count: data.length };
   }
   throw invalid(`inputs[0].datatype must be "FP32" (pixels) or "BYTES" (base64 PNGs), got ${JSON.stringify(input.datatype)}`);
-}
-
-/** The answer for one image and one model (or the ensemble): what `predict --json` gives per model. */
-export function predictionBody(logp: Float32Array, b: number, B: number, N: number, model: number | 'ensemble'):
-  ModelPrediction | (ModelPrediction & { models: ModelPrediction[]; agreement: number }) {
-  const p = imagePredictions(logp, b, B, N);
-  if (model === ENSEMBLE) return { ...p.ensemble, models: p.models, agreement: p.agreement };
-  return p.models[model]!;
 }
 
 /** The v2 outputs for B images of one model (or the ensemble's mean probabilities). */

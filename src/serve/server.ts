@@ -13,7 +13,8 @@ import multipart from '@fastify/multipart';
 import { IMAGE_SIDE, NUM_CLASSES } from '../model/cnn.ts';
 import { ServingError, type Batcher } from './batcher.ts';
 import type { ServerMetrics } from './metrics.ts';
-import { decodeInferRequest, decodePngImage, inferOutputs, modelNames, predictionBody, resolveModel } from './requests.ts';
+import { decodeInferRequest, decodePngImage, inferOutputs, modelNames, resolveModel } from './requests.ts';
+import { predictionBody } from '../model/outputs.ts';
 import { PAGE_HTML } from './page.ts';
 
 /** What the server serves: the batcher in front of the engine, and what to say about it. */

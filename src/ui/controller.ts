@@ -8,7 +8,7 @@
  * chunk boundary); requests made meanwhile coalesce, and the latest starts once the old run has settled, so
  * two runs never share the device. Events of an aborted run are dropped: the next run owns the state.
  */
-import { normalizeImages } from '../data/mnist.ts';
+import { normalizeImages } from '../data/normalize.ts';
 import type { ServedModels } from '../io/model-file.ts';
 import type { LoadedDigit } from '../io/png.ts';
 import type { ModelSource } from '../model/stack.ts';

@@ -35,7 +35,7 @@
  */
 import { IMAGE_SIDE, formatArchitecture } from '../../model/cnn.ts';
 import { openDevice } from '../device.ts';
-import { normalizeImages } from '../../data/mnist.ts';
+import { normalizeImages } from '../../data/normalize.ts';
 import { readDigitPng } from '../../io/png.ts';
 import {
   DEFAULT_CHUNKS, ONE_MODEL_NOTE, PATH_LABEL, benchmarkModels, chunkSizes, destroyPaths, makePaths, repeatImage,

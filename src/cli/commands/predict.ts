@@ -6,7 +6,7 @@
 import { imagePredictions, type ImagePredictions } from '../../model/outputs.ts';
 import { openDevice } from '../device.ts';
 import { SingleDispatchRunner } from '../../engine/runners.ts';
-import { IMAGE_PIXELS, normalizeImages } from '../../data/mnist.ts';
+import { IMAGE_PIXELS, normalizeImages } from '../../data/normalize.ts';
 import { readDigitPng, type LoadedDigit } from '../../io/png.ts';
 import { loadServedModels } from '../../io/model-file.ts';
 import type { CliIO, PredictOptions } from '../options.ts';

@@ -12,7 +12,7 @@ import { resolve } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { openDevice } from '../device.ts';
 import { SequentialRunner, SingleDispatchRunner, type Runner } from '../../engine/runners.ts';
-import type { Device } from '../../engine/device.ts';
+import type { Device } from '../../engine/device-node.ts';
 import { InputError } from '../../errors.ts';
 import { EXIT_FAILURE, EXIT_INTERRUPTED, EXIT_OK } from '../../exit-codes.ts';
 import { ms, plural } from '../../format.ts';
