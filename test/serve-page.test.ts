@@ -31,7 +31,7 @@ describe.skipIf(missing !== undefined && !required)('the serve page in headless 
     server = await startServer({
       numModels: 4, modelPath: join(ROOT, 'fixtures/mnist_ensemble4.safetensors'), backend: await resolveBackend('auto'),
       host: '127.0.0.1', port: 0, path: 'single', maxBatchSize: 16, maxBatchDelayMs: 0, batchBuckets: [1], queueSize: 100,
-      queueTimeoutMs: 5000, bodyLimitBytes: 1024 ** 2, exitTimeoutS: 30, jsonLog: false,
+      queueTimeoutMs: 5000, bodyLimitBytes: 1024 ** 2, exitTimeoutS: 30, jsonLog: false, webOnly: false,
     }, { stdout: { write: () => true }, stderr: { write: () => true } });
     browser = await chromium.launch({
       executablePath: CHROMIUM,

@@ -30,7 +30,7 @@ function options(over: Partial<ServeOptions> = {}): ServeOptions {
   return {
     numModels: 4, modelPath: ENSEMBLE, backend: BACKEND, host: '127.0.0.1', port: 0, path: 'single',
     maxBatchSize: 16, maxBatchDelayMs: 0, batchBuckets: [1, 2, 4, 8, 16], queueSize: 100, queueTimeoutMs: 5000,
-    bodyLimitBytes: 1024 ** 2, exitTimeoutS: 30, jsonLog: false, ...over,
+    bodyLimitBytes: 1024 ** 2, exitTimeoutS: 30, jsonLog: false, webOnly: false, ...over,
   };
 }
 
@@ -246,7 +246,7 @@ describe('serve on a stalled or failing engine', () => {
     const running = predictOn(s.app);
     await vi.waitFor(() => expect(s.runs).toHaveLength(1));
     const queued = [predictOn(s.app), predictOn(s.app)];
-    await vi.waitFor(() => expect(s.batcher.pending).toBe(2));
+    await vi.waitFor(() => expect(s.batcher!.pending).toBe(2));
     const full = await predictOn(s.app);
     expect(full.statusCode).toBe(503);
     expect(full.headers['retry-after']).toBe('1');
@@ -292,10 +292,10 @@ describe('serve on a stalled or failing engine', () => {
     await vi.waitFor(() => expect(s.runs).toHaveLength(1));
     const abort = new AbortController();
     const leaving = send(abort.signal).catch((e: unknown) => e);
-    await vi.waitFor(() => expect(s.batcher.pending).toBe(1));
+    await vi.waitFor(() => expect(s.batcher!.pending).toBe(1));
     abort.abort();
     expect(await leaving).toBeInstanceOf(Error);
-    await vi.waitFor(() => expect(s.batcher.pending).toBe(0));
+    await vi.waitFor(() => expect(s.batcher!.pending).toBe(0));
     s.release();
     expect((await running).status).toBe(200);
     expect(s.runs).toEqual([1]);
@@ -308,7 +308,7 @@ describe('serve on a stalled or failing engine', () => {
     const running = predictOn(s.app);
     await vi.waitFor(() => expect(s.runs).toHaveLength(1));
     const queued = predictOn(s.app);
-    await vi.waitFor(() => expect(s.batcher.pending).toBe(1));
+    await vi.waitFor(() => expect(s.batcher!.pending).toBe(1));
     const drained = s.drain();
     expect((await s.app.inject({ url: '/ping' })).statusCode).toBe(503);
     const refused = await predictOn(s.app);

@@ -81,6 +81,27 @@ export interface ModelsBenchmark {
   speedup: number;
 }
 
+/** One model count's result as `bench --json` prints it (and the browser page's benchmark panel copies). */
+export type BenchEntry = ModelsBenchmark & { replicated: boolean };
+
+/** What `bench --json` says about the run around its entries; the page's panel fills in the same fields. */
+export interface BenchRunInfo {
+  backend: string;
+  adapter: string | null;
+  modelPath: string;
+  fileModels: number;
+  batchSize: number;
+  warmup: number;
+  iters: number;
+  chunks: number;
+  image: { path: string; width: number; height: number; shape: number[]; inverted: boolean; warnings: string[] };
+}
+
+/** The `bench --json` document: one model count's entry at the top level, or a sweep's entries under `sweep`. */
+export function benchDocument(run: BenchRunInfo, entries: readonly BenchEntry[], sweep: boolean): object {
+  return { ...run, ...(sweep ? { sweep: entries } : entries[0]) };
+}
+
 export type Phase = 'warmup' | 'timed';
 
 /**
@@ -233,7 +254,8 @@ export async function firstRequest(paths: ServingPaths, x: Float32Array, B: numb
   return { predictions: predictionsOf(singleDispatch, paths.numModels, B), agreement };
 }
 
-const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+/** Lets a live view redraw between chunks: setImmediate in Node, a zero timeout in a browser (which has none). */
+const yieldToEventLoop = (): Promise<void> => new Promise((resolve) => (globalThis.setImmediate ?? setTimeout)(resolve));
 
 /** `iters` split into `chunks` near-equal parts (sizes differ by at most one, larger first). */
 export function chunkSizes(iters: number, chunks: number): number[] {

@@ -171,7 +171,7 @@ function buildProgram(io: CliIO, ctxOf: (cmd: Command) => ParseContext, runComma
     ]))
     .action(async (raw, cmd: Command) => runCommand(buildDashboardOptions(raw, ctxOf(cmd)), () => import('./commands/dashboard.ts')));
 
-  program.command('serve')
+  const serve = program.command('serve')
     .description('HTTP inference server for N models (TorchServe and KServe v2 endpoints, Prometheus metrics, a drawing page), with concurrent requests batched into plan runs.')
     .addOption(modelPathOption())
     .addOption(numModelsOption(2, 'number of models served (model0 … model{N-1}, and ensemble)'))
@@ -191,6 +191,7 @@ function buildProgram(io: CliIO, ctxOf: (cmd: Command) => ParseContext, runComma
     .addOption(new Option('--body-limit <size>', 'largest request body (e.g. 1mb, 512kb); larger ones get 413').argParser(byteSize('--body-limit')).default(1024 ** 2, '1mb'))
     .addOption(new Option('--exit-timeout-s <s>', 'on SIGTERM/SIGINT, how long queued and running requests may take to finish').argParser(nonNegativeNumber('--exit-timeout-s')).default(30))
     .option('--json-log', 'one JSON line per request on stdout (instead of the status line or plain log lines on stderr)')
+    .option('--web-only', 'serve the page and its files only, no models: visitors compute in their browser (needs `npm run build:web`; the same as `mnist-gpujs web`)')
     .addHelpText('after', examples([
       `${NAME} serve`,
       `${NAME} serve --model-path fixtures/mnist_ensemble4.safetensors --num-models 4 --port 0`,
@@ -198,6 +199,20 @@ function buildProgram(io: CliIO, ctxOf: (cmd: Command) => ParseContext, runComma
       `${NAME} serve --path sequential --max-batch-delay-ms 2 --json-log`,
     ]))
     .action(async (raw, cmd: Command) => runCommand(buildServeOptions(raw, ctxOf(cmd)), () => import('./commands/serve.ts')));
+
+  program.command('web')
+    .description('Serve the page alone (`serve --web-only`): the models run in the visitor\'s browser on WebGPU, WebGL2 or plain JavaScript, with its benchmark panel; this machine computes nothing. Needs `npm run build:web`.')
+    .addOption(new Option('--host <address>', 'address to listen on (0.0.0.0: every interface)').default('127.0.0.1'))
+    .addOption(new Option('--port <n>', 'port to listen on; 0 picks a free one (the URL is printed)').argParser(port('--port')).default(8080))
+    .addOption(new Option('--exit-timeout-s <s>', 'on SIGTERM/SIGINT, how long open requests may take to finish').argParser(nonNegativeNumber('--exit-timeout-s')).default(30))
+    .option('--json-log', 'one JSON line per request on stdout (instead of plain log lines on stderr)')
+    .addHelpText('after', examples([
+      'npm run build:web',
+      `${NAME} web`,
+      `${NAME} web --host 0.0.0.0 --port 8000`,
+    ]))
+    // serve's other options keep their defaults: nothing here reads them
+    .action(async (raw, cmd: Command) => runCommand(buildServeOptions({ ...serve.opts(), ...raw, webOnly: true }, ctxOf(cmd)), () => import('./commands/serve.ts')));
 
   return program;
 }
@@ -254,7 +269,7 @@ export async function main(argv: string[], mainIO: MainIO = {}): Promise<number>
       if (err.code === 'commander.help') {
         const args = argv.slice(2);
         if (args[0] === 'help' && args[1]) return fail(`error: unknown command '${args[1]}'`, EXIT_USAGE);
-        return fail(`error: missing command (train, bench, predict, dashboard or serve); see '${NAME} --help'`, EXIT_USAGE);
+        return fail(`error: missing command (train, bench, predict, dashboard, serve or web); see '${NAME} --help'`, EXIT_USAGE);
       }
       return fail(oneLine(err.message), EXIT_USAGE);
     }

@@ -231,6 +231,8 @@ export interface ServeOptions {
   bodyLimitBytes: number;
   exitTimeoutS: number;
   jsonLog: boolean;
+  /** serve the page and its files only: no models loaded, the visitor's browser computes (`mnist-gpujs web`) */
+  webOnly: boolean;
 }
 
 /** What the builders need besides the flag values. */
@@ -380,6 +382,7 @@ export function buildServeOptions(raw: Raw, ctx: ParseContext): Parsed<ServeOpti
       bodyLimitBytes: raw.bodyLimit,
       exitTimeoutS: raw.exitTimeoutS,
       jsonLog: raw.jsonLog === true,
+      webOnly: raw.webOnly === true,
     },
     warnings,
   };

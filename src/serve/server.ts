@@ -8,6 +8,7 @@
  * or shutting down, 500 the engine failed that batch); the server keeps serving.
  */
 import { randomUUID } from 'node:crypto';
+import { createReadStream } from 'node:fs';
 import Fastify, { type FastifyInstance, type FastifyReply, type FastifyRequest, type HTTPMethods } from 'fastify';
 import multipart from '@fastify/multipart';
 import { IMAGE_SIDE, NUM_CLASSES } from '../model/cnn.ts';
@@ -15,7 +16,8 @@ import { ServingError, type Batcher } from './batcher.ts';
 import type { ServerMetrics } from './metrics.ts';
 import { decodeInferRequest, decodePngImage, inferOutputs, modelNames, resolveModel } from './requests.ts';
 import { predictionBody } from '../model/outputs.ts';
-import { PAGE_HTML } from './page.ts';
+import { pageHtml } from './page.ts';
+import { BUNDLE_FILE, NO_WEB_ASSETS, webFile, type WebAssets } from './web-assets.ts';
 
 /** What the server serves: the batcher in front of the engine, and what to say about it. */
 export interface ServingEngine {
@@ -46,6 +48,8 @@ export interface RequestLogEntry extends Omit<RequestNotes, 'endpoint'> {
 export interface ServerOptions {
   bodyLimitBytes: number;
   version: string;
+  /** the page's browser bundle and model files; without them the page computes on the server only */
+  web?: WebAssets;
   onRequestLog?: (entry: RequestLogEntry) => void;
 }
 
@@ -109,8 +113,14 @@ export async function drainAndClose(app: FastifyInstance, batcher: Batcher, mark
   await app.close();
 }
 
-export async function buildServer(engine: ServingEngine, opts: ServerOptions): Promise<FastifyInstance> {
-  const { batcher, metrics, numModels: N } = engine;
+/** Registers `url` for the methods given; every other method gets 405 with an Allow header. */
+type Router = (url: string, handlers: Partial<Record<HTTPMethods, Handler>>) => void;
+
+/**
+ * A fastify app with what every front end of this server shares: the body parsers, one JSON error body for every
+ * failure, the request log and (when given) the request counter, and `route`.
+ */
+async function createApp(opts: ServerOptions, metrics: ServerMetrics | undefined): Promise<{ app: FastifyInstance; route: Router }> {
   const app = Fastify({ logger: false, bodyLimit: opts.bodyLimitBytes, return503OnClosing: true, requestTimeout: 60_000 });
   await app.register(multipart, { limits: { fileSize: opts.bodyLimitBytes, files: 4, fields: 16, parts: 20 } });
   app.addContentTypeParser([...RAW_IMAGE_TYPES], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
@@ -123,7 +133,7 @@ export async function buildServer(engine: ServingEngine, opts: ServerOptions): P
   });
   app.addHook('onResponse', async (req, reply) => {
     const { endpoint, ...notes } = req.notes;
-    metrics.requests.inc({ endpoint, model: notes.model ?? '', status: String(reply.statusCode) });
+    metrics?.requests.inc({ endpoint, model: notes.model ?? '', status: String(reply.statusCode) });
     opts.onRequestLog?.({
       time: new Date().toISOString(), method: req.method, url: req.url, status: reply.statusCode,
       ms: Number(reply.elapsedTime.toFixed(3)), ...notes,
@@ -151,8 +161,7 @@ export async function buildServer(engine: ServingEngine, opts: ServerOptions): P
     return reply.code(404).send({ error: `no such endpoint: ${req.method} ${req.url.split('?')[0]}` });
   });
 
-  /** Routes `url` for the methods given; every other method gets 405 with an Allow header. */
-  function route(url: string, handlers: Partial<Record<HTTPMethods, Handler>>): void {
+  const route: Router = (url, handlers) => {
     const allowed = Object.keys(handlers) as HTTPMethods[];
     for (const method of allowed) app.route({ method, url, handler: handlers[method]! });
     const shown = allowed.includes('GET') ? [...allowed, 'HEAD'] : allowed;
@@ -164,7 +173,41 @@ export async function buildServer(engine: ServingEngine, opts: ServerOptions): P
         return reply.code(405).header('Allow', shown.join(', ')).send({ error: `${req.method} is not allowed here: use ${allowed.join(' or ')}` });
       },
     });
-  }
+  };
+  return { app, route };
+}
+
+/**
+ * The page at `/` and what it fetches under `/web/`: the browser bundle (when built) and the shipped model files
+ * it computes with in the browser. `serverCompute` says whether this server also answers predictions.
+ */
+function webRoutes(route: Router, web: WebAssets, serverCompute: boolean): void {
+  const html = pageHtml({ serverCompute, browserBundle: web.bundle !== null });
+  route('/', { GET: async (_req, reply) => reply.type('text/html; charset=utf-8').send(html) });
+  route('/web/:file', {
+    GET: async (req, reply) => {
+      const name = (req.params as { file: string }).file;
+      const file = webFile(web, name);
+      if (!file) {
+        const hint = name === BUNDLE_FILE ? ': the browser bundle is not built (run `npm run build:web`)' : '';
+        throw new ServingError(404, `no such file: /web/${name}${hint}`, 'bad_request');
+      }
+      return reply.type(file.type).header('Cache-Control', 'no-cache').send(createReadStream(file.path));
+    },
+  });
+}
+
+/** A server that computes nothing (`mnist-gpujs web`): the page and its files, for computing in the browser. */
+export async function buildWebServer(opts: ServerOptions): Promise<FastifyInstance> {
+  const { app, route } = await createApp(opts, undefined);
+  route('/ping', { GET: async () => ({ status: 'Healthy' }) });
+  webRoutes(route, opts.web ?? NO_WEB_ASSETS, false);
+  return app;
+}
+
+export async function buildServer(engine: ServingEngine, opts: ServerOptions): Promise<FastifyInstance> {
+  const { batcher, metrics, numModels: N } = engine;
+  const { app, route } = await createApp(opts, metrics);
 
   /** The model a path names; 404 for any other. */
   function modelOf(req: FastifyRequest): number | 'ensemble' {
@@ -286,7 +329,7 @@ export async function buildServer(engine: ServingEngine, opts: ServerOptions): P
   route('/metrics', {
     GET: async (_req, reply) => reply.type(metrics.registry.contentType).send(await metrics.registry.metrics()),
   });
-  route('/', { GET: async (_req, reply) => reply.type('text/html; charset=utf-8').send(PAGE_HTML) });
+  webRoutes(route, opts.web ?? NO_WEB_ASSETS, true);
 
   return app;
 }

@@ -38,8 +38,8 @@ import { openDevice } from '../device.ts';
 import { normalizeImages } from '../../data/normalize.ts';
 import { readDigitPng } from '../../io/png.ts';
 import {
-  DEFAULT_CHUNKS, ONE_MODEL_NOTE, PATH_LABEL, benchmarkModels, chunkSizes, destroyPaths, makePaths, repeatImage,
-  type Agreement, type BenchEvent, type ModelsBenchmark, type PathStats,
+  DEFAULT_CHUNKS, ONE_MODEL_NOTE, PATH_LABEL, benchDocument, benchmarkModels, chunkSizes, destroyPaths, makePaths, repeatImage,
+  type Agreement, type BenchEntry, type BenchEvent, type ModelsBenchmark, type PathStats,
 } from '../../bench/harness.ts';
 import { ms, plural, rate } from '../../format.ts';
 import { loadServedModels } from '../../io/model-file.ts';
@@ -50,9 +50,6 @@ import { ProgressLine } from '../progress.ts';
 export type { BenchOptions };
 
 const processIO: CliIO = { stdout: process.stdout, stderr: process.stderr };
-
-/** One model count's result as printed in the JSON document. */
-export type BenchEntry = ModelsBenchmark & { replicated: boolean };
 
 export async function run(opts: BenchOptions, io: CliIO = processIO): Promise<number> {
   if (opts.ui && io.stdout.isTTY) {
@@ -136,12 +133,11 @@ export async function run(opts: BenchOptions, io: CliIO = processIO): Promise<nu
 
   if (opts.sweep) print('\n' + formatSweepTable(entries));
   if (opts.json) {
-    const doc = {
+    const doc = benchDocument({
       backend: device.backend, adapter: device.adapterLabel, modelPath: opts.modelPath, fileModels: served.fileModels, batchSize: B,
       warmup: opts.warmup, iters: opts.iters, chunks,
       image: { path: opts.imagePath, width: digit.width, height: digit.height, shape, inverted: digit.inverted, warnings: digit.warnings },
-      ...(opts.sweep ? { sweep: entries } : entries[0]),
-    };
+    }, entries, opts.sweep !== undefined);
     io.stdout.write(JSON.stringify(doc, null, 2) + '\n');
   }
   return 0;

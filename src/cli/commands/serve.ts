@@ -20,7 +20,8 @@ import { loadServedModels } from '../../io/model-file.ts';
 import { percentile } from '../../bench/harness.ts';
 import { Batcher } from '../../serve/batcher.ts';
 import { ServerMetrics } from '../../serve/metrics.ts';
-import { buildServer, drainAndClose, type RequestLogEntry } from '../../serve/server.ts';
+import { buildServer, buildWebServer, drainAndClose, type RequestLogEntry } from '../../serve/server.ts';
+import { findWebAssets } from '../../serve/web-assets.ts';
 import { PACKAGE_ROOT, type CliIO, type ServeOptions } from '../options.ts';
 
 export type { ServeOptions };
@@ -31,7 +32,8 @@ const processIO: CliIO = { stdout: process.stdout, stderr: process.stderr };
 export interface RunningServer {
   url: string;
   app: FastifyInstance;
-  batcher: Batcher;
+  /** undefined on a server that computes nothing (--web-only) */
+  batcher: Batcher | undefined;
   /** stops accepting, answers what is queued and running, frees the device */
   close(): Promise<void>;
 }
@@ -69,8 +71,51 @@ function plainLine(e: RequestLogEntry): string {
   return line.replace(/[\u0000-\u001f\u007f]/g, (c) => `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
 }
 
+/** Listens where the options say; a port in use or an address not of this machine is one line, not a trace. */
+async function listen(app: FastifyInstance, opts: Pick<ServeOptions, 'host' | 'port'>): Promise<string> {
+  try {
+    await app.listen({ host: opts.host, port: opts.port });
+  } catch (err) {
+    await app.close();
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'EADDRINUSE') throw new InputError(`--port ${opts.port}: ${opts.host}:${opts.port} is already in use`);
+    if (code === 'EACCES') throw new InputError(`--port ${opts.port}: not allowed to listen on ${opts.host}:${opts.port}`);
+    if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new InputError(`--host ${opts.host}: not an address of this machine`);
+    throw err;
+  }
+  const address = app.server.address();
+  const port = typeof address === 'object' && address !== null ? address.port : opts.port;
+  const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
+  return `http://${host}:${port}`;
+}
+
+/** The line a request's log gets: JSON with --json-log, else plain on stderr when no status line is drawn. */
+function requestLogger(opts: ServeOptions, io: CliIO, tty: boolean, recent?: RecentRequests) {
+  return (e: RequestLogEntry) => {
+    if (e.computeMs !== undefined) recent?.add(e.ms);
+    if (opts.jsonLog) io.stdout.write(JSON.stringify(e) + '\n');
+    else if (!tty) io.stderr.write(plainLine(e) + '\n');
+  };
+}
+
+/**
+ * `mnist-gpujs web` (`serve --web-only`): the page, its bundle and the shipped model files, and no engine: the
+ * visitor's browser computes. Nothing is loaded or compiled here.
+ */
+async function startWebServer(opts: ServeOptions, io: CliIO): Promise<RunningServer> {
+  const web = findWebAssets(PACKAGE_ROOT);
+  if (!web.bundle) throw new InputError('web/dist/mnist-gpujs.js is not built, and the page computes only in the browser here: run `npm run build:web` first');
+  const app = await buildWebServer({ bodyLimitBytes: opts.bodyLimitBytes, version: packageVersion(), web, onRequestLog: requestLogger(opts, io, false) });
+  const url = await listen(app, opts);
+  if (opts.jsonLog) io.stdout.write(JSON.stringify({ event: 'listening', url, webOnly: true }) + '\n');
+  else io.stdout.write(`Serving the page on ${url} (computing in the visitor's browser only)\n`);
+  let closed: Promise<void> | undefined;
+  return { url, app, batcher: undefined, close: () => closed ??= app.close() };
+}
+
 /** Loads, warms and listens; the caller owns the process's signals. */
 export async function startServer(opts: ServeOptions, io: CliIO = processIO): Promise<RunningServer> {
+  if (opts.webOnly) return startWebServer(opts, io);
   const served = loadServedModels(opts.modelPath, opts.numModels);
   if (served.note) io.stderr.write(`mnist-gpujs: note: ${served.note}\n`);
   const N = opts.numModels;
@@ -103,26 +148,10 @@ export async function startServer(opts: ServeOptions, io: CliIO = processIO): Pr
     }, {
       bodyLimitBytes: opts.bodyLimitBytes,
       version: packageVersion(),
-      onRequestLog: (e) => {
-        if (e.computeMs !== undefined) recent.add(e.ms);
-        if (opts.jsonLog) io.stdout.write(JSON.stringify(e) + '\n');
-        else if (!tty) io.stderr.write(plainLine(e) + '\n');
-      },
+      web: findWebAssets(PACKAGE_ROOT),
+      onRequestLog: requestLogger(opts, io, tty, recent),
     });
-    try {
-      await app.listen({ host: opts.host, port: opts.port });
-    } catch (err) {
-      await app.close();
-      const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EADDRINUSE') throw new InputError(`--port ${opts.port}: ${opts.host}:${opts.port} is already in use`);
-      if (code === 'EACCES') throw new InputError(`--port ${opts.port}: not allowed to listen on ${opts.host}:${opts.port}`);
-      if (code === 'EADDRNOTAVAIL' || code === 'ENOTFOUND') throw new InputError(`--host ${opts.host}: not an address of this machine`);
-      throw err;
-    }
-    const address = app.server.address();
-    const port = typeof address === 'object' && address !== null ? address.port : opts.port;
-    const host = opts.host.includes(':') ? `[${opts.host}]` : opts.host;
-    const url = `http://${host}:${port}`;
+    const url = await listen(app, opts);
     const what = `${plural(N, 'model')} (${served.fileModels === 1 && N > 1 ? 'one model replicated' : 'from the file'}), `
       + `${opts.path === 'single' ? 'single dispatch' : 'sequential'}, backend ${device.description} (${runner.executorKind})`;
     if (opts.jsonLog) io.stdout.write(JSON.stringify({ event: 'listening', url, numModels: N, path: opts.path, backend: device.backend, adapter: device.adapterLabel }) + '\n');
@@ -163,7 +192,8 @@ export async function run(opts: ServeOptions, io: CliIO = processIO): Promise<nu
     let signals = 0;
     const onSignal = (signal: NodeJS.Signals) => {
       if (++signals > 1) process.exit(EXIT_INTERRUPTED);
-      io.stderr.write(`mnist-gpujs: ${signal}: finishing ${plural(server.batcher.pending, 'queued request')} and the running batch, then exiting (a second signal exits at once)\n`);
+      const work = server.batcher ? `finishing ${plural(server.batcher.pending, 'queued request')} and the running batch` : 'closing';
+      io.stderr.write(`mnist-gpujs: ${signal}: ${work}, then exiting (a second signal exits at once)\n`);
       const timer = setTimeout(() => {
         io.stderr.write(`mnist-gpujs: --exit-timeout-s ${opts.exitTimeoutS} passed with requests unfinished; exiting\n`);
         // what is unfinished would keep the process alive

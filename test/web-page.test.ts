@@ -1,0 +1,181 @@
+/**
+ * The page computing in the browser, in a real one: Debian's Chromium, headless, driven by playwright-core (no
+ * browser download), once on WebGL2 and once on WebGPU (both on SwiftShader here: correctness, not speed). The
+ * bundle is built first (`npm run build:web`'s code). On each backend: the page opens the engine on the backend
+ * asked for and says which adapter; its log-probabilities for fixtures/0.png … 9.png equal Node's within 1e-4 for
+ * the shipped ensemble; a "1" drawn with the mouse is classified as 1; the benchmark panel completes a short run
+ * (N = 2, B = 1) whose JSON parses with `bench --json`'s fields and agreeing paths; nothing is fetched from
+ * another origin and nothing is logged as an error. A screenshot of each goes to test-output/ (ignored by git).
+ *
+ * Without Chromium the suite is skipped with a note, unless MNIST_GPUJS_REQUIRE_CHROMIUM=1 (CI sets it).
+ */
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chromium, type Browser, type Page } from 'playwright-core';
+import { startServer, type RunningServer } from '../src/cli/commands/serve.ts';
+import { normalizeImages } from '../src/data/normalize.ts';
+import { openDevice, resolveBackend } from '../src/engine/device-node.ts';
+import { SingleDispatchRunner } from '../src/engine/runners.ts';
+import { loadServedModels } from '../src/io/model-file.ts';
+import { readDigitPng } from '../src/io/png.ts';
+import { buildWeb } from '../web/build.ts';
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+const ENSEMBLE = join(ROOT, 'fixtures/mnist_ensemble4.safetensors');
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const required = process.env.MNIST_GPUJS_REQUIRE_CHROMIUM === '1';
+const missing = existsSync(CHROMIUM) ? undefined : `${CHROMIUM} not found (apt-get install chromium)`;
+if (missing && !required) console.log(`[web-page.test] skipped: ${missing}`);
+
+/** The two GPU APIs a browser gives GPU.js, and the Chromium flags that give them here without a GPU. */
+const BROWSER_BACKENDS = [
+  { backend: 'webgl2', args: [] as string[] },
+  { backend: 'webgpu', args: ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader'] },
+] as const;
+const LAUNCH_ARGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
+const DIGITS = Array.from({ length: 10 }, (_, d) => d);
+const TOLERANCE = 1e-4;
+
+/** Node's log-probabilities [4, 1, 10] of the shipped ensemble for fixtures/d.png, one digit at a time. */
+async function nodeLogProbabilities(): Promise<Float32Array[]> {
+  const device = await openDevice(await resolveBackend('auto'));
+  const runner = new SingleDispatchRunner(device, loadServedModels(ENSEMBLE, undefined), 4);
+  try {
+    const out: Float32Array[] = [];
+    for (const d of DIGITS) out.push(await runner.predict(normalizeImages(readDigitPng(join(ROOT, `fixtures/${d}.png`)).pixels), 1));
+    return out;
+  } finally {
+    runner.destroy();
+    device.destroy();
+  }
+}
+
+describe.skipIf(missing !== undefined && !required)('the page computing in headless Chromium', () => {
+  let server: RunningServer;
+  let expected: Float32Array[];
+
+  beforeAll(async () => {
+    if (missing) throw new Error(`MNIST_GPUJS_REQUIRE_CHROMIUM=1 but ${missing}`);
+    await buildWeb();
+    expected = await nodeLogProbabilities();
+    server = await startServer({
+      numModels: 4, modelPath: ENSEMBLE, backend: await resolveBackend('auto'),
+      host: '127.0.0.1', port: 0, path: 'single', maxBatchSize: 16, maxBatchDelayMs: 0, batchBuckets: [1], queueSize: 100,
+      queueTimeoutMs: 5000, bodyLimitBytes: 1024 ** 2, exitTimeoutS: 30, jsonLog: false, webOnly: false,
+    }, { stdout: { write: () => true }, stderr: { write: () => true } });
+  }, 180_000);
+
+  afterAll(async () => {
+    await server?.close();
+  });
+
+  describe.each(BROWSER_BACKENDS)('on $backend', ({ backend, args }) => {
+    let browser: Browser;
+    let page: Page;
+    const consoleErrors: string[] = [];
+    const foreignRequests: string[] = [];
+
+    beforeAll(async () => {
+      browser = await chromium.launch({ executablePath: CHROMIUM, args: [...LAUNCH_ARGS, ...args] });
+      page = await browser.newPage({ viewport: { width: 1200, height: 1000 } });
+      page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
+      page.on('pageerror', (e) => consoleErrors.push(e.message));
+      page.on('request', (r) => { if (!r.url().startsWith(server.url + '/') && !r.url().startsWith('data:')) foreignRequests.push(r.url()); });
+      await page.goto(server.url + '/');
+      await page.check('#compute-browser');
+      await page.selectOption('#backend', backend);
+      // the engine opened on the backend asked for, or an error said why not
+      await page.waitForFunction((b) => {
+        const status = document.getElementById('status')!;
+        return status.className === 'error' || status.textContent!.startsWith(`In this browser: ${b}`);
+      }, backend, { timeout: 120_000 });
+    }, 180_000);
+
+    afterAll(async () => {
+      await browser?.close();
+    });
+
+    it(`opens the engine on ${backend} and names its adapter`, async () => {
+      const status = await page.textContent('#status');
+      expect(status).toMatch(new RegExp(`^In this browser: ${backend} on .+, plan (generic|fused-encoder), 4 models$`));
+      expect(status).toMatch(/swiftshader/i); // the software adapter is named as such, not hidden
+    });
+
+    it('gives the log-probabilities Node gives for fixtures 0–9, within 1e-4', async () => {
+      const pngs = DIGITS.map((d) => readFileSync(join(ROOT, `fixtures/${d}.png`)).toString('base64'));
+      const got = await page.evaluate(async (files) => {
+        const pageApi = (window as any).mnistGpujsPage;
+        const engine = await pageApi.browserEngine();
+        const out: number[][] = [];
+        for (const [d, b64] of files.entries()) {
+          const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+          const digit = await pageApi.decode(new Blob([bytes], { type: 'image/png' }), `${d}.png`);
+          out.push(Array.from(await engine.logProbabilities(digit.pixels)));
+        }
+        return out;
+      }, pngs);
+      let worst = 0;
+      for (const d of DIGITS) {
+        expect(got[d]).toHaveLength(40);
+        for (let i = 0; i < 40; i++) {
+          const diff = Math.abs(got[d]![i]! - expected[d]![i]!);
+          expect(Number.isFinite(got[d]![i]!)).toBe(true);
+          worst = Math.max(worst, diff);
+        }
+      }
+      expect(worst).toBeLessThanOrEqual(TOLERANCE);
+    }, 120_000);
+
+    it('classifies a "1" drawn with the mouse as 1, every model answering', async () => {
+      await page.click('#clear');
+      const pad = (await page.locator('#pad').boundingBox())!;
+      await page.mouse.move(pad.x + pad.width * 0.52, pad.y + pad.height * 0.15);
+      await page.mouse.down();
+      for (let i = 1; i <= 12; i++) await page.mouse.move(pad.x + pad.width * (0.52 - 0.01 * i / 12), pad.y + pad.height * (0.15 + 0.7 * i / 12));
+      await page.mouse.up();
+      await page.waitForFunction(() => document.getElementById('digit')!.textContent !== '–', undefined, { timeout: 60_000 });
+      expect(await page.textContent('#error')).toBe('');
+      expect(await page.textContent('#digit')).toBe('1');
+      expect(await page.textContent('#latency')).toMatch(/^\d+\.\d ms, \d\/4 models agree$/);
+      expect(await page.locator('#models tr').count()).toBe(1 + 1 + 4);
+    }, 90_000);
+
+    it('runs the benchmark panel (N = 2, B = 1) to a JSON document with bench --json\'s fields', async () => {
+      await page.selectOption('#bench-n', '2');
+      await page.selectOption('#bench-b', '1');
+      await page.fill('#bench-warmup', '1');
+      await page.fill('#bench-iters', '4');
+      await page.click('#bench-run');
+      await page.waitForFunction(() => !document.getElementById('bench-json')!.hidden || /failed/.test(document.getElementById('bench-phase')!.textContent ?? ''),
+        undefined, { timeout: 150_000 });
+      expect(await page.textContent('#bench-phase')).toMatch(/: done, /);
+      const doc = JSON.parse((await page.textContent('#bench-json'))!);
+      expect(doc).toMatchObject({
+        backend, modelPath: 'mnist_ensemble4.safetensors', fileModels: 4, batchSize: 1, warmup: 1, iters: 4, numModels: 2, replicated: false,
+        image: { path: 'the drawing', width: 28, height: 28, shape: [1, 1, 28, 28] },
+        agreement: { samePredictions: true },
+        execution: { sequential: { planRuns: 2 }, singleDispatch: { planRuns: 1 } },
+      });
+      expect(doc.adapter).toMatch(/swiftshader/i);
+      expect(doc.predictions).toEqual([1, 1]);
+      expect(doc.agreement.maxAbsDiff).toBeLessThanOrEqual(doc.agreement.tolerance);
+      for (const path of ['sequential', 'singleDispatch']) {
+        for (const field of ['meanMs', 'p50Ms', 'p95Ms', 'p99Ms', 'minMs', 'maxMs', 'requestsPerSecond', 'modelEvaluationsPerSecond']) {
+          expect(doc[path][field], `${path}.${field}`).toBeGreaterThan(0);
+        }
+        expect(doc[path].samples).toBe(4);
+      }
+      expect(doc.speedup).toBeCloseTo(doc.sequential.meanMs / doc.singleDispatch.meanMs, 6);
+      expect(await page.locator('#bench-table tr').count()).toBe(3);
+      mkdirSync(join(ROOT, 'test-output'), { recursive: true });
+      await page.screenshot({ path: join(ROOT, `test-output/web-page-${backend}.png`), fullPage: true });
+    }, 180_000);
+
+    it('fetched nothing from another origin and logged no error', () => {
+      expect(foreignRequests).toEqual([]);
+      expect(consoleErrors).toEqual([]);
+    });
+  });
+});
