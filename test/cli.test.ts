@@ -261,7 +261,7 @@ describe('command-line errors: one stderr line, exit 2', () => {
     [['trian'], /^mnist-gpujs: error: unknown command 'trian' \(Did you mean train\?\)$/],
     [['frobnicate'], /^mnist-gpujs: error: unknown command 'frobnicate'$/],
     [['--bogus'], /^mnist-gpujs: error: unknown option '--bogus'$/],
-    [[], /^mnist-gpujs: error: missing command \(train, bench, predict, dashboard or serve\)/],
+    [[], /^mnist-gpujs: error: missing command \(train, bench, predict, dashboard, serve or web\)/],
     [['help', 'nope'], /^mnist-gpujs: error: unknown command 'nope'$/],
   ];
   for (const [args, pattern] of cases) {

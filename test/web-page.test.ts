@@ -12,7 +12,8 @@
 import { existsSync, mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawn } from 'node:child_process';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
 import { startServer, type RunningServer } from '../src/cli/commands/serve.ts';
 import { normalizeImages } from '../src/data/normalize.ts';
@@ -125,6 +126,7 @@ describe.skipIf(missing !== undefined && !required)('the page computing in headl
           worst = Math.max(worst, diff);
         }
       }
+      console.log(`[web-page.test] ${backend}: largest |log-probability - Node's| over fixtures 0-9: ${worst.toExponential(2)}`);
       expect(worst).toBeLessThanOrEqual(TOLERANCE);
     }, 120_000);
 
@@ -178,4 +180,34 @@ describe.skipIf(missing !== undefined && !required)('the page computing in headl
       expect(consoleErrors).toEqual([]);
     });
   });
+});
+
+describe('the web command (serve --web-only)', () => {
+  beforeAll(async () => {
+    await buildWeb();
+  }, 60_000);
+
+  it('prints its URL, serves the page and the bundle, computes nothing, and exits 0 on SIGTERM', async () => {
+    const child = spawn(process.execPath, [join(ROOT, 'src/cli/bin.js'), 'web', '--port', '0', '--json-log'], { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (b: Buffer) => { out += b; });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      await vi.waitFor(() => expect(out).toContain('"event":"listening"'), { timeout: 30_000, interval: 50 });
+      const { url, webOnly } = JSON.parse(out.split('\n')[0]!) as { url: string; webOnly: boolean };
+      expect(webOnly).toBe(true);
+      const page = await fetch(`${url}/`);
+      expect(page.status).toBe(200);
+      expect(await page.text()).toContain('"serverCompute":false');
+      const bundle = await fetch(`${url}/web/mnist-gpujs.js`);
+      expect(bundle.status).toBe(200);
+      expect((await bundle.text()).length).toBeGreaterThan(100_000);
+      const predict = await fetch(`${url}/predictions/ensemble`, { method: 'PUT', body: readFileSync(join(ROOT, 'fixtures/7.png')) });
+      expect(predict.status).toBe(404);
+      child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  }, 60_000);
 });
