@@ -21,13 +21,19 @@ export interface BenchPanelSource {
   /** the digit to time, and what to call it in the JSON's image.path */
   digit: () => Promise<{ digit: PreparedDigit; label: string }>;
   /** the model file's name, for the JSON's modelPath */
-  modelFile: string;
+  modelFile: () => string;
+}
+
+/** What the page tells a mounted panel. */
+export interface BenchPanel {
+  /** a new engine holds this many models: the N offered follow (a stacked file offers its own only) */
+  modelsChanged(fileModels: number): void;
 }
 
 const escapeHtml = (s: string) => s.replace(/[&<>"]/g, (c) => `&#${c.charCodeAt(0)};`);
 
-/** Builds the panel inside `root` (replacing what was there) for the engine `source` gives. */
-export function mountBenchPanel(root: HTMLElement, source: BenchPanelSource): void {
+/** Builds the panel inside `root` (replacing what was there); each run times the engine `source` gives then. */
+export function mountBenchPanel(root: HTMLElement, source: BenchPanelSource): BenchPanel {
   root.innerHTML = `
     <h2>Benchmark in this browser: sequential against single dispatch</h2>
     <div>
@@ -53,11 +59,13 @@ export function mountBenchPanel(root: HTMLElement, source: BenchPanelSource): vo
   let state: DashboardState | undefined;
   let drawPending = false;
 
-  void source.engine().then((engine) => {
+  const modelsChanged = (fileModels: number) => {
     // a stacked file serves its own models only (as `bench` refuses more); a single model is replicated
-    const counts = PANEL_MODEL_COUNTS.filter((n) => engine.numModels === 1 || n <= engine.numModels);
-    nSelect.innerHTML = counts.map((n) => `<option${n === Math.min(2, counts[counts.length - 1]!) ? ' selected' : ''}>${n}</option>`).join('');
-  }, () => { run.disabled = true; });
+    const counts = PANEL_MODEL_COUNTS.filter((n) => fileModels === 1 || n <= fileModels);
+    const keep = Number(nSelect.value);
+    const chosen = counts.includes(keep) ? keep : Math.min(2, counts[counts.length - 1]!);
+    nSelect.innerHTML = counts.map((n) => `<option${n === chosen ? ' selected' : ''}>${n}</option>`).join('');
+  };
 
   const draw = () => {
     drawPending = false;
@@ -85,7 +93,7 @@ export function mountBenchPanel(root: HTMLElement, source: BenchPanelSource): vo
     try {
       const engine = await source.engine();
       const { digit, label } = await source.digit();
-      state = initialState({ backend: engine.description, modelPath: source.modelFile, imagePath: label, numModels, batchSize, warmup, iters }, performance.now());
+      state = initialState({ backend: engine.description, modelPath: source.modelFile(), imagePath: label, numModels, batchSize, warmup, iters }, performance.now());
       onEvent({ type: 'inputs', fileModels: engine.numModels, image: { width: digit.width, height: digit.height, inverted: digit.inverted }, notes: digit.warnings });
       const doc = await engine.benchmark(digit, label, {
         numModels, batchSize, warmup, iters, chunks: dashboardChunks(iters), signal: abort.signal, onEvent,
@@ -95,7 +103,7 @@ export function mountBenchPanel(root: HTMLElement, source: BenchPanelSource): vo
       copy.disabled = false;
     } catch (err) {
       const message = abort.signal.aborted ? undefined : (err as Error).message;
-      if (!state) state = initialState({ backend: '', modelPath: source.modelFile, imagePath: '', numModels, batchSize, warmup, iters }, performance.now());
+      if (!state) state = initialState({ backend: '', modelPath: source.modelFile(), imagePath: '', numModels, batchSize, warmup, iters }, performance.now());
       onEvent(message === undefined ? { type: 'stopped' } : { type: 'failed', error: message });
     } finally {
       run.disabled = false;
@@ -113,6 +121,8 @@ export function mountBenchPanel(root: HTMLElement, source: BenchPanelSource): vo
       $('bench-copied').textContent = 'the clipboard refused: the JSON below is selected, copy it by hand';
     }
   });
+  drawChart($<HTMLCanvasElement>('bench-chart'), undefined);
+  return { modelsChanged };
 }
 
 function clampInt(text: string, min: number, max: number, fallback: number): number {
@@ -152,14 +162,14 @@ function render(root: HTMLElement, s: DashboardState): void {
 }
 
 /** Each path's mean latency per chunk, oldest first, on one shared scale. */
-function drawChart(canvas: HTMLCanvasElement, s: DashboardState): void {
+function drawChart(canvas: HTMLCanvasElement, s: DashboardState | undefined): void {
   const ctx = canvas.getContext('2d')!;
   const { width, height } = canvas;
   ctx.clearRect(0, 0, width, height);
-  const all = PATHS.flatMap((p) => s.paths[p].history);
+  const all = s ? PATHS.flatMap((p) => s.paths[p].history) : [];
   ctx.fillStyle = '#777';
   ctx.font = '11px system-ui, sans-serif';
-  if (all.length === 0) {
+  if (!s || all.length === 0) {
     ctx.fillText('latency per chunk of timed calls appears here', 8, height / 2);
     return;
   }

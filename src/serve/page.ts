@@ -132,7 +132,7 @@ export function pageHtml(config: PageConfig): string {
 
   // ---- where the models run
   let mode = config.serverCompute ? 'server' : 'browser';
-  let lib = null, engine = null, opening = null, lastDigit = null;
+  let lib = null, opening = null, lastDigit = null;
   const status = (text, isError) => { $('status').textContent = text; $('status').className = isError ? 'error' : 'muted'; };
   if (!config.serverCompute) $('compute-server').disabled = true;
   if (!config.browserBundle) {
@@ -159,27 +159,29 @@ export function pageHtml(config: PageConfig): string {
   function reopen() {
     const old = opening;
     opening = null;
-    engine = null;
     if (old) old.then((e) => e.destroy(), () => {});
     if (mode === 'browser') browserEngine().catch(() => {});
   }
 
-  /** The engine in this browser, opened once per model file and backend. */
+  /** The engine in this browser, opened once per model file and backend; an opening overtaken by a change is dropped. */
+  let panel = null;
   function browserEngine() {
     if (opening) return opening;
     const file = $('model-file').value, backend = $('backend').value;
     status('loading the browser engine and ' + file + '…');
-    opening = (async () => {
+    const mine = (async () => {
       lib ??= await import(config.bundle);
       const e = await lib.BrowserEngine.open({ modelUrl: 'web/' + file, modelLabel: file, backend });
-      engine = e;
+      if (opening !== mine) return e; // reopen() destroys it
       status('In this browser: ' + e.description + ', plan ' + e.executorKind + ', ' + e.numModels + ' model' + (e.numModels === 1 ? '' : 's')
         + (e.refused.length ? '. Passed over: ' + e.refused.join('; ') : ''));
-      lib.mountBenchPanel($('bench'), { engine: () => browserEngine(), digit: benchDigit, modelFile: file });
+      panel ??= lib.mountBenchPanel($('bench'), { engine: () => browserEngine(), digit: benchDigit, modelFile: () => $('model-file').value });
+      panel.modelsChanged(e.numModels);
       return e;
     })();
-    opening.catch((err) => { opening = null; status(String(err.message || err), true); });
-    return opening;
+    opening = mine;
+    mine.catch((err) => { if (opening === mine) { opening = null; status(String(err.message || err), true); } });
+    return mine;
   }
 
   /** The digit the benchmark times: the last one classified here, else the shipped fixtures/1.png. */
