@@ -9,11 +9,14 @@
  * Beside them, the in-process `bench` p50 of the same path and N (`--iters` calls, no HTTP). `--soak 10000` adds
  * the server's resident memory after 1,000 requests and after the given count.
  *
- * On a 2-core machine autocannon competes with the server for the CPU: read the figures with that in mind.
+ * On a 2-core machine autocannon competes with the server for the CPU. `--server-cpus 1 --client-cpus 0` (Linux's
+ * taskset) keeps them apart: the server, and the in-process `bench` it is compared with, run on the server's CPUs
+ * only, autocannon on the client's.
  *
  *   npm run bench:serve -- --num-models 2,8 --concurrency 1,8,32 --duration 5 [--json] [--soak 10000]
+ *     [--server-cpus 1 --client-cpus 0]
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -35,12 +38,15 @@ interface Args {
   backend: string;
   soak: number | undefined;
   json: boolean;
+  /** CPU lists (taskset's) for the server and the in-process bench, and for the load generator; undefined: unpinned */
+  serverCpus: string | undefined;
+  clientCpus: string | undefined;
 }
 
 function parseArgs(argv: string[]): Args {
   const args: Args = {
     numModels: [2, 8], concurrency: [1, 8, 32], paths: ['single', 'sequential'], batching: [true, false],
-    duration: 5, maxRequests: 20_000, benchIters: 200, backend: 'auto', soak: undefined, json: false,
+    duration: 5, maxRequests: 20_000, benchIters: 200, backend: 'auto', soak: undefined, json: false, serverCpus: undefined, clientCpus: undefined,
   };
   const list = (v: string) => v.split(',').map((s) => {
     const n = Number(s);
@@ -64,14 +70,28 @@ function parseArgs(argv: string[]): Args {
     else if (flag === '--backend') args.backend = value();
     else if (flag === '--soak') args.soak = list(value())[0]!;
     else if (flag === '--json') args.json = true;
+    else if (flag === '--server-cpus') args.serverCpus = cpuList(flag, value());
+    else if (flag === '--client-cpus') args.clientCpus = cpuList(flag, value());
     else throw new Error(`bench:serve: unknown flag ${flag} (see the comment at the top of bench/serve.ts)`);
   }
+  if ((args.serverCpus === undefined) !== (args.clientCpus === undefined)) throw new Error('bench:serve: --server-cpus and --client-cpus go together');
   return args;
 }
 
+function cpuList(flag: string, v: string): string {
+  if (!/^\d+([-,]\d+)*$/.test(v)) throw new Error(`bench:serve: ${flag} takes a CPU list as taskset does (e.g. 1 or 0,1), got "${v}"`);
+  return v;
+}
+
+/** The command line for a child Node process, under `taskset -c cpus` when pinned. */
+function nodeCommand(cpus: string | undefined, argv: string[]): [string, string[]] {
+  return cpus === undefined ? [process.execPath, argv] : ['taskset', ['-c', cpus, process.execPath, ...argv]];
+}
+
 /** A `serve` child process, started and listening. */
-async function startServe(flags: string[]): Promise<{ url: string; child: ChildProcess }> {
-  const child = spawn(process.execPath, [BIN, 'serve', '--port', '0', '--host', '127.0.0.1', ...flags], { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] });
+async function startServe(flags: string[], cpus: string | undefined): Promise<{ url: string; child: ChildProcess }> {
+  const [command, argv] = nodeCommand(cpus, [BIN, 'serve', '--port', '0', '--host', '127.0.0.1', ...flags]);
+  const child = spawn(command, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] });
   let out = '';
   const url = await new Promise<string>((resolve, reject) => {
     child.stdout!.on('data', (b: Buffer) => {
@@ -144,18 +164,26 @@ async function measureCell(url: string, path: string, N: number, batching: boole
   };
 }
 
-/** The in-process harness's p50 for the same N: both paths, no HTTP. */
+/** The in-process harness's p50 for the same N: both paths, no HTTP; on the server's CPUs when pinned. */
 async function inProcessP50(N: number, args: Args): Promise<{ sequential: number; single: number }> {
+  const benchArgs = ['bench', '--num-models', String(N), '--iters', String(args.benchIters), '--warmup', '20', '--backend', args.backend, '--json'];
   let out = '';
-  const code = await main(['node', 'mnist-gpujs', 'bench', '--num-models', String(N), '--iters', String(args.benchIters), '--warmup', '20',
-    '--backend', args.backend, '--json'], { stdout: { write: (s: string) => { out += s; } }, stderr: { write: () => true } });
-  if (code !== 0) throw new Error(`bench:serve: in-process bench failed with ${code}`);
+  if (args.serverCpus === undefined) {
+    const code = await main(['node', 'mnist-gpujs', ...benchArgs], { stdout: { write: (s: string) => { out += s; } }, stderr: { write: () => true } });
+    if (code !== 0) throw new Error(`bench:serve: in-process bench failed with ${code}`);
+  } else {
+    const [command, argv] = nodeCommand(args.serverCpus, [BIN, ...benchArgs]);
+    const child = spawn(command, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] });
+    child.stdout!.on('data', (b: Buffer) => { out += b; });
+    const code = await new Promise<number | null>((resolve) => child.on('exit', resolve));
+    if (code !== 0) throw new Error(`bench:serve: bench on CPUs ${args.serverCpus} failed with ${code}`);
+  }
   const doc = JSON.parse(out) as { sequential: { p50Ms: number }; singleDispatch: { p50Ms: number } };
   return { sequential: doc.sequential.p50Ms, single: doc.singleDispatch.p50Ms };
 }
 
 async function soak(N: number, total: number, args: Args, body: Buffer) {
-  const { url, child } = await startServe(['--num-models', String(N), '--backend', args.backend]);
+  const { url, child } = await startServe(['--num-models', String(N), '--backend', args.backend], args.serverCpus);
   try {
     await load(url, 8, args, body, 1000);
     const after1k = await metric(url, 'process_resident_memory_bytes');
@@ -171,6 +199,11 @@ const f = (v: number, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : '–');
 
 async function run(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  if (args.clientCpus !== undefined) {
+    // this process is the load generator: onto the client's CPUs (taskset -p moves only the calling thread, so -a)
+    const pinned = spawnSync('taskset', ['-a', '-c', '-p', args.clientCpus, String(process.pid)]);
+    if (pinned.status !== 0) throw new Error(`bench:serve: taskset could not pin the load generator: ${String(pinned.stderr).trim()}`);
+  }
   const body = readFileSync(join(ROOT, 'fixtures/1.png'));
   const cells: Cell[] = [];
   const inProcess: Record<number, { sequential: number; single: number }> = {};
@@ -179,7 +212,7 @@ async function run(): Promise<void> {
     for (const path of args.paths) {
       for (const batching of args.batching) {
         const { url, child } = await startServe(['--num-models', String(N), '--path', path, '--backend', args.backend,
-          ...(batching ? [] : ['--max-batch-size', '1', '--batch-buckets', '1'])]);
+          ...(batching ? [] : ['--max-batch-size', '1', '--batch-buckets', '1'])], args.serverCpus);
         try {
           for (const c of args.concurrency) {
             const cell = await measureCell(url, path, N, batching, c, args, body);
@@ -194,7 +227,7 @@ async function run(): Promise<void> {
   }
   const soaked = args.soak ? await soak(args.numModels[0]!, args.soak, args, body) : undefined;
   if (args.json) {
-    process.stdout.write(JSON.stringify({ backend: args.backend, duration: args.duration, inProcessP50Ms: inProcess, cells, soak: soaked }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({ backend: args.backend, duration: args.duration, serverCpus: args.serverCpus ?? null, clientCpus: args.clientCpus ?? null, inProcessP50Ms: inProcess, cells, soak: soaked }, null, 2) + '\n');
     return;
   }
   const header = ['N', 'path', 'batching', 'conc.', 'req/s', 'model evals/s', 'p50', 'p90', 'p95', 'p99', 'in-process p50', 'errors', 'non-2xx', 'mean batch'];
@@ -205,7 +238,8 @@ async function run(): Promise<void> {
   ]);
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
   for (const r of [header, ...rows]) process.stdout.write(r.map((cell, i) => cell.padStart(widths[i]!)).join('  ') + '\n');
-  process.stdout.write('(latencies in ms; autocannon shares the machine\'s cores with the server)\n');
+  process.stdout.write(args.serverCpus === undefined ? '(latencies in ms; autocannon shares the machine\'s cores with the server)\n'
+    : `(latencies in ms; the server and the in-process bench on CPUs ${args.serverCpus}, autocannon on CPUs ${args.clientCpus})\n`);
   if (soaked) {
     process.stdout.write(`RSS after 1,000 requests ${f(soaked.rssAfter1000MiB, 1)} MiB, after ${soaked.requests} ${f(soaked.rssAfterAllMiB, 1)} MiB (${f(soaked.ratio, 3)}x)\n`);
   }
