@@ -122,7 +122,9 @@ type Router = (url: string, handlers: Partial<Record<HTTPMethods, Handler>>) => 
  */
 async function createApp(opts: ServerOptions, metrics: ServerMetrics | undefined): Promise<{ app: FastifyInstance; route: Router }> {
   const app = Fastify({ logger: false, bodyLimit: opts.bodyLimitBytes, return503OnClosing: true, requestTimeout: 60_000 });
-  await app.register(multipart, { limits: { fileSize: opts.bodyLimitBytes, files: 4, fields: 16, parts: 20 } });
+  // multipart bodies are streamed past bodyLimit: their parts are capped instead (one file, a few small fields),
+  // and a declared length over the limit is refused before anything is read
+  await app.register(multipart, { limits: { fileSize: opts.bodyLimitBytes, fieldSize: opts.bodyLimitBytes, files: 1, fields: 4, parts: 5 } });
   app.addContentTypeParser([...RAW_IMAGE_TYPES], { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
   // anything else, or no content type: kept as bytes, and the route decides (415 where it does not fit)
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
@@ -223,6 +225,8 @@ export async function buildServer(engine: ServingEngine, opts: ServerOptions): P
   async function infer(req: FastifyRequest, reply: FastifyReply, x: Float32Array, count: number) {
     const gone = new AbortController();
     const onClose = () => { if (!reply.raw.writableFinished) gone.abort(); };
+    // a client that left while its body was read or decoded is not computed for either
+    if (req.raw.socket?.destroyed === true) gone.abort();
     reply.raw.once('close', onClose);
     try {
       const r = await batcher.submit(x, count, gone.signal);
@@ -246,6 +250,9 @@ export async function buildServer(engine: ServingEngine, opts: ServerOptions): P
   /** The PNG of a prediction request: the raw body, or the multipart field `data`. */
   async function pngOf(req: FastifyRequest): Promise<Buffer> {
     if (req.isMultipart()) {
+      if (Number(req.headers['content-length']) > opts.bodyLimitBytes) {
+        throw new ServingError(413, clientMessage({ code: 'FST_ERR_CTP_BODY_TOO_LARGE', message: '' }, opts.bodyLimitBytes), 'bad_request');
+      }
       for await (const part of req.parts()) {
         if (part.fieldname !== 'data') {
           if (part.type === 'file') await part.toBuffer();
