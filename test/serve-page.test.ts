@@ -6,18 +6,18 @@
  * Without Chromium the suite is skipped with a note, unless MNIST_GPUJS_REQUIRE_CHROMIUM=1 (CI sets it), which
  * makes its absence a failure.
  */
-import { existsSync, mkdirSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_MISSING, CHROMIUM_REQUIRED, LAUNCH_ARGS, drawOne } from './chromium.ts';
 import { startServer, type RunningServer } from '../src/cli/commands/serve.ts';
 import { resolveBackend } from '../src/engine/device-node.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const required = process.env.MNIST_GPUJS_REQUIRE_CHROMIUM === '1';
-const missing = existsSync(CHROMIUM) ? undefined : `${CHROMIUM} not found (apt-get install chromium)`;
+const required = CHROMIUM_REQUIRED;
+const missing = CHROMIUM_MISSING;
 if (missing && !required) console.log(`[serve-page.test] skipped: ${missing}`);
 
 describe.skipIf(missing !== undefined && !required)('the serve page in headless Chromium', () => {
@@ -35,7 +35,7 @@ describe.skipIf(missing !== undefined && !required)('the serve page in headless 
     }, { stdout: { write: () => true }, stderr: { write: () => true } });
     browser = await chromium.launch({
       executablePath: CHROMIUM,
-      args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      args: [...LAUNCH_ARGS, '--disable-gpu'],
     });
     page = await browser.newPage({ viewport: { width: 1100, height: 560 } });
     page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
@@ -49,11 +49,7 @@ describe.skipIf(missing !== undefined && !required)('the serve page in headless 
   });
 
   it('a "1" drawn with the mouse is classified as 1, with every model\'s row and the latency', async () => {
-    const pad = (await page.locator('#pad').boundingBox())!;
-    await page.mouse.move(pad.x + pad.width * 0.52, pad.y + pad.height * 0.15);
-    await page.mouse.down();
-    for (let i = 1; i <= 12; i++) await page.mouse.move(pad.x + pad.width * (0.52 - 0.01 * i / 12), pad.y + pad.height * (0.15 + 0.7 * i / 12));
-    await page.mouse.up();
+    await drawOne(page);
     await page.waitForFunction(() => document.getElementById('digit')!.textContent !== '–', undefined, { timeout: 30_000 });
     expect(await page.textContent('#digit')).toBe('1');
     expect(await page.textContent('#latency')).toMatch(/^\d+\.\d ms, \d\/4 models agree$/);

@@ -9,12 +9,13 @@
  *
  * Without Chromium the suite is skipped with a note, unless MNIST_GPUJS_REQUIRE_CHROMIUM=1 (CI sets it).
  */
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { spawn } from 'node:child_process';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { chromium, type Browser, type Page } from 'playwright-core';
+import { CHROMIUM, CHROMIUM_MISSING, CHROMIUM_REQUIRED, LAUNCH_ARGS, drawOne } from './chromium.ts';
 import { startServer, type RunningServer } from '../src/cli/commands/serve.ts';
 import { normalizeImages } from '../src/data/normalize.ts';
 import { openDevice, resolveBackend } from '../src/engine/device-node.ts';
@@ -25,9 +26,8 @@ import { buildWeb } from '../web/build.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const ENSEMBLE = join(ROOT, 'fixtures/mnist_ensemble4.safetensors');
-const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
-const required = process.env.MNIST_GPUJS_REQUIRE_CHROMIUM === '1';
-const missing = existsSync(CHROMIUM) ? undefined : `${CHROMIUM} not found (apt-get install chromium)`;
+const required = CHROMIUM_REQUIRED;
+const missing = CHROMIUM_MISSING;
 if (missing && !required) console.log(`[web-page.test] skipped: ${missing}`);
 
 /**
@@ -39,7 +39,6 @@ const BROWSER_BACKENDS = [
   { backend: 'webgpu', args: ['--enable-unsafe-webgpu', '--use-webgpu-adapter=swiftshader'], executor: 'fused-encoder', adapter: /swiftshader/i },
   { backend: 'cpu', args: [] as string[], executor: 'stepwise', adapter: null },
 ] as const;
-const LAUNCH_ARGS = ['--no-sandbox', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'];
 const DIGITS = Array.from({ length: 10 }, (_, d) => d);
 const TOLERANCE = 1e-4;
 
@@ -140,11 +139,7 @@ describe.skipIf(missing !== undefined && !required)('the page computing in headl
 
     it('classifies a "1" drawn with the mouse as 1, every model answering', async () => {
       await page.click('#clear');
-      const pad = (await page.locator('#pad').boundingBox())!;
-      await page.mouse.move(pad.x + pad.width * 0.52, pad.y + pad.height * 0.15);
-      await page.mouse.down();
-      for (let i = 1; i <= 12; i++) await page.mouse.move(pad.x + pad.width * (0.52 - 0.01 * i / 12), pad.y + pad.height * (0.15 + 0.7 * i / 12));
-      await page.mouse.up();
+      await drawOne(page);
       await page.waitForFunction(() => document.getElementById('digit')!.textContent !== '–', undefined, { timeout: 60_000 });
       expect(await page.textContent('#error')).toBe('');
       expect(await page.textContent('#digit')).toBe('1');
