@@ -47,7 +47,7 @@ function collector(stdoutTTY = false): { io: { stdout: { write: (s: string) => v
 function opts(over: Partial<BenchOptions> = {}): BenchOptions {
   return {
     numModels: 2, imagePath: IMAGE, modelPath: ONE, batchSize: 1, warmup: 2, iters: 6, backend: BACKEND,
-    sweep: undefined, json: false, ui: false, invert: 'auto', ...over,
+    sweep: undefined, json: false, ui: false, invert: 'auto', peers: [], peerThreads: 1, ...over,
   };
 }
 

@@ -21,6 +21,7 @@ import { predictionsOf } from '../model/outputs.ts';
 import type { ModelSource } from '../model/stack.ts';
 import type { Device } from '../engine/device.ts';
 import { SequentialRunner, SingleDispatchRunner, type Runner } from '../engine/runners.ts';
+import type { PeerResult } from './peers.ts';
 
 /** The two paths, named as in the JSON output. */
 export type PathKey = 'sequential' | 'singleDispatch';
@@ -30,6 +31,8 @@ export const PATH_LABEL: Record<PathKey, string> = { sequential: 'sequential', s
 
 /** Largest |sequential − single dispatch| log-probability accepted as the same answer. */
 export const AGREEMENT_TOLERANCE = 1e-5;
+/** Largest |this project − another engine| log-probability accepted (other kernels, other summation orders). */
+export const PEER_TOLERANCE = 1e-4;
 export const DEFAULT_CHUNKS = 10;
 /** What a speedup at N = 1 means, shown beside it by `bench` and the dashboard: both paths are one and the same plan. */
 export const ONE_MODEL_NOTE = 'N = 1: both paths run the same plan, so the ratio is only timing noise';
@@ -82,7 +85,7 @@ export interface ModelsBenchmark {
 }
 
 /** One model count's result as `bench --json` prints it (and the browser page's benchmark panel copies). */
-export type BenchEntry = ModelsBenchmark & { replicated: boolean };
+export type BenchEntry = ModelsBenchmark & { replicated: boolean; peers?: PeerResult[] };
 
 /** What `bench --json` says about the run around its entries; the page's panel fills in the same fields. */
 export interface BenchRunInfo {
@@ -140,6 +143,8 @@ export interface BenchConfig {
   chunks?: number;
   /** checked between calls of the warm-up and between chunks: an aborted run rejects with the signal's reason */
   signal?: AbortSignal;
+  /** largest |sequential − single dispatch| accepted (default AGREEMENT_TOLERANCE; another engine's two graphs get PEER_TOLERANCE) */
+  tolerance?: number;
   onEvent?: (e: BenchEvent) => void;
 }
 
@@ -245,12 +250,12 @@ export function destroyPaths(paths: ServingPaths): void {
 }
 
 /** One request on each path (compiling their kernels on first use), checked for agreement. */
-export async function firstRequest(paths: ServingPaths, x: Float32Array, B: number): Promise<{
+export async function firstRequest(paths: ServingPaths, x: Float32Array, B: number, tolerance = AGREEMENT_TOLERANCE): Promise<{
   predictions: number[][]; agreement: Agreement;
 }> {
   const singleDispatch = await paths.singleDispatch.predict(x, B);
   const sequential = await paths.sequential.predict(x, B);
-  const agreement = checkAgreement(sequential, singleDispatch, paths.numModels, B);
+  const agreement = checkAgreement(sequential, singleDispatch, paths.numModels, B, tolerance);
   return { predictions: predictionsOf(singleDispatch, paths.numModels, B), agreement };
 }
 
@@ -285,7 +290,7 @@ export async function benchmarkModels(paths: ServingPaths, x: Float32Array, B: n
   const N = paths.numModels;
   emit({ type: 'start', numModels: N, batchSize: B, planRuns: { sequential: paths.sequential.planRuns, singleDispatch: paths.singleDispatch.planRuns } });
 
-  const first = await firstRequest(paths, x, B);
+  const first = await firstRequest(paths, x, B, cfg.tolerance);
   const execution = { sequential: executionOf(paths.sequential), singleDispatch: executionOf(paths.singleDispatch) };
   emit({ type: 'first-request', numModels: N, ...first, execution });
   signal?.throwIfAborted(); // compiling may have taken long: a stop asked for meanwhile takes effect now
@@ -320,7 +325,7 @@ export async function benchmarkModels(paths: ServingPaths, x: Float32Array, B: n
     }
   }
 
-  const last = checkAgreement(lastOutputs.sequential, lastOutputs.singleDispatch, N, B);
+  const last = checkAgreement(lastOutputs.sequential, lastOutputs.singleDispatch, N, B, cfg.tolerance);
   const sequential = pathStats(samplesMs.sequential, N * B);
   const singleDispatch = pathStats(samplesMs.singleDispatch, N * B);
   const result: ModelsBenchmark = {

@@ -14,7 +14,7 @@ import { EXIT_FAILURE, EXIT_OK, EXIT_USAGE } from '../exit-codes.ts';
 import {
   BACKEND_CHOICES, INVERT_MODES, MAX_SEED, OPTIMIZERS, PACKAGE_ROOT, SERVE_PATHS, UsageError,
   buildBenchOptions, buildDashboardOptions, buildPredictOptions, buildServeOptions, buildTrainOptions,
-  byteSize, choice, nonNegativeInt, nonNegativeNumber, port, positiveInt, positiveIntList, positiveNumber,
+  byteSize, choice, nonNegativeInt, nonNegativeNumber, peerList, port, positiveInt, positiveIntList, positiveNumber,
   type CliIO, type ParseContext, type Parsed, type Writer,
 } from './options.ts';
 
@@ -137,11 +137,16 @@ function buildProgram(io: CliIO, ctxOf: (cmd: Command) => ParseContext, runComma
     .option('--json', 'print results as JSON on stdout (implies --no-ui)')
     .option('--no-ui', 'plain text progress instead of the live terminal UI')
     .addOption(invertOption())
+    .addOption(new Option('--peers <list>', 'after our two paths, time other engines on the same models both ways (sequential, stacked) and check they agree: tfjs (TF.js wasm), onnxruntime, or all; needs `npm run setup:peers`; plain output')
+      .argParser(peerList('--peers')))
+    .addOption(new Option('--peer-threads <n>', 'threads per onnxruntime session; 1 because N sessions\' pools oversubscribe a small machine (2 threads made N = 8 seven times slower on 2 cores)')
+      .argParser(positiveInt('--peer-threads', 256)).default(1))
     .addHelpText('after', examples([
       `${NAME} bench`,
       `${NAME} bench --num-models 16 --iters 200`,
       `${NAME} bench --sweep 1,2,4,8,16,32 --json > sweep.json`,
       `${NAME} bench --backend cpu --no-ui`,
+      `npm run setup:peers && ${NAME} bench --num-models 8 --peers all`,
     ]))
     .action(async (raw, cmd: Command) => runCommand(buildBenchOptions(raw, ctxOf(cmd)), () => import('./commands/bench.ts')));
 

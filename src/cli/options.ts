@@ -13,6 +13,7 @@ import { fileURLToPath } from 'node:url';
 import { InvalidArgumentError } from 'commander';
 import { BACKEND_CHOICES, type BackendChoice } from '../engine/device-node.ts';
 import type { InvertMode } from '../io/png.ts';
+import { PEER_NAMES, type PeerName } from '../peers/peer.ts';
 
 export { BACKEND_CHOICES };
 export type { BackendChoice, InvertMode };
@@ -127,6 +128,19 @@ export function positiveIntList(name: string, max = Number.MAX_SAFE_INTEGER): (v
 
 const BYTE_UNITS: Record<string, number> = { '': 1, b: 1, kb: 1024, mb: 1024 ** 2, gb: 1024 ** 3 };
 
+/** `tfjs,onnxruntime` or `all` → the peers, in the order of PEER_NAMES; unknown names and duplicates are errors. */
+export function peerList(name: string): (value: string) => PeerName[] {
+  return (value) => {
+    if (value.trim() === 'all') return [...PEER_NAMES];
+    const items = value.split(',').map((s) => s.trim());
+    for (const item of items) {
+      if (!(PEER_NAMES as readonly string[]).includes(item)) throw new InvalidArgumentError(`${name} takes ${PEER_NAMES.join(', ')} or all, comma-separated; got "${item}".`);
+    }
+    if (new Set(items).size !== items.length) throw new InvalidArgumentError(`${name} lists a peer more than once.`);
+    return PEER_NAMES.filter((p) => items.includes(p));
+  };
+}
+
 /** `1mb`, `512kb`, `65536` → bytes (binary units, case-insensitive); at least 1 KiB, at most 1 GiB. */
 export function byteSize(name: string): (value: string) => number {
   return (value) => {
@@ -209,6 +223,10 @@ export interface BenchOptions extends ServingBenchOptions {
   json: boolean;
   /** Live terminal UI; always false with --json, whose stdout is the JSON document. */
   ui: boolean;
+  /** Other engines timed after this project's paths on the same models (`--peers`); empty: none. */
+  peers: PeerName[];
+  /** Threads of each onnxruntime session (TF.js's wasm backend has none in Node). */
+  peerThreads: number;
 }
 
 export const SERVE_PATHS = ['single', 'sequential'] as const;
@@ -328,8 +346,10 @@ export function buildBenchOptions(raw: Raw, ctx: ParseContext): Parsed<BenchOpti
       ...servingBenchOptions(raw, ctx),
       sweep,
       json,
-      // JSON goes to stdout, so a live UI there would corrupt it.
-      ui: raw.ui !== false && !json,
+      // JSON goes to stdout, so a live UI there would corrupt it; the dashboard shows no peers
+      ui: raw.ui !== false && !json && !(raw.peers as PeerName[] | undefined)?.length,
+      peers: (raw.peers as PeerName[] | undefined) ?? [],
+      peerThreads: raw.peerThreads as number,
     },
     warnings,
   };

@@ -31,7 +31,11 @@
  *                      'fused-sync' (webasm), 'fused-encoder' (webgpu: one submission), 'generic' (headlessgl),
  *                      'stepwise' (cpu)
  *   speedup            number    sequential meanMs / singleDispatch meanMs
- * A disagreement between the paths is an error (exit 1), so a document always describes agreeing paths.
+ *   peers              with --peers only: [{engine, version, backend, threads, sequential, stacked, agreement}] per
+ *                      other engine, timed the same way on the same models: `sequential` and `stacked` (its one
+ *                      graph for all N) have the stats fields above; agreement {maxAbsDiff, tolerance} against our
+ *                      single dispatch, over both of its ways
+ * A disagreement between the paths (or with a peer) is an error (exit 1), so a document always describes agreeing paths.
  */
 import { IMAGE_SIDE, formatArchitecture } from '../../model/cnn.ts';
 import { openDevice } from '../device.ts';
@@ -44,6 +48,8 @@ import {
 import { ms, plural, rate } from '../../format.ts';
 import { loadServedModels } from '../../io/model-file.ts';
 import { EXIT_INTERRUPTED } from '../../exit-codes.ts';
+import { benchmarkPeers, type PeerResult } from '../../bench/peers.ts';
+import { openPeers } from '../../peers/peer.ts';
 import type { BenchOptions, CliIO, Writer } from '../options.ts';
 import { ProgressLine } from '../progress.ts';
 
@@ -52,6 +58,8 @@ export type { BenchOptions };
 const processIO: CliIO = { stdout: process.stdout, stderr: process.stderr };
 
 export async function run(opts: BenchOptions, io: CliIO = processIO): Promise<number> {
+  // the peers' packages are optional: a missing one is one line before anything is timed
+  const peers = opts.peers.length > 0 ? await openPeers(opts.peers, opts.peerThreads) : [];
   if (opts.ui && io.stdout.isTTY) {
     // On an interactive terminal the live dashboard (src/ui/) takes over. It shows one model count at a time,
     // so a sweep stays plain (its table is the point); so does a terminal whose stdin cannot give keys.
@@ -102,11 +110,13 @@ export async function run(opts: BenchOptions, io: CliIO = processIO): Promise<nu
       if (opts.sweep) print(`\n== ${plural(N, 'model')} ==`);
       const paths = makePaths(device, served, N);
       let result: ModelsBenchmark;
+      let ours: Float32Array | undefined;
       try {
         result = await benchmarkModels(paths, x, B, {
           warmup: opts.warmup, iters: opts.iters, chunks: DEFAULT_CHUNKS, signal: abort.signal,
           onEvent: (e) => {
             progress.update(e);
+            if (e.type === 'call' && e.path === 'singleDispatch') ours = e.output;
             if (e.type !== 'first-request') return;
             // printed once kernels have run: Device refuses a kernel that fell back to another backend
             if (entries.length === 0) print(`Backend: ${device.description}`);
@@ -117,8 +127,17 @@ export async function run(opts: BenchOptions, io: CliIO = processIO): Promise<nu
         destroyPaths(paths);
       }
       progress.clear();
-      entries.push({ ...result, replicated: served.fileModels === 1 && N > 1 });
       print(formatResult(result));
+      let peerResults: PeerResult[] | undefined;
+      if (peers.length > 0) {
+        peerResults = await benchmarkPeers(peers, served, N, x, B, ours!, {
+          warmup: opts.warmup, iters: opts.iters, chunks: DEFAULT_CHUNKS, signal: abort.signal,
+          onEvent: (e) => progress.update(e, 'peer'),
+        });
+        progress.clear();
+        for (const p of peerResults) print(formatPeer(p, N));
+      }
+      entries.push({ ...result, replicated: served.fileModels === 1 && N > 1, ...(peerResults ? { peers: peerResults } : {}) });
     }
   } catch (err) {
     progress.clear();
@@ -131,7 +150,7 @@ export async function run(opts: BenchOptions, io: CliIO = processIO): Promise<nu
     device.destroy();
   }
 
-  if (opts.sweep) print('\n' + formatSweepTable(entries));
+  if (opts.sweep) print('\n' + (peers.length > 0 ? formatEnginesTable(entries) : formatSweepTable(entries)));
   if (opts.json) {
     const doc = benchDocument({
       backend: device.backend, adapter: device.adapterLabel, modelPath: opts.modelPath, fileModels: served.fileModels, batchSize: B,
@@ -150,12 +169,12 @@ class ProgressView {
 
   constructor(private readonly err: Writer) {}
 
-  update(e: BenchEvent): void {
+  update(e: BenchEvent, who = ''): void {
     if ((e.type !== 'phase' && e.type !== 'call') || e.total === 0) return;
-    const key = `${e.numModels}|${e.phase}|${e.path}`;
+    const key = `${who}|${e.numModels}|${e.phase}|${e.path}`;
     let bar = this.bars.get(key);
     if (!bar) {
-      const label = `N=${e.numModels} ${e.phase === 'warmup' ? 'warm-up' : 'timed'} ${PATH_LABEL[e.path]}`;
+      const label = `N=${e.numModels} ${e.phase === 'warmup' ? 'warm-up' : 'timed'} ${who ? `${who} ` : ''}${PATH_LABEL[e.path]}`;
       bar = new ProgressLine(this.err, label, e.total, 'calls');
       this.bars.set(key, bar);
     }
@@ -192,6 +211,35 @@ function formatResult(r: ModelsBenchmark): string {
       + `single dispatch ${plural(r.execution.singleDispatch.planRuns, 'plan run')} (${r.execution.singleDispatch.executorKind})`,
     formatAgreement(r.agreement),
   ].join('\n');
+}
+
+const ENGINE_LABEL: Record<PeerResult['engine'], string> = { tfjs: 'TF.js', onnxruntime: 'onnxruntime' };
+
+function formatPeer(p: PeerResult, N: number): string {
+  const diff = p.agreement.maxAbsDiff === 0 ? '0' : p.agreement.maxAbsDiff.toExponential(2);
+  const who = `${ENGINE_LABEL[p.engine]} ${p.version} (${p.backend}, ${plural(p.threads, 'thread')})`;
+  return [
+    `${who} sequential (${plural(N, 'graph')}): ${formatStats(p.sequential)}`,
+    `${who} stacked (one graph): ${formatStats(p.stacked)}`,
+    `${who} agrees with ours: max |difference| of log-probabilities ${diff} (tolerance ${p.agreement.tolerance.toExponential()})`,
+  ].join('\n');
+}
+
+/** --sweep with --peers: every engine's mean latency and model evaluations/s per N, one row per engine and way. */
+function formatEnginesTable(entries: readonly BenchEntry[]): string {
+  const header = ['N', 'engine', 'way', 'mean ms', 'p50 ms', 'models/s'];
+  const rows: string[][] = [];
+  for (const e of entries) {
+    const row = (engine: string, way: string, s: PathStats) => rows.push([String(e.numModels), engine, way, ms(s.meanMs), ms(s.p50Ms), rate(s.modelEvaluationsPerSecond)]);
+    row('mnist-gpujs', 'sequential', e.sequential);
+    row('mnist-gpujs', 'single dispatch', e.singleDispatch);
+    for (const p of e.peers ?? []) {
+      row(ENGINE_LABEL[p.engine], 'sequential', p.sequential);
+      row(ENGINE_LABEL[p.engine], 'stacked', p.stacked);
+    }
+  }
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i]!.length)));
+  return [header, ...rows].map((r) => r.map((cell, i) => (i === 1 || i === 2 ? cell.padEnd(widths[i]!) : cell.padStart(widths[i]!))).join('  ')).join('\n');
 }
 
 function formatSweepTable(entries: readonly ModelsBenchmark[]): string {
