@@ -308,7 +308,7 @@ describe('running commands', () => {
     await cli(['bench']);
     expect(hooks.calls[0].opts).toEqual({
       numModels: 2, imagePath: join(PACKAGE_ROOT, 'fixtures/1.png'), modelPath: join(PACKAGE_ROOT, 'fixtures/mnist_cnn.safetensors'),
-      batchSize: 1, warmup: 100, iters: 1000, backend: 'auto', sweep: undefined, json: false, ui: true, invert: 'auto',
+      batchSize: 1, warmup: 100, iters: 1000, backend: 'auto', sweep: undefined, json: false, ui: true, invert: 'auto', peers: [], peerThreads: 1,
     });
   });
 
@@ -318,13 +318,13 @@ describe('running commands', () => {
     mkdirSync(join(cwd, 'fixtures'));
     writeFileSync(join(cwd, 'fixtures', '1.png'), '');
     await cli(['bench', '--no-ui', '--sweep', '8,1,2', '--warmup', '0'], { cwd });
-    await cli(['dashboard', '--num-models', '8', '--invert', 'yes'], { cwd });
+    await cli(['dashboard', '--num-models', '8', '--invert', 'yes', '--peers', 'onnxruntime,tfjs', '--peer-threads', '2'], { cwd });
     expect(hooks.calls[0].opts).toMatchObject({
       modelPath: join(cwd, 'mnist_cnn.safetensors'), imagePath: join(cwd, 'fixtures/1.png'), sweep: [1, 2, 8], warmup: 0, ui: false,
     });
     expect(hooks.calls[1].opts).toEqual({
       numModels: 8, imagePath: join(cwd, 'fixtures/1.png'), modelPath: join(cwd, 'mnist_cnn.safetensors'),
-      batchSize: 1, warmup: 100, iters: 1000, backend: 'auto', invert: 'yes',
+      batchSize: 1, warmup: 100, iters: 1000, backend: 'auto', invert: 'yes', peers: ['tfjs', 'onnxruntime'], peerThreads: 2,
     });
   });
 

@@ -3,6 +3,7 @@
  * resize), and the real controller driving the real harness with fake runners (no kernels, so it takes
  * milliseconds). The real CLI in a terminal is tested elsewhere (tmux).
  */
+import type { PeerResult } from '../src/bench/peers.ts';
 import { afterAll, afterEach, describe, expect, it, vi } from 'vitest';
 
 // Ink renders only its final frame when CI is set (read once, when ink loads); these tests read the live frames
@@ -58,7 +59,7 @@ function dashState(over: Partial<DashboardState> = {}): DashboardState {
     image: { width: 28, height: 28, inverted: false }, notes: [], numModels: 2, batchSize: 1, warmup: 2, iters: 20,
     chunks: 10, phase: 'loading', activePath: undefined,
     paths: { sequential: pathView(), singleDispatch: pathView() },
-    speedup: undefined, agreement: undefined, startedAtMs: 0, elapsedMs: 0, error: undefined, ...over,
+    speedup: undefined, agreement: undefined, startedAtMs: 0, elapsedMs: 0, error: undefined, peers: undefined, ...over,
   };
 }
 
@@ -394,17 +395,57 @@ function fakeDeps(delayMs = 0) {
   return { deps, log };
 }
 
-function controller(deps: RunDeps, over: { numModels?: number; warmup?: number; iters?: number } = {}) {
+function controller(deps: RunDeps, over: { numModels?: number; warmup?: number; iters?: number; peers?: boolean } = {}) {
   return new BenchController({
     backend: 'fake', modelPath: 'm.safetensors', imagePath: '7.png', numModels: over.numModels ?? 2, batchSize: 1,
-    warmup: over.warmup ?? 2, iters: over.iters ?? 20, deps, publishIntervalMs: 0,
+    warmup: over.warmup ?? 2, iters: over.iters ?? 20, deps, publishIntervalMs: 0, peers: over.peers,
   });
+}
+
+/** A peer's result as benchmarkPeers gives it, with round figures. */
+function peerResult(engine: 'tfjs' | 'onnxruntime', meanMs: number): PeerResult {
+  return {
+    engine, version: engine === 'tfjs' ? '4.22.0' : '1.30.0', backend: engine === 'tfjs' ? 'wasm' : 'cpu', threads: 1,
+    sequential: stats(2 * meanMs), stacked: stats(meanMs), agreement: { maxAbsDiff: 3e-6, tolerance: 1e-4 },
+  };
 }
 
 const phaseIs = async (c: BenchController, phase: string) =>
   vi.waitFor(() => expect(c.getState().phase).toBe(phase), { timeout: 5000, interval: 2 });
 
 describe('BenchController on fake runners', () => {
+  it('with peers: they run after our paths, on our last single-dispatch output, and fill the peers table', async () => {
+    const { deps } = fakeDeps();
+    const asked: Array<{ n: number; B: number; ours: number }> = [];
+    let release!: () => void;
+    const gate = new Promise<void>((resolve) => { release = resolve; });
+    deps.runPeers = async (_models, n, _x, B, ours) => {
+      asked.push({ n, B, ours: ours.length });
+      await gate;
+      return [peerResult('tfjs', 4), peerResult('onnxruntime', 1)];
+    };
+    const c = controller(deps, { peers: true });
+    expect(c.getState().peers).toEqual({ running: false, results: [] });
+    c.start();
+    await vi.waitFor(() => expect(c.getState().peers?.running).toBe(true), { timeout: 5000, interval: 2 });
+    // our run is complete by then
+    expect(c.getState().phase).toBe('done');
+    expect(asked).toEqual([{ n: 2, B: 1, ours: 2 * NUM_CLASSES }]);
+    release();
+    await vi.waitFor(() => expect(c.getState().peers?.results).toHaveLength(2), { timeout: 5000, interval: 2 });
+    expect(c.getState().peers!.running).toBe(false);
+    const out = frame(render(<App controller={new FakeController(c.getState())} />));
+    expect(out).toMatch(/TF\.js\s+sequential 8\.00 ms \(250\.0\/s\)\s+stacked 4\.00 ms \(500\.0\/s\)/);
+    expect(out).toMatch(/onnxruntime\s+sequential 2\.00 ms/);
+    await c.stop();
+  });
+
+  it('without peers there is no peers table', () => {
+    expect(frame(render(<App controller={new FakeController(dashState({ phase: 'done' }))} />))).not.toMatch(/peers|TF\.js/);
+    expect(frame(render(<App controller={new FakeController(dashState({ phase: 'timed', peers: { running: false, results: [] } }))} />)))
+      .toContain('peers   after our paths finish');
+  });
+
   it('runs warm-up and timed calls on both paths and publishes stats, history and predictions', async () => {
     const { deps } = fakeDeps();
     const c = controller(deps);

@@ -17,8 +17,9 @@ import { InputError } from '../src/errors.ts';
 import { loadServedModels } from '../src/io/model-file.ts';
 import { readDigitPng } from '../src/io/png.ts';
 import { stackParams, stackedModels, type ModelSource } from '../src/model/stack.ts';
-import { PEER_NAMES, PeerMissingError, openPeers, type Peer } from '../src/peers/peer.ts';
-import { repeatImage } from '../src/bench/harness.ts';
+import { PEER_NAMES, PeerMissingError, PeerRunner, openPeers, type Peer } from '../src/peers/peer.ts';
+import { AgreementError, repeatImage } from '../src/bench/harness.ts';
+import { benchmarkPeers } from '../src/bench/peers.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const required = process.env.MNIST_GPUJS_REQUIRE_PEERS === '1';
@@ -54,6 +55,31 @@ describe('a missing peer package', () => {
     expect(code).toBe(2);
     expect(err.trim().split('\n')).toHaveLength(1);
     expect(err).toMatch(/--peers takes tfjs, onnxruntime or all/);
+  });
+});
+
+describe('a peer that fails or disagrees (fake engines)', () => {
+  const N = 2;
+  const B = 1;
+  const ours = new Float32Array(N * B * 10).fill(-2.302585);
+  const runner = (out: Float32Array) => new PeerRunner('sequential', N, N, 'fake', async () => out.slice(), () => {});
+  const fake = (engine: 'tfjs' | 'onnxruntime', paths: Peer['paths']): Peer => ({ engine, version: '0', backend: 'fake', threads: 1, paths });
+  const models = stackedModels(stackParams([initParams(1), initParams(2)]), N);
+  const cfg = { warmup: 1, iters: 2 };
+
+  it('an engine that fails is reported with its error, and the next peer still runs', async () => {
+    const broken = fake('tfjs', async () => { throw new Error('Aborted()'); });
+    const fine = fake('onnxruntime', async () => ({ numModels: N, sequential: runner(ours), singleDispatch: runner(ours) }));
+    const results = await benchmarkPeers([broken, fine], models, N, new Float32Array(784), B, ours, cfg);
+    expect(results[0]).toEqual({ engine: 'tfjs', version: '0', backend: 'fake', threads: 1, error: 'Aborted()' });
+    expect(results[1]!.error).toBeUndefined();
+    expect(results[1]).toMatchObject({ engine: 'onnxruntime', agreement: { maxAbsDiff: 0, tolerance: TOLERANCE } });
+  });
+
+  it('a peer whose answer differs from ours by more than 1e-4 is an AgreementError, not a result', async () => {
+    const off = ours.map((v, i) => (i === 3 ? v + 1e-3 : v));
+    const wrong = fake('onnxruntime', async () => ({ numModels: N, sequential: runner(off), singleDispatch: runner(off) }));
+    await expect(benchmarkPeers([wrong], models, N, new Float32Array(784), B, ours, cfg)).rejects.toBeInstanceOf(AgreementError);
   });
 });
 

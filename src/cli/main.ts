@@ -67,7 +67,11 @@ function addRunLoopOptions(cmd: Command): Command {
     .addOption(new Option('--batch-size <n>', 'images per request (the image repeated)').argParser(positiveInt('--batch-size')).default(1))
     .addOption(new Option('--warmup <n>', 'untimed calls per path before timing').argParser(nonNegativeInt('--warmup')).default(100))
     .addOption(new Option('--iters <n>', 'timed calls per path').argParser(positiveInt('--iters')).default(1000))
-    .addOption(backendOption());
+    .addOption(backendOption())
+    .addOption(new Option('--peers <list>', 'after our two paths, time other engines on the same models both ways (sequential, stacked) and check they agree: tfjs (TF.js wasm), onnxruntime, or all; needs `npm run setup:peers`')
+      .argParser(peerList('--peers')))
+    .addOption(new Option('--peer-threads <n>', 'threads per onnxruntime session; 1 because N sessions\' pools oversubscribe a small machine (2 threads made N = 8 seven times slower on 2 cores)')
+      .argParser(positiveInt('--peer-threads', 256)).default(1));
 }
 
 /** Runs a command's module (imported on first use) with its parsed options; records its exit code. */
@@ -137,10 +141,6 @@ function buildProgram(io: CliIO, ctxOf: (cmd: Command) => ParseContext, runComma
     .option('--json', 'print results as JSON on stdout (implies --no-ui)')
     .option('--no-ui', 'plain text progress instead of the live terminal UI')
     .addOption(invertOption())
-    .addOption(new Option('--peers <list>', 'after our two paths, time other engines on the same models both ways (sequential, stacked) and check they agree: tfjs (TF.js wasm), onnxruntime, or all; needs `npm run setup:peers`; plain output')
-      .argParser(peerList('--peers')))
-    .addOption(new Option('--peer-threads <n>', 'threads per onnxruntime session; 1 because N sessions\' pools oversubscribe a small machine (2 threads made N = 8 seven times slower on 2 cores)')
-      .argParser(positiveInt('--peer-threads', 256)).default(1))
     .addHelpText('after', examples([
       `${NAME} bench`,
       `${NAME} bench --num-models 16 --iters 200`,

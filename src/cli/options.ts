@@ -214,19 +214,20 @@ export interface ServingBenchOptions {
   invert: InvertMode;
 }
 
-/** The dashboard takes the shared options alone. */
-export type DashboardOptions = ServingBenchOptions;
+/** The dashboard takes the shared options and the peers. */
+export interface DashboardOptions extends ServingBenchOptions {
+  /** Other engines timed after this project's paths on the same models (`--peers`); empty: none. */
+  peers: PeerName[];
+  /** Threads of each onnxruntime session (TF.js's wasm backend has none in Node). */
+  peerThreads: number;
+}
 
-export interface BenchOptions extends ServingBenchOptions {
+export interface BenchOptions extends DashboardOptions {
   /** Distinct model counts to benchmark, ascending; undefined: just numModels. */
   sweep: number[] | undefined;
   json: boolean;
   /** Live terminal UI; always false with --json, whose stdout is the JSON document. */
   ui: boolean;
-  /** Other engines timed after this project's paths on the same models (`--peers`); empty: none. */
-  peers: PeerName[];
-  /** Threads of each onnxruntime session (TF.js's wasm backend has none in Node). */
-  peerThreads: number;
 }
 
 export const SERVE_PATHS = ['single', 'sequential'] as const;
@@ -320,9 +321,11 @@ export function buildTrainOptions(raw: Raw, ctx: ParseContext): Parsed<TrainOpti
   };
 }
 
-/** The options bench and dashboard share: what to serve, on what, and how long to time it. */
-function servingBenchOptions(raw: Raw, ctx: ParseContext): ServingBenchOptions {
+/** The options bench and dashboard share: what to serve, on what, how long to time it, and the peers. */
+function servingBenchOptions(raw: Raw, ctx: ParseContext): DashboardOptions {
   return {
+    peers: (raw.peers as PeerName[] | undefined) ?? [],
+    peerThreads: raw.peerThreads as number,
     numModels: raw.numModels,
     imagePath: optionalPath(ctx.cwd, raw.imagePath) ?? defaultImagePath(ctx.cwd),
     modelPath: optionalPath(ctx.cwd, raw.modelPath) ?? defaultModelPath(ctx.cwd),
@@ -346,10 +349,8 @@ export function buildBenchOptions(raw: Raw, ctx: ParseContext): Parsed<BenchOpti
       ...servingBenchOptions(raw, ctx),
       sweep,
       json,
-      // JSON goes to stdout, so a live UI there would corrupt it; the dashboard shows no peers
-      ui: raw.ui !== false && !json && !(raw.peers as PeerName[] | undefined)?.length,
-      peers: (raw.peers as PeerName[] | undefined) ?? [],
-      peerThreads: raw.peerThreads as number,
+      // JSON goes to stdout, so a live UI there would corrupt it
+      ui: raw.ui !== false && !json,
     },
     warnings,
   };

@@ -1,6 +1,6 @@
 /**
- * The dashboard: header, the two serving paths side by side (stacked on a narrow terminal), the speedup,
- * an error line when there is one, and the footer. State comes from a DashboardController; keys go to it.
+ * The dashboard: header, the two serving paths side by side (stacked on a narrow terminal), the speedup, the
+ * other engines with --peers, an error line when there is one, and the footer. State comes from a DashboardController; keys go to it.
  */
 import { useEffect, useRef, useState, useSyncExternalStore } from 'react';
 import { Box, Text, useApp, useInput, useStdout, type Key } from 'ink';
@@ -10,6 +10,7 @@ import type { DashboardState, RunPhase } from './dashboard-state.ts';
 import { Footer } from './Footer.tsx';
 import { Header } from './Header.tsx';
 import { PathPanel } from './PathPanel.tsx';
+import { PeersTable } from './PeersTable.tsx';
 import { EXIT_INTERRUPTED } from '../exit-codes.ts';
 
 const RUNNING: ReadonlySet<RunPhase> = new Set(['loading', 'compiling', 'warmup', 'timed']);
@@ -128,6 +129,7 @@ export function App({ controller }: { controller: DashboardController }) {
           active={state.activePath === 'singleDispatch'} />
       </Box>
       <Summary state={state} />
+      {state.peers && <PeersTable peers={state.peers} />}
       {state.error !== undefined && <Text color="red">{`✖ ${state.error}`}</Text>}
       <Footer {...state} phase={exitCode !== undefined && RUNNING.has(state.phase) ? 'stopped' : state.phase} />
     </Box>

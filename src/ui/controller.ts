@@ -13,6 +13,7 @@ import type { ServedModels } from '../io/model-file.ts';
 import type { LoadedDigit } from '../io/png.ts';
 import type { ModelSource } from '../model/stack.ts';
 import { benchmarkModels, destroyPaths, repeatImage, type ServingPaths } from '../bench/harness.ts';
+import type { PeerResult } from '../bench/peers.ts';
 import {
   initialState, nextBatchSize, reduce, type DashboardConfig, type DashboardEvent, type DashboardState,
 } from './dashboard-state.ts';
@@ -37,6 +38,8 @@ export interface RunDeps {
   loadModels(numModels: number): ServedModels;
   loadImage(): LoadedDigit;
   makePaths(models: ModelSource, numModels: number): ServingPaths;
+  /** the other engines on the same request, given our single dispatch's log-probabilities for it (`--peers`) */
+  runPeers?(models: ModelSource, numModels: number, x: Float32Array, B: number, ours: Float32Array, signal: AbortSignal): Promise<PeerResult[]>;
 }
 
 export interface ControllerOptions extends DashboardConfig {
@@ -162,10 +165,12 @@ export class BenchController implements DashboardController {
     this.dispatch({ type: 'inputs', fileModels: models.fileModels, image: { width: digit.width, height: digit.height, inverted: digit.inverted }, notes }, true);
     const x = repeatImage(normalizeImages(digit.pixels), B);
     const paths = deps.makePaths(models, N);
+    let ours: Float32Array | undefined;
     try {
       await benchmarkModels(paths, x, B, {
         warmup, iters, chunks: this.latest.chunks, signal,
         onEvent: (e) => {
+          if (e.type === 'call' && e.path === 'singleDispatch') ours = e.output;
           if (!signal.aborted) this.dispatch(e, e.type !== 'call');
         },
       });
@@ -174,6 +179,12 @@ export class BenchController implements DashboardController {
     } finally {
       // the plans hold compiled kernels and resident weights; a dashboard left open visits many N and B
       destroyPaths(paths);
+    }
+    if (deps.runPeers && ours) {
+      this.dispatch({ type: 'peers-running' }, true);
+      const results = await deps.runPeers(models, N, x, B, ours, signal);
+      signal.throwIfAborted();
+      this.dispatch({ type: 'peers', results }, true);
     }
   }
 

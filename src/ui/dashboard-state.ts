@@ -7,6 +7,7 @@
 import { DEFAULT_CHUNKS, pathStats, type Agreement, type BenchEvent, type PathKey, type PathStats } from '../bench/harness.ts';
 import { NUM_CLASSES } from '../model/cnn.ts';
 import { argmax } from '../model/outputs.ts';
+import type { PeerResult } from '../bench/peers.ts';
 
 /** `b` cycles through these batch sizes. */
 export const BATCH_SIZES: readonly number[] = [1, 8, 64];
@@ -81,6 +82,8 @@ export interface DashboardState {
   elapsedMs: number;
   /** shown as a red line; a failed run, or a change that was refused (N beyond the file) */
   error: string | undefined;
+  /** the other engines (`--peers`), timed after our paths finish; undefined when none were asked for */
+  peers: { running: boolean; results: readonly PeerResult[] } | undefined;
 }
 
 /** What the controller itself reports; everything else the dashboard shows comes from the harness. */
@@ -92,7 +95,10 @@ export type ControllerEvent =
   /** a change was refused (the run in progress goes on) */
   | { type: 'refused'; error: string }
   | { type: 'failed'; error: string }
-  | { type: 'stopped' };
+  | { type: 'stopped' }
+  /** our paths are done; the peers are being timed */
+  | { type: 'peers-running' }
+  | { type: 'peers'; results: readonly PeerResult[] };
 
 export type DashboardEvent = BenchEvent | ControllerEvent;
 
@@ -104,6 +110,8 @@ export interface DashboardConfig {
   batchSize: number;
   warmup: number;
   iters: number;
+  /** whether other engines are timed after each run (`--peers`) */
+  peers?: boolean;
 }
 
 function emptyPath(warmup: number, iters: number, history: readonly number[] = []): PathView {
@@ -122,6 +130,7 @@ export function initialState(c: DashboardConfig, atMs: number): DashboardState {
     phase: 'loading', activePath: undefined,
     paths: { sequential: emptyPath(c.warmup, c.iters), singleDispatch: emptyPath(c.warmup, c.iters) },
     speedup: undefined, agreement: undefined, startedAtMs: atMs, elapsedMs: 0, error: undefined,
+    peers: c.peers ? { running: false, results: [] } : undefined,
   };
 }
 
@@ -150,16 +159,21 @@ export function reduce(s: DashboardState, event: DashboardEvent, atMs: number): 
         ...s, numModels: event.numModels, batchSize: event.batchSize, phase: 'loading', activePath: undefined,
         paths: { sequential: emptyPath(s.warmup, s.iters, history('sequential')), singleDispatch: emptyPath(s.warmup, s.iters, history('singleDispatch')) },
         speedup: undefined, agreement: undefined, startedAtMs: atMs, elapsedMs: 0, error: undefined,
+        peers: s.peers && { running: false, results: [] },
       };
     }
+    case 'peers-running':
+      return { ...running, peers: s.peers && { running: true, results: [] } };
+    case 'peers':
+      return { ...running, peers: s.peers && { running: false, results: event.results } };
     case 'inputs':
       return { ...running, fileModels: event.fileModels, image: event.image, notes: event.notes };
     case 'refused':
       return { ...s, error: event.error };
     case 'failed':
-      return { ...running, phase: 'error', activePath: undefined, error: event.error };
+      return { ...running, phase: 'error', activePath: undefined, error: event.error, peers: s.peers && { ...s.peers, running: false } };
     case 'stopped':
-      return { ...running, phase: 'stopped', activePath: undefined };
+      return { ...running, phase: 'stopped', activePath: undefined, peers: s.peers && { ...s.peers, running: false } };
     case 'start': {
       const plans = (path: PathKey) => ({ ...s.paths[path], planRunsPerRequest: event.planRuns[path] });
       return { ...running, phase: 'compiling', paths: { sequential: plans('sequential'), singleDispatch: plans('singleDispatch') } };

@@ -34,7 +34,8 @@
  *   peers              with --peers only: [{engine, version, backend, threads, sequential, stacked, agreement}] per
  *                      other engine, timed the same way on the same models: `sequential` and `stacked` (its one
  *                      graph for all N) have the stats fields above; agreement {maxAbsDiff, tolerance} against our
- *                      single dispatch, over both of its ways
+ *                      single dispatch, over both of its ways; or, where the engine itself failed at that N
+ *                      and B (TF.js's wasm heap can run out), {engine, version, backend, threads, error}
  * A disagreement between the paths (or with a peer) is an error (exit 1), so a document always describes agreeing paths.
  */
 import { IMAGE_SIDE, formatArchitecture } from '../../model/cnn.ts';
@@ -48,7 +49,7 @@ import {
 import { ms, plural, rate } from '../../format.ts';
 import { loadServedModels } from '../../io/model-file.ts';
 import { EXIT_INTERRUPTED } from '../../exit-codes.ts';
-import { benchmarkPeers, type PeerResult } from '../../bench/peers.ts';
+import { ENGINE_LABEL, benchmarkPeers, type PeerResult } from '../../bench/peers.ts';
 import { openPeers } from '../../peers/peer.ts';
 import type { BenchOptions, CliIO, Writer } from '../options.ts';
 import { ProgressLine } from '../progress.ts';
@@ -58,8 +59,6 @@ export type { BenchOptions };
 const processIO: CliIO = { stdout: process.stdout, stderr: process.stderr };
 
 export async function run(opts: BenchOptions, io: CliIO = processIO): Promise<number> {
-  // the peers' packages are optional: a missing one is one line before anything is timed
-  const peers = opts.peers.length > 0 ? await openPeers(opts.peers, opts.peerThreads) : [];
   if (opts.ui && io.stdout.isTTY) {
     // On an interactive terminal the live dashboard (src/ui/) takes over. It shows one model count at a time,
     // so a sweep stays plain (its table is the point); so does a terminal whose stdin cannot give keys.
@@ -67,11 +66,13 @@ export async function run(opts: BenchOptions, io: CliIO = processIO): Promise<nu
     const dashboard = opts.sweep ? undefined : await import('./dashboard.ts');
     const why = dashboard ? dashboard.dashboardUnavailable(io) : 'the live dashboard shows one model count at a time, not a --sweep';
     if (dashboard && why === undefined) {
-      const { numModels, imagePath, modelPath, batchSize, warmup, iters, backend, invert } = opts;
-      return dashboard.run({ numModels, imagePath, modelPath, batchSize, warmup, iters, backend, invert }, io);
+      const { numModels, imagePath, modelPath, batchSize, warmup, iters, backend, invert, peers, peerThreads } = opts;
+      return dashboard.run({ numModels, imagePath, modelPath, batchSize, warmup, iters, backend, invert, peers, peerThreads }, io);
     }
     io.stderr.write(`mnist-gpujs: note: ${why}; printing plain text (--no-ui hides this note)\n`);
   }
+  // the peers' packages are optional: a missing one is one line before anything is timed
+  const peers = opts.peers.length > 0 ? await openPeers(opts.peers, opts.peerThreads) : [];
   const counts = opts.sweep ?? [opts.numModels];
   // Loaded once for the largest N: a stacked file that is too small fails here, before any timing.
   const served = loadServedModels(opts.modelPath, Math.max(...counts));
@@ -213,11 +214,10 @@ function formatResult(r: ModelsBenchmark): string {
   ].join('\n');
 }
 
-const ENGINE_LABEL: Record<PeerResult['engine'], string> = { tfjs: 'TF.js', onnxruntime: 'onnxruntime' };
-
 function formatPeer(p: PeerResult, N: number): string {
-  const diff = p.agreement.maxAbsDiff === 0 ? '0' : p.agreement.maxAbsDiff.toExponential(2);
   const who = `${ENGINE_LABEL[p.engine]} ${p.version} (${p.backend}, ${plural(p.threads, 'thread')})`;
+  if (p.error !== undefined) return `${who} failed at N = ${N}: ${p.error}`;
+  const diff = p.agreement.maxAbsDiff === 0 ? '0' : p.agreement.maxAbsDiff.toExponential(2);
   return [
     `${who} sequential (${plural(N, 'graph')}): ${formatStats(p.sequential)}`,
     `${who} stacked (one graph): ${formatStats(p.stacked)}`,
@@ -234,6 +234,10 @@ function formatEnginesTable(entries: readonly BenchEntry[]): string {
     row('mnist-gpujs', 'sequential', e.sequential);
     row('mnist-gpujs', 'single dispatch', e.singleDispatch);
     for (const p of e.peers ?? []) {
+      if (p.error !== undefined) {
+        rows.push([String(e.numModels), ENGINE_LABEL[p.engine], 'failed', '–', '–', '–']);
+        continue;
+      }
       row(ENGINE_LABEL[p.engine], 'sequential', p.sequential);
       row(ENGINE_LABEL[p.engine], 'stacked', p.stacked);
     }

@@ -17,6 +17,9 @@ import '../../ui/terminal-mode.ts';
 import { createElement } from 'react';
 import { render } from 'ink';
 import { makePaths } from '../../bench/harness.ts';
+import { benchmarkPeers } from '../../bench/peers.ts';
+import { openPeers } from '../../peers/peer.ts';
+import { dashboardChunks } from '../../ui/dashboard-state.ts';
 import { openDevice } from '../device.ts';
 import { readDigitPng } from '../../io/png.ts';
 import { App } from '../../ui/App.tsx';
@@ -49,6 +52,7 @@ export async function run(opts: DashboardOptions, io: CliIO = processIO): Promis
   // Startup inputs fail here, as in plain mode, before anything is drawn.
   const models = loadServedModels(opts.modelPath, opts.numModels);
   const digit = readDigitPng(opts.imagePath, { invert: opts.invert });
+  const peers = opts.peers.length > 0 ? await openPeers(opts.peers, opts.peerThreads) : [];
   const device = await openDevice(opts.backend, io);
 
   const controller = new BenchController({
@@ -59,11 +63,17 @@ export async function run(opts: DashboardOptions, io: CliIO = processIO): Promis
     batchSize: opts.batchSize,
     warmup: opts.warmup,
     iters: opts.iters,
+    peers: peers.length > 0,
     initial: { models, digit },
     deps: {
       loadModels: (n) => loadServedModels(opts.modelPath, n),
       loadImage: () => readDigitPng(opts.imagePath, { invert: opts.invert }),
       makePaths: (models, n) => makePaths(device, models, n),
+      ...(peers.length > 0 ? {
+        runPeers: (models, n, x, B, ours, signal) => benchmarkPeers(peers, models, n, x, B, ours, {
+          warmup: opts.warmup, iters: opts.iters, chunks: dashboardChunks(opts.iters), signal,
+        }),
+      } : {}),
     },
   });
   const ink = render(createElement(App, { controller }), {
