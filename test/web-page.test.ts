@@ -80,13 +80,17 @@ describe.skipIf(missing !== undefined && !required)('the page computing in headl
     let page: Page;
     const consoleErrors: string[] = [];
     const foreignRequests: string[] = [];
+    let modelFetches = 0;
 
     beforeAll(async () => {
       browser = await chromium.launch({ executablePath: CHROMIUM, args: [...LAUNCH_ARGS, ...args] });
       page = await browser.newPage({ viewport: { width: 1200, height: 1000 } });
       page.on('console', (m) => { if (m.type() === 'error') consoleErrors.push(m.text()); });
       page.on('pageerror', (e) => consoleErrors.push(e.message));
-      page.on('request', (r) => { if (!r.url().startsWith(server.url + '/') && !r.url().startsWith('data:')) foreignRequests.push(r.url()); });
+      page.on('request', (r) => {
+        if (!r.url().startsWith(server.url + '/') && !r.url().startsWith('data:')) foreignRequests.push(r.url());
+        if (r.url().endsWith('/web/mnist_ensemble4.safetensors')) modelFetches++;
+      });
       await page.goto(server.url + '/');
       await page.check('#compute-browser');
       await page.selectOption('#backend', backend);
@@ -180,7 +184,8 @@ describe.skipIf(missing !== undefined && !required)('the page computing in headl
       await page.screenshot({ path: join(ROOT, `test-output/web-page-${backend}.png`), fullPage: true });
     }, 180_000);
 
-    it('fetched nothing from another origin and logged no error', () => {
+    it('fetched the model file once (auto, then the backend asked for), nothing from another origin, and logged no error', () => {
+      expect(modelFetches).toBe(1);
       expect(foreignRequests).toEqual([]);
       expect(consoleErrors).toEqual([]);
     });

@@ -31,6 +31,23 @@ export interface BenchmarkOptions {
   onEvent?: (e: BenchEvent) => void;
 }
 
+/** Model files already fetched, by URL: another backend or a reopened engine decodes no file twice. */
+const fetched = new Map<string, Promise<ModelFile>>();
+
+function fetchModelFile(url: string, label: string): Promise<ModelFile> {
+  let file = fetched.get(url);
+  if (!file) {
+    file = (async () => {
+      const response = await fetch(url);
+      if (!response.ok) throw new Error(`${label}: the server answered ${response.status} ${response.statusText}`);
+      return decodeModelFile(new Uint8Array(await response.arrayBuffer()), label);
+    })();
+    fetched.set(url, file);
+    file.catch(() => fetched.delete(url)); // a failed fetch is tried again next time
+  }
+  return file;
+}
+
 export class BrowserEngine {
   /** why backends tried before this one could not serve (auto mode): shown, never hidden */
   readonly refused: string[];
@@ -51,15 +68,13 @@ export class BrowserEngine {
   }
 
   /**
-   * Fetches and decodes the model file, then opens the backend and runs the file's models once on a blank image.
+   * Fetches and decodes the model file (once per URL), then opens the backend and runs the file's models once on a blank image.
    * With `auto`, a backend whose kernels fail to compile, or that GPU.js moved to another backend (the Device
    * refuses that), is passed over for the next one, and why is kept in `refused`.
    */
   static async open(opts: BrowserEngineOptions): Promise<BrowserEngine> {
     const label = opts.modelLabel ?? opts.modelUrl;
-    const response = await fetch(opts.modelUrl);
-    if (!response.ok) throw new Error(`${label}: the server answered ${response.status} ${response.statusText}`);
-    const file = decodeModelFile(new Uint8Array(await response.arrayBuffer()), label);
+    const file = await fetchModelFile(opts.modelUrl, label);
     const models = servedModelsOf(file, undefined, label);
     const choice = opts.backend ?? 'auto';
     const candidates: readonly BrowserBackend[] = choice === 'auto' ? BROWSER_BACKENDS : [choice];
