@@ -1,6 +1,11 @@
 /**
  * GPU.js's webasm backend as patched at install (patches/gpu.js+2.24.1.patch, applied by `patch-package` on
- * `npm install`). Five changes, each tested here against exact expected values:
+ * `npm install`). Six changes, each tested here against exact expected values:
+ *
+ * Integer indices. Kernel locals are f32, exact only up to 2^24; a local whose every definition is integer
+ * arithmetic also keeps an i32 shadow, and an index built from integer terms is computed in i32. Arrays past 2^24
+ * elements then read and write exactly to their last element, an index that is not integer arithmetic into one is
+ * refused at compile time, and floor division of negative integers still floors.
  *
  * Contiguous reads. A read `a[U + this.thread.x]` with U the same in every lane is one vector load of four
  * consecutive elements instead of four scalar loads; in-bounds lanes must read exactly what they read before, at
@@ -163,9 +168,103 @@ describe.skipIf(webasm === null)('webasm contiguous reads (gpu.js patched at ins
   });
 });
 
+describe.skipIf(webasm === null)('webasm integer indices (gpu.js patched at install)', () => {
+  type BigThis = KernelThis<{ off: number; half: number }>;
+  // 2^24 + 12 elements, each a different value from its neighbours, so a read one off shows
+  const n = 2 ** 24 + 12;
+  const big = Float32Array.from({ length: n }, (_, i) => i % 4099);
+
+  it('an array of more than 2^24 elements reads exactly up to its last element, through integer locals', async () => {
+    // a uniform local (i32 shadow) plus thread.x: the contiguous vector load
+    const tail = await webasm!.run({
+      name: 'patch-test.bigTail', output: [4, 3], constants: { off: n - 12, half: 0.5 }, flops: 0,
+      fn: function (this: BigThis, v: Float32Array): number {
+        const row = this.constants.off + this.thread.y * 4;
+        return v[row + this.thread.x]!;
+      },
+    }, big);
+    expect(Array.from(tail)).toEqual(Array.from(big.subarray(n - 12)));
+    // a loop counter and a scalar read per cell: the same elements summed
+    const sums = await webasm!.run({
+      name: 'patch-test.bigLoop', output: [3], constants: { off: n - 12, half: 0.5 }, flops: 0,
+      fn: function (this: BigThis, v: Float32Array): number {
+        let s = 0;
+        for (let k = 0; k < 4; k++) {
+          s += v[this.constants.off + this.thread.x * 4 + k]!;
+        }
+        return s;
+      },
+    }, big);
+    const expected = [0, 1, 2].map((r) => [0, 1, 2, 3].reduce((s, k) => s + big[n - 12 + r * 4 + k]!, 0));
+    expect(Array.from(sums)).toEqual(expected);
+  });
+
+  it('a kernel of more than 2^24 cells writes every cell, the last ones and those around 2^24 exactly', async () => {
+    const out = await webasm!.run({
+      name: 'patch-test.bigWrite', output: [n], constants: { off: 0, half: 0.5 }, flops: 0,
+      fn: function (this: BigThis, v: Float32Array): number {
+        return v[this.thread.x]! + 1;
+      },
+    }, big);
+    expect(out.length).toBe(n);
+    for (const i of [0, 1, 2 ** 24 - 1, 2 ** 24, 2 ** 24 + 1, 2 ** 24 + 5, n - 2, n - 1]) {
+      expect(out[i], `cell ${i}`).toBe(big[i]! + 1);
+    }
+  });
+
+  it('an index into such an array that is not integer arithmetic is refused when the kernel compiles', async () => {
+    await expect(webasm!.run({
+      name: 'patch-test.bigFloat', output: [4], constants: { off: 0, half: 0.5 }, flops: 0,
+      fn: function (this: BigThis, v: Float32Array): number {
+        const f = this.thread.x * this.constants.half;
+        return v[Math.floor(f * 2)]!;
+      },
+    }, big)).rejects.toThrow(/more than 2\^24/);
+  });
+
+  it('integer locals through =, +=, -=, *=, ++ and floor division of negative values read what JS reads', async () => {
+    const a = Float32Array.from({ length: 64 }, (_, i) => i * 10 + 0.25);
+    const fn = function (this: KernelThis<{ n: number; off: number }>, v: Float32Array): number {
+      let k = 1;
+      for (let j = 0; j < 3; j++) {
+        k *= 3;
+        k -= 1;
+      }
+      k += 2;
+      const q3 = Math.floor((this.thread.y - 6) / 3);
+      const q4 = Math.floor((this.thread.y - 9) / 4);
+      return v[k + q3 + q4 + this.constants.off] + v[this.thread.x + q3 + 2] + k;
+    };
+    // the indices take the i32 path (these values would read the same through f32 too)
+    const proto = functionNodeModule.WebAssemblyFunctionNode.prototype as unknown as { emitIntExpr: (ast: unknown) => void };
+    const original = proto.emitIntExpr;
+    let emitted = 0;
+    proto.emitIntExpr = function (this: unknown, ast: unknown) {
+      emitted++;
+      return original.call(this, ast);
+    };
+    let out: Float32Array;
+    try {
+      out = await webasm!.run({ name: 'patch-test.intLocals', output: [4, 16], constants: { n: 64, off: 10 }, flops: 0, fn }, a);
+    } finally {
+      proto.emitIntExpr = original;
+    }
+    expect(emitted).toBeGreaterThan(0);
+    const expected = Array.from({ length: 64 }, (_, c) => {
+      const [x, y] = [c % 4, Math.floor(c / 4)];
+      const k = 16; // ((1·3 − 1)·3 − 1)·3 − 1 = 14, + 2
+      const q3 = Math.floor((y - 6) / 3);
+      const q4 = Math.floor((y - 9) / 4);
+      return Math.fround(a[k + q3 + q4 + 10]! + a[x + q3 + 2]!) + k;
+    });
+    expect(Array.from(out)).toEqual(expected.map(Math.fround));
+  });
+});
+
 it('the patch is installed: gpu.js exports the process-wide pool, plans contiguous reads, releases plan inputs, reads back into given arrays', () => {
   expect(typeof workerPoolModule.sharedWorkerPool, 'run `npm install` (its postinstall applies patches/ with patch-package)').toBe('function');
   expect(typeof functionNodeModule.WebAssemblyFunctionNode.prototype.vContiguousBase).toBe('function');
+  expect(typeof (functionNodeModule.WebAssemblyFunctionNode.prototype as { requireExactIndex?: unknown }).requireExactIndex).toBe('function');
   expect(typeof pipelineModule.Pipeline.prototype.releaseBuildInputs).toBe('function');
   expect(typeof kernelModule.WebAssemblyKernel.prototype._readBack).toBe('function');
   expect(workerPoolModule.sharedWorkerPool!().shared).toBe(true);
@@ -224,6 +323,8 @@ it('the commands note an unpatched gpu.js on webasm, and only then', () => {
   // older versions of the patch, without its third or its fourth change
   expect(missingWithout(pipelineModule.Pipeline.prototype, 'releaseBuildInputs')).toMatch(/gpu\.js is not patched/);
   expect(missingWithout(kernelModule.WebAssemblyKernel.prototype, '_readBack')).toMatch(/gpu\.js is not patched/);
+  // ... or without integer indices
+  expect(missingWithout(functionNodeModule.WebAssemblyFunctionNode.prototype, 'requireExactIndex')).toMatch(/2\^24/);
   expect(webasmPatchMissing()).toBeNull();
 });
 

@@ -354,7 +354,7 @@ describe.skipIf(webasmMissing !== null)('train through the CLI (webasm, real run
 
     // These two fail only after the data and the device are set up: still exit 2, still nothing written.
     it('a batch larger than one training pass holds', async () => {
-      expectUsageError(await cli(['train', ...valid, '--batch-size', '1000']), /--batch-size 1000 with 1 model\(s\) exceeds the \d+ one training pass holds on webasm/);
+      expectUsageError(await cli(['train', ...valid, '--batch-size', '100000']), /--batch-size 100000 with 1 model\(s\) exceeds the \d+ one training pass holds on webasm/);
     }, 30_000);
 
     it('--resume of a checkpoint with another number of models', async () => {

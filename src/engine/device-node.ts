@@ -4,6 +4,8 @@
  * else in the engine: the Device itself (device.ts) runs in a browser too, opened there by device-browser.ts.
  */
 import { createRequire } from 'node:module';
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import gpujs from 'gpu.js';
 import { InputError } from '../errors.ts';
 import { Device, type Backend as AnyBackend } from './device.ts';
@@ -61,7 +63,24 @@ export async function openDevice(choice: BackendChoice = 'auto', opts: { maxKern
     backend, adapter, maxKernels: opts.maxKernels,
     note: webasm ? webasmPatchMissing() : null,
     recycleResults: webasm && webasmReadsBackIntoTargets(),
+    webasmExactIndices: webasmIndexesExactly(),
+    collectGarbage: fullCollection,
   });
+}
+
+let gc: (() => void) | null = null;
+/** V8's full collection: `gc` where node runs with --expose-gc, else the same function taken from a fresh context. */
+function fullCollection(): void {
+  if (!gc) {
+    const global = (globalThis as { gc?: () => void }).gc;
+    if (global) {
+      gc = global;
+    } else {
+      v8.setFlagsFromString('--expose-gc');
+      gc = vm.runInNewContext('gc') as () => void;
+    }
+  }
+  gc();
 }
 
 /**
@@ -76,11 +95,22 @@ export function webasmPatchMissing(): string | null {
   };
   const pipeline = require('gpu.js/src/pipeline.js') as { Pipeline?: { prototype: { releaseBuildInputs?: unknown } } };
   if (typeof pool.sharedWorkerPool === 'function' && typeof codegen.WebAssemblyFunctionNode?.prototype.vContiguousBase === 'function'
-    && typeof pipeline.Pipeline?.prototype.releaseBuildInputs === 'function' && webasmReadsBackIntoTargets()) {
+    && typeof pipeline.Pipeline?.prototype.releaseBuildInputs === 'function' && webasmReadsBackIntoTargets()
+    && webasmIndexesExactly()) {
     return null;
   }
   return 'gpu.js is not patched (installed with --ignore-scripts?): run `npx patch-package` for its shared worker '
-    + 'pool, contiguous loads, released plan inputs and recycled results; webasm runs without them, slower and with more memory';
+    + 'pool, integer indices, contiguous loads, released plan inputs and recycled results; webasm runs without them, '
+    + 'slower, with more memory and with arrays limited to 2^24 elements';
+}
+
+/** Whether webasm kernels compute integer indices in i32 and refuse inexact ones (patches/), so arrays may pass 2^24. */
+function webasmIndexesExactly(): boolean {
+  const require = createRequire(import.meta.url);
+  const codegen = require('gpu.js/src/backend/web-assembly/function-node.js') as {
+    WebAssemblyFunctionNode?: { prototype: { requireExactIndex?: unknown } };
+  };
+  return typeof codegen.WebAssemblyFunctionNode?.prototype.requireExactIndex === 'function';
 }
 
 /** Whether webasm kernels copy results into arrays the caller hands them (`resultTarget`, patches/). */

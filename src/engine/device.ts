@@ -36,12 +36,16 @@ export function describeAdapter(a: { vendor?: string; architecture?: string; des
 }
 
 /**
- * Largest array (elements) a kernel may read or write on a backend. webasm computes indices in float32 (its
- * kernel locals are f32), and the GL backends address textures through float coordinates, so an index
- * beyond 2^24 is no longer exact there: measured on webasm, reads past 2^24 land on neighbouring elements.
- * cpu (JS doubles) and webgpu (i32 indices) have no such limit short of memory.
+ * Largest array (elements) a kernel may read or write on a backend. The GL backends address textures through
+ * float coordinates, so an index beyond 2^24 is no longer exact there. webasm computes every index built from
+ * integer terms in i32 (patches/: its locals are f32, each integer local gets an i32 shadow) and refuses to
+ * compile a kernel that would index an array past 2^24 in f32, so its bound is memory: one kernel's arrays share
+ * one 32-bit WebAssembly memory (4 GiB, 2^30 floats). cpu (JS doubles) and webgpu (i32 indices) have no such
+ * limit short of memory.
  */
 export const MAX_EXACT_INDEX = 2 ** 24;
+/** webasm's largest array: a quarter of its 4 GiB memory, so a kernel's inputs and output fit beside it. */
+export const MAX_WEBASM_ELEMENTS = 2 ** 28;
 
 /**
  * Most bytes of recycled result arrays a Device keeps for reuse: a training step of K = 4 models at B = 64
@@ -49,8 +53,10 @@ export const MAX_EXACT_INDEX = 2 ** 24;
  */
 const RECYCLED_BYTES = 512 * 2 ** 20;
 
-export function maxElementsFor(backend: Backend): number {
-  return backend === 'webasm' || backend === 'headlessgl' || backend === 'webgl2' ? MAX_EXACT_INDEX : 2 ** 31 - 1;
+/** webasmExactIndices: gpu.js carries this project's patch, which computes integer indices in i32 on webasm. */
+export function maxElementsFor(backend: Backend, webasmExactIndices = true): number {
+  if (backend === 'webasm') return webasmExactIndices ? MAX_WEBASM_ELEMENTS : MAX_EXACT_INDEX;
+  return backend === 'headlessgl' || backend === 'webgl2' ? MAX_EXACT_INDEX : 2 ** 31 - 1;
 }
 
 /** The GPU.js kernel class that runs on each backend (GL kernels all report mode 'gpu', so the class tells). */
@@ -96,6 +102,10 @@ export interface DeviceSetup {
   note?: string | null;
   /** Whether kernels can read results back into arrays handed to them (webasm with the gpu.js patch). */
   recycleResults?: boolean;
+  /** False where webasm still computes indices in f32 (gpu.js without the patch): arrays stay within 2^24. */
+  webasmExactIndices?: boolean;
+  /** A full garbage collection, where the platform offers one (Node); see `Device.collectGarbage`. */
+  collectGarbage?: () => void;
   /** How many compiled kernels to keep (default 256). */
   maxKernels?: number;
 }
@@ -126,16 +136,27 @@ export class Device {
    * must not keep them all; one training run uses under 100.
    */
   private readonly maxKernels: number;
+  private readonly fullCollection: (() => void) | null;
 
   /** Opened by a platform's module (`openDevice` in device-node.ts, `openBrowserDevice` in device-browser.ts). */
   constructor(setup: DeviceSetup) {
     this.backend = setup.backend;
     this.adapter = setup.adapter;
     this.maxKernels = setup.maxKernels ?? 256;
-    this.maxElements = maxElementsFor(setup.backend);
+    this.maxElements = maxElementsFor(setup.backend, setup.webasmExactIndices ?? true);
     this.note = setup.note ?? null;
+    this.fullCollection = setup.collectGarbage ?? null;
     this.gpu = new GPU({ mode: setup.backend } as any);
     this.results = setup.recycleResults ? new ResultPool(RECYCLED_BYTES) : null;
+  }
+
+  /**
+   * Frees host arrays that were just let go of, where the platform can (Node): a plan that copied hundreds of
+   * megabytes of weights into its own memory drops the host copies, and V8 may keep them for a long while, since
+   * nothing on its heap grows meanwhile. Elsewhere a no-op.
+   */
+  collectGarbage(): void {
+    this.fullCollection?.();
   }
 
   /** The GPU behind a GPU backend as a user reads it, saying so when it is a software one; null on cpu and webasm. */

@@ -17,6 +17,9 @@ import {
   channelsFirst, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
 } from '../../kernels/fused-forward.ts';
 
+/** Let go of at least this many bytes of host weights, a plan asks for a full garbage collection. */
+const COLLECT_AFTER_BYTES = 64 * 2 ** 20;
+
 export class InferencePlan {
   readonly numModels: number;
   private readonly device: Device;
@@ -79,7 +82,13 @@ export class InferencePlan {
       const plan = this.planFor(B);
       try {
         const logp = await plan.run(x);
-        if (plan.releaseBuildInputs()) this.loaded = null;
+        if (plan.releaseBuildInputs() && this.loaded) {
+          const bytes = Object.values(this.loaded).reduce((sum, a) => sum + a.byteLength, 0);
+          this.loaded = null;
+          // a stacked group (hundreds of MB at N = 64) is garbage now; a replicated model's one-model slices are
+          // views of the model itself and free nothing
+          if (bytes >= COLLECT_AFTER_BYTES) this.device.collectGarbage();
+        }
         return logp;
       } catch (e) {
         this.plans.delete(B);

@@ -77,7 +77,7 @@ export class SequentialRunner extends PlanRunner {
 
 /**
  * All models stacked in one plan: one plan run per request. A device bounds how many models one plan holds
- * (webasm: 14, by fc1's stacked weight and float32 indexing); beyond that the models are split into as few
+ * (the GL backends: 14, by fc1's stacked weight and float32 texture coordinates); beyond that the models are split into as few
  * groups as possible.
  */
 export class SingleDispatchRunner extends PlanRunner {
