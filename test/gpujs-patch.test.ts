@@ -9,7 +9,9 @@
  *
  * Contiguous reads. A read `a[U + this.thread.x]` with U the same in every lane is one vector load of four
  * consecutive elements instead of four scalar loads; in-bounds lanes must read exactly what they read before, at
- * the array's end, inside a lane-divergent branch, and a wild index in a branch no lane takes must not trap.
+ * the array's end, inside a lane-divergent branch, and a wild index in a branch no lane takes must not trap. Where
+ * the range of U (thread ids over the output, counted loops, remainders) keeps every quad inside the array, the
+ * load goes without the test for the array's ends.
  *
  * The worker pool. Every kernel and plan shares one process-wide pool instead of spawning workers of its own.
  * Stock gpu.js gave each threaded plan its own pool, so the sequential path's N one-model plans ran 2N worker
@@ -151,6 +153,56 @@ describe.skipIf(webasm === null)('webasm contiguous reads (gpu.js patched at ins
       return r;
     }), a);
     expect(Array.from(out)).toEqual([-1, -1, a[0], a[1], a[2], a[3], a[4], a[5]]);
+  });
+
+  it('a read proved inside the array loads without a bounds test, one not proved keeps it; both read exactly', async () => {
+    const proto = functionNodeModule.WebAssemblyFunctionNode.prototype as unknown as { quadInBounds: (...args: unknown[]) => boolean };
+    const original = proto.quadInBounds;
+    const decisions: boolean[] = [];
+    proto.quadInBounds = function (this: unknown, ...args: unknown[]) {
+      const proved = original.apply(this, args);
+      decisions.push(proved);
+      return proved;
+    };
+    const v = Float32Array.from({ length: 64 }, (_, i) => i * 3 + 1);
+    // q·32 + r·16 + j + x reaches 1·32 + 1·16 + 12 + 3 = 63 at most: the remainder r = y − q·2 is 0 or 1, j steps to 12
+    const expected = Array.from({ length: 16 }, (_, c) => {
+      const [x, y] = [c % 4, Math.floor(c / 4)];
+      const [q, r] = [Math.floor(y / 2), y % 2];
+      return [0, 4, 8, 12].reduce((sum, j) => sum + v[q * 32 + r * 16 + j + x]!, 0);
+    });
+    try {
+      const proved = await webasm!.run({
+        name: 'patch-test.proved', output: [4, 4], constants: { n: 64, off: 0 }, flops: 0,
+        fn: function (this: ReadThis, a: Float32Array): number {
+          const q = Math.floor(this.thread.y / 2);
+          const r = this.thread.y - q * 2;
+          let sum = 0;
+          for (let j = 0; j < 16; j += 4) {
+            sum += a[q * 32 + r * 16 + j + this.thread.x]!;
+          }
+          return sum;
+        },
+      }, v);
+      // the same reads, but the loop's bound says j may reach 60: not provable, so tested
+      const tested = await webasm!.run({
+        name: 'patch-test.tested', output: [4, 4], constants: { n: 64, off: 0 }, flops: 0,
+        fn: function (this: ReadThis, a: Float32Array): number {
+          const q = Math.floor(this.thread.y / 2);
+          const r = this.thread.y - q * 2;
+          let sum = 0;
+          for (let j = 0; j < this.constants.n; j += 4) {
+            if (j < 16) sum += a[q * 32 + r * 16 + j + this.thread.x]!;
+          }
+          return sum;
+        },
+      }, v);
+      expect(Array.from(proved)).toEqual(expected);
+      expect(Array.from(tested)).toEqual(expected);
+    } finally {
+      proto.quadInBounds = original;
+    }
+    expect(decisions).toEqual([true, false]);
   });
 
   it('inside a lane-divergent branch, and with a wild index in a branch no lane takes', async () => {
