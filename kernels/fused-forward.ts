@@ -1,7 +1,7 @@
 /**
  * The inference forward as five fused kernels and a transpose, each one value per cell, with the weights resident:
  *
- *   conv1 + bias + ReLU → conv2 + bias + ReLU + 2x2 max-pool (channels last) → channels first
+ *   conv1 + bias + ReLU (channels last) → conv2 + bias + ReLU + 2x2 max-pool (channels last) → channels first
  *   → fc1 (four partial sums per output) → + bias + ReLU → fc2 + bias + log_softmax
  *
  * Weights and biases are `constants`, which a backend uploads once when it builds the kernel (webgpu: storage
@@ -10,8 +10,8 @@
  * identity at inference, so it has no kernel here; training uses the per-layer kernels of the other files.
  *
  * Parameter layouts are PyTorch's, stacked over M models, so the constants are the model's own arrays (views, no
- * copy on the host), except conv2's weight: its kernel's lanes run over output channels, so it takes a copy laid out
- * channels last (`outChannelsLast`, 74 KB a model). fc1 reads its weight in PyTorch's layout too: its adjacent
+ * copy on the host), except the two convolutions' weights: their kernels' lanes run over output channels, so each
+ * takes a copy laid out channels last (`outChannelsLast`, 1.2 KB and 74 KB a model). fc1 reads its weight in PyTorch's layout too: its adjacent
  * cells read adjacent weights by splitting each row's sum four ways (`linearPartialsResident`), so no transposed
  * copy of its 4.7 MB is needed.
  */
@@ -26,38 +26,41 @@ type LinearThis = KernelThis<LinearInfo & { weight: Float32Array; bias: Float32A
 export interface ResidentParams { weight: Float32Array; bias: Float32Array }
 
 /**
- * relu(b[m,co] + Σ_ci,ky,kx x[m,b,ci,oy+ky,ox+kx] · w[m,co,ci,ky,kx]), taps written out.
- * Grid [outH*outW, M*B*outC] → [M, B, outC, outH, outW]: one row per plane, so the row is a multiple of 4 wide
- * (676 for conv1, where a 26-wide row is not) and webasm's worker threads run it with SIMD.
+ * relu(b[m,co] + Σ_ci,ky,kx x[m,b,ci,oy+ky,ox+kx] · w[m,co,ci,ky,kx]), taps written out, written channels last for
+ * `conv2dBiasReluPoolResident`. The SIMD lanes run over output channels, as in that kernel: the 9 input reads of a
+ * channel are the same in every lane (one load each) and the 9 weight reads are four consecutive weights of the
+ * channels-last copy (`outChannelsLast`; one 128-bit load each on webasm). Lanes over output positions instead
+ * gathered every input read from a row 26 wide (measurements: bench/RESULTS.md, "2026-12-06").
+ * Grid [outC, outH*outW, M*B] → [M, B, outH*outW, outC]. x is channels first (conv1's is the image).
  */
 export function conv2dBiasReluResident(info: Conv2DInfo, p: ResidentParams): KernelSpec {
   return {
     name: 'fused.conv2dBiasRelu',
     fn: function (this: ConvThis, x: Float32Array): number {
-      const mb = Math.floor(this.thread.y / this.constants.outC);
-      const co = this.thread.y - mb * this.constants.outC;
-      const m = Math.floor(mb / this.constants.B);
-      const b = mb - m * this.constants.B;
-      const oy = Math.floor(this.thread.x / this.constants.outW);
-      const ox = this.thread.x - oy * this.constants.outW;
-      let sum = this.constants.bias[m * this.constants.outC + co];
+      const m = Math.floor(this.thread.z / this.constants.B);
+      const b = this.thread.z - m * this.constants.B;
+      const oy = Math.floor(this.thread.y / this.constants.outW);
+      const ox = this.thread.y - oy * this.constants.outW;
+      let sum = this.constants.bias[m * this.constants.outC + this.thread.x];
       for (let ci = 0; ci < this.constants.inC; ci++) {
         const xo = m * this.constants.xModelStride
           + ((b * this.constants.inC + ci) * this.constants.inH + oy) * this.constants.inW + ox;
-        const wo = ((m * this.constants.outC + co) * this.constants.inC + ci) * 9;
-        sum += x[xo] * this.constants.weight[wo] + x[xo + 1] * this.constants.weight[wo + 1]
-          + x[xo + 2] * this.constants.weight[wo + 2]
-          + x[xo + this.constants.inW] * this.constants.weight[wo + 3]
-          + x[xo + this.constants.inW + 1] * this.constants.weight[wo + 4]
-          + x[xo + this.constants.inW + 2] * this.constants.weight[wo + 5]
-          + x[xo + 2 * this.constants.inW] * this.constants.weight[wo + 6]
-          + x[xo + 2 * this.constants.inW + 1] * this.constants.weight[wo + 7]
-          + x[xo + 2 * this.constants.inW + 2] * this.constants.weight[wo + 8];
+        // uniform across the lanes; each weight read adds this.thread.x last
+        const wo = (m * this.constants.inC + ci) * 9 * this.constants.outC;
+        sum += x[xo] * this.constants.weight[wo + this.thread.x]
+          + x[xo + 1] * this.constants.weight[wo + this.constants.outC + this.thread.x]
+          + x[xo + 2] * this.constants.weight[wo + 2 * this.constants.outC + this.thread.x]
+          + x[xo + this.constants.inW] * this.constants.weight[wo + 3 * this.constants.outC + this.thread.x]
+          + x[xo + this.constants.inW + 1] * this.constants.weight[wo + 4 * this.constants.outC + this.thread.x]
+          + x[xo + this.constants.inW + 2] * this.constants.weight[wo + 5 * this.constants.outC + this.thread.x]
+          + x[xo + 2 * this.constants.inW] * this.constants.weight[wo + 6 * this.constants.outC + this.thread.x]
+          + x[xo + 2 * this.constants.inW + 1] * this.constants.weight[wo + 7 * this.constants.outC + this.thread.x]
+          + x[xo + 2 * this.constants.inW + 2] * this.constants.weight[wo + 8 * this.constants.outC + this.thread.x];
       }
       return Math.max(sum, 0);
     },
-    output: [info.outH * info.outW, info.M * info.B * info.outC],
-    constants: { ...info, weight: p.weight, bias: p.bias },
+    output: [info.outC, info.outH * info.outW, info.M * info.B],
+    constants: { ...info, weight: outChannelsLast(p.weight, info), bias: p.bias },
     flops: 2 * info.M * info.B * info.outC * info.outH * info.outW * info.inC * 9,
   };
 }
@@ -81,7 +84,8 @@ export function outChannelsLast(w: Float32Array, info: Conv2DInfo): Float32Array
 }
 
 /**
- * max_pool2d(relu(conv2d(x) + b), 2): each cell computes the four convolution outputs under its pooling window
+ * max_pool2d(relu(conv2d(x) + b), 2), x channels last [M, B, inH*inW, inC] (as `conv2dBiasReluResident` writes
+ * it): each cell computes the four convolution outputs under its pooling window
  * from one 4x4 input patch per input channel (16 reads shared by 36 multiply-adds), then takes
  * max(0, max of the four + bias): ReLU and the shared bias commute with the max. The SIMD lanes run over output
  * channels, so the 16 input reads are the same in every lane (one load each) and the 9 weight reads are four
@@ -104,9 +108,12 @@ export function conv2dBiasReluPoolResident(info: Conv2DInfo, pool: Pool2DInfo, p
       let s01 = 0;
       let s10 = 0;
       let s11 = 0;
+      // one input row, one column step: channels last
+      const row = this.constants.inW * this.constants.inC;
+      const col = this.constants.inC;
       for (let ci = 0; ci < this.constants.inC; ci++) {
         const xo = m * this.constants.xModelStride
-          + ((b * this.constants.inC + ci) * this.constants.inH + 2 * py) * this.constants.inW + 2 * px;
+          + ((b * this.constants.inH + 2 * py) * this.constants.inW + 2 * px) * this.constants.inC + ci;
         // uniform across the lanes; each weight read adds this.thread.x last
         const wo = (m * this.constants.inC + ci) * 9 * this.constants.outC;
         const w0 = this.constants.weight[wo + this.thread.x];
@@ -119,21 +126,21 @@ export function conv2dBiasReluPoolResident(info: Conv2DInfo, pool: Pool2DInfo, p
         const w7 = this.constants.weight[wo + 7 * this.constants.outC + this.thread.x];
         const w8 = this.constants.weight[wo + 8 * this.constants.outC + this.thread.x];
         const a0 = x[xo];
-        const a1 = x[xo + 1];
-        const a2 = x[xo + 2];
-        const a3 = x[xo + 3];
-        const b0 = x[xo + this.constants.inW];
-        const b1 = x[xo + this.constants.inW + 1];
-        const b2 = x[xo + this.constants.inW + 2];
-        const b3 = x[xo + this.constants.inW + 3];
-        const c0 = x[xo + 2 * this.constants.inW];
-        const c1 = x[xo + 2 * this.constants.inW + 1];
-        const c2 = x[xo + 2 * this.constants.inW + 2];
-        const c3 = x[xo + 2 * this.constants.inW + 3];
-        const d0 = x[xo + 3 * this.constants.inW];
-        const d1 = x[xo + 3 * this.constants.inW + 1];
-        const d2 = x[xo + 3 * this.constants.inW + 2];
-        const d3 = x[xo + 3 * this.constants.inW + 3];
+        const a1 = x[xo + col];
+        const a2 = x[xo + 2 * col];
+        const a3 = x[xo + 3 * col];
+        const b0 = x[xo + row];
+        const b1 = x[xo + row + col];
+        const b2 = x[xo + row + 2 * col];
+        const b3 = x[xo + row + 3 * col];
+        const c0 = x[xo + 2 * row];
+        const c1 = x[xo + 2 * row + col];
+        const c2 = x[xo + 2 * row + 2 * col];
+        const c3 = x[xo + 2 * row + 3 * col];
+        const d0 = x[xo + 3 * row];
+        const d1 = x[xo + 3 * row + col];
+        const d2 = x[xo + 3 * row + 2 * col];
+        const d3 = x[xo + 3 * row + 3 * col];
         s00 += a0 * w0 + a1 * w1 + a2 * w2 + b0 * w3 + b1 * w4 + b2 * w5 + c0 * w6 + c1 * w7 + c2 * w8;
         s01 += a1 * w0 + a2 * w1 + a3 * w2 + b1 * w3 + b2 * w4 + b3 * w5 + c1 * w6 + c2 * w7 + c3 * w8;
         s10 += b0 * w0 + b1 * w1 + b2 * w2 + c0 * w3 + c1 * w4 + c2 * w5 + d0 * w6 + d1 * w7 + d2 * w8;

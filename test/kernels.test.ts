@@ -696,11 +696,23 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       }
     }
 
-    it.each(CONV_CASES.map((c) => [convName(c), c] as const))('conv2d + bias + relu, %s', async (_name, c) => {
+    /** [planes, C, P] → [planes, P, C]: channels first to channels last. */
+    function toChannelsLast<T extends Float32Array | Float64Array>(a: T, planes: number, C: number, P: number): T {
+      const out = new (a.constructor as new (n: number) => T)(a.length);
+      for (let q = 0; q < planes; q++) {
+        for (let c = 0; c < C; c++) {
+          for (let i = 0; i < P; i++) out[(q * P + i) * C + c] = a[(q * C + c) * P + i]!;
+        }
+      }
+      return out;
+    }
+
+    it.each(CONV_CASES.map((c) => [convName(c), c] as const))('conv2d + bias + relu, written channels last, %s', async (_name, c) => {
       const d = device();
       const p = convProblem(testRng(), c);
       const y = await runAsPlan(d, conv2dBiasReluResident(p.info, { weight: p.w, bias: p.b }), p.x);
-      expectRelative(y, p.y.map((v) => (v > 0 ? v : 0)), FORWARD_TOL, `fused conv2d+relu ${convName(c)}`);
+      const relu = p.y.map((v) => (v > 0 ? v : 0));
+      expectRelative(y, toChannelsLast(relu, c.M * c.B, c.outC, p.info.outH * p.info.outW), FORWARD_TOL, `fused conv2d+relu ${convName(c)}`);
     });
 
     it.each(CONV_CASES.map((c) => [convName(c), c] as const))('conv2d + bias + relu + 2x2 max-pool (channels last), then channels first, %s', async (_name, c) => {
@@ -710,9 +722,11 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       const size = c.B * c.outC * p.info.outH * p.info.outW;
       const expected = perModel(c.M, (m) =>
         ref.maxPool2d(ref.relu(tensor([c.B, c.outC, p.info.outH, p.info.outW], p.y.subarray(m * size, (m + 1) * size)))).y.data);
-      // as InferencePlan runs it: the pool writes channels last, the transpose turns it back into PyTorch's order
+      // as InferencePlan runs it: the pool reads and writes channels last, the transpose turns it back into
+      // PyTorch's order
       const pooled = conv2dBiasReluPoolResident(p.info, pool, { weight: p.w, bias: p.b });
-      const y = await runAsPlan(d, [pooled, channelsFirst(pool)], p.x);
+      const x = toChannelsLast(p.x, (c.sharedInput ? 1 : c.M) * c.B, c.inC, c.inH * c.inW);
+      const y = await runAsPlan(d, [pooled, channelsFirst(pool)], x);
       expectRelative(y, expected, FORWARD_TOL, `fused conv2d+relu+pool ${convName(c)}`);
       // and the pool's own output is that, channels last: [M, B, poolH*poolW, C]
       const P = pool.outH * pool.outW;
@@ -722,7 +736,7 @@ describe.each(plan.run)('kernels on %s', (backend) => {
         const pos = Math.floor(at / c.outC);
         return expected[(mb * c.outC + at - pos * c.outC) * P + pos]!;
       });
-      expectRelative(await runAsPlan(d, pooled, p.x), channelsLast, FORWARD_TOL, `fused conv2d+relu+pool, channels last ${convName(c)}`);
+      expectRelative(await runAsPlan(d, pooled, x), channelsLast, FORWARD_TOL, `fused conv2d+relu+pool, channels last ${convName(c)}`);
     });
 
     it.each(LINEAR_CASES.map((c) => [linearName(c), c] as const))('linear in four partial sums + bias + relu, and linear + log_softmax, %s', async (_name, c) => {
