@@ -24,6 +24,21 @@ import autocannon from 'autocannon';
 import { percentile } from '../src/bench/harness.ts';
 import { main } from '../src/cli/main.ts';
 
+const USAGE = `usage: npm run bench:serve -- [options]
+  --num-models LIST    model counts (default 2,8)
+  --concurrency LIST   concurrent connections (default 1,8,32)
+  --paths LIST         single,sequential (default both)
+  --batching LIST      on,off (default both; off: --max-batch-size 1)
+  --duration S         seconds per cell after a 1 s warm-up (default 5)
+  --max-requests N     requests per cell at most (default 20000)
+  --bench-iters N      timed calls of the in-process bench beside (default 200)
+  --backend NAME       the server's backend (default auto)
+  --soak N             also the server's RSS after 1,000 and after N requests
+  --server-cpus LIST   taskset CPUs for the server and the in-process bench (with --client-cpus)
+  --client-cpus LIST   taskset CPUs for autocannon
+  --json               one JSON document on stdout
+`;
+
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const BIN = join(ROOT, 'src/cli/bin.js');
 
@@ -72,7 +87,10 @@ function parseArgs(argv: string[]): Args {
     else if (flag === '--json') args.json = true;
     else if (flag === '--server-cpus') args.serverCpus = cpuList(flag, value());
     else if (flag === '--client-cpus') args.clientCpus = cpuList(flag, value());
-    else throw new Error(`bench:serve: unknown flag ${flag} (see the comment at the top of bench/serve.ts)`);
+    else if (flag === '--help' || flag === '-h') {
+      process.stdout.write(USAGE);
+      process.exit(0);
+    } else throw new Error(`bench:serve: unknown flag ${flag} (see --help)`);
   }
   if ((args.serverCpus === undefined) !== (args.clientCpus === undefined)) throw new Error('bench:serve: --server-cpus and --client-cpus go together');
   return args;
@@ -245,4 +263,8 @@ async function run(): Promise<void> {
   }
 }
 
-await run();
+await run().catch((e: unknown) => {
+  // a bad flag or a failed cell: one line, not a stack trace
+  process.stderr.write(`${e instanceof Error ? e.message : String(e)}\n`);
+  process.exit(1);
+});
