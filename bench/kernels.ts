@@ -387,7 +387,7 @@ interface Row {
   /** per-layer contractions: the movement floor's call time (bench/floor.ts), and the % of the matmul it allows */
   floorMs: number | null;
   maxPctOfMatmul: number | null;
-  /** why the cell has no timing: 'exceeds 2^24 elements on webasm', 'estimated … > --max-call-ms …', 'error: …' */
+  /** why the cell has no timing: 'exceeds 2^24 elements on headlessgl', 'estimated … > --max-call-ms …', 'error: …' */
   skipped: string | null;
 }
 

@@ -158,11 +158,16 @@ describe.skipIf(webasm === null)('webasm contiguous reads (gpu.js patched at ins
   it('a read proved inside the array loads without a bounds test, one not proved keeps it; both read exactly', async () => {
     const proto = functionNodeModule.WebAssemblyFunctionNode.prototype as unknown as { quadInBounds: (...args: unknown[]) => boolean };
     const original = proto.quadInBounds;
-    const decisions: boolean[] = [];
+    let decisions: boolean[] = [];
     proto.quadInBounds = function (this: unknown, ...args: unknown[]) {
       const proved = original.apply(this, args);
       decisions.push(proved);
       return proved;
+    };
+    const decided = () => {
+      const made = decisions;
+      decisions = [];
+      return [...new Set(made)];
     };
     const v = Float32Array.from({ length: 64 }, (_, i) => i * 3 + 1);
     // q·32 + r·16 + j + x reaches 1·32 + 1·16 + 12 + 3 = 63 at most: the remainder r = y − q·2 is 0 or 1, j steps to 12
@@ -184,6 +189,7 @@ describe.skipIf(webasm === null)('webasm contiguous reads (gpu.js patched at ins
           return sum;
         },
       }, v);
+      expect(decided(), 'the read of the bounded loop').toEqual([true]);
       // the same reads, but the loop's bound says j may reach 60: not provable, so tested
       const tested = await webasm!.run({
         name: 'patch-test.tested', output: [4, 4], constants: { n: 64, off: 0 }, flops: 0,
@@ -197,12 +203,29 @@ describe.skipIf(webasm === null)('webasm contiguous reads (gpu.js patched at ins
           return sum;
         },
       }, v);
+      expect(decided(), 'the read of the unbounded loop').toEqual([false]);
       expect(Array.from(proved)).toEqual(expected);
       expect(Array.from(tested)).toEqual(expected);
+      // a counter redeclared by a loop inside its own loop: the one local both share leaves the inner loop at 100,
+      // so the outer body's read is not provable and keeps its test (and stays inside the array)
+      const nested = await webasm!.run({
+        name: 'patch-test.nested', output: [4], constants: { n: 64, off: 0 }, flops: 0,
+        fn: function (this: ReadThis, a: Float32Array): number {
+          let sum = 0;
+          for (let j = 0; j < 4; j++) {
+            for (let j = 0; j < 100; j++) {
+              sum += 0;
+            }
+            sum += a[j * 8 + this.thread.x]!;
+          }
+          return sum;
+        },
+      }, v);
+      expect(decided(), 'the read after the nested loop').toEqual([false]);
+      expect(nested.every(Number.isFinite)).toBe(true);
     } finally {
       proto.quadInBounds = original;
     }
-    expect(decisions).toEqual([true, false]);
   });
 
   it('inside a lane-divergent branch, and with a wild index in a branch no lane takes', async () => {
@@ -222,12 +245,13 @@ describe.skipIf(webasm === null)('webasm contiguous reads (gpu.js patched at ins
 
 describe.skipIf(webasm === null)('webasm integer indices (gpu.js patched at install)', () => {
   type BigThis = KernelThis<{ off: number; half: number }>;
-  // 2^24 + 12 elements, each a different value from its neighbours, so a read one off shows
-  const n = 2 ** 24 + 12;
+  // 2^24 + 13 elements, each a different value from its neighbours; f32 holds only even integers past 2^24, so an
+  // index computed in f32 at an odd position reads its neighbour
+  const n = 2 ** 24 + 13;
   const big = Float32Array.from({ length: n }, (_, i) => i % 4099);
 
   it('an array of more than 2^24 elements reads exactly up to its last element, through integer locals', async () => {
-    // a uniform local (i32 shadow) plus thread.x: the contiguous vector load
+    // a uniform local (i32 shadow) plus thread.x: the contiguous vector load, from the odd 2^24 + 1
     const tail = await webasm!.run({
       name: 'patch-test.bigTail', output: [4, 3], constants: { off: n - 12, half: 0.5 }, flops: 0,
       fn: function (this: BigThis, v: Float32Array): number {
@@ -236,7 +260,7 @@ describe.skipIf(webasm === null)('webasm integer indices (gpu.js patched at inst
       },
     }, big);
     expect(Array.from(tail)).toEqual(Array.from(big.subarray(n - 12)));
-    // a loop counter and a scalar read per cell: the same elements summed
+    // a loop counter and a scalar read per cell, at odd positions past 2^24
     const sums = await webasm!.run({
       name: 'patch-test.bigLoop', output: [3], constants: { off: n - 12, half: 0.5 }, flops: 0,
       fn: function (this: BigThis, v: Float32Array): number {
@@ -251,15 +275,16 @@ describe.skipIf(webasm === null)('webasm integer indices (gpu.js patched at inst
     expect(Array.from(sums)).toEqual(expected);
   });
 
-  it('a kernel of more than 2^24 cells writes every cell, the last ones and those around 2^24 exactly', async () => {
+  it('a kernel of more than 2^24 cells writes every cell, reading through a lane-varying local, exactly', async () => {
     const out = await webasm!.run({
       name: 'patch-test.bigWrite', output: [n], constants: { off: 0, half: 0.5 }, flops: 0,
       fn: function (this: BigThis, v: Float32Array): number {
-        return v[this.thread.x]! + 1;
+        const i = this.thread.x;
+        return v[i]! + 1;
       },
     }, big);
     expect(out.length).toBe(n);
-    for (const i of [0, 1, 2 ** 24 - 1, 2 ** 24, 2 ** 24 + 1, 2 ** 24 + 5, n - 2, n - 1]) {
+    for (const i of [0, 1, 2 ** 24 - 1, 2 ** 24, 2 ** 24 + 1, 2 ** 24 + 3, 2 ** 24 + 5, n - 2, n - 1]) {
       expect(out[i], `cell ${i}`).toBe(big[i]! + 1);
     }
   });
@@ -274,6 +299,25 @@ describe.skipIf(webasm === null)('webasm integer indices (gpu.js patched at inst
     }, big)).rejects.toThrow(/more than 2\^24/);
   });
 
+  /** Runs `fn` on webasm over `a` and counts the integer index code emitted (scalar and lane-wise). */
+  async function runCountingIntPaths(spec: KernelSpec, a: Float32Array): Promise<{ out: Float32Array; scalar: number; lanes: number }> {
+    const proto = functionNodeModule.WebAssemblyFunctionNode.prototype as unknown as Record<'emitIntExpr' | 'vEmitIntExpr', (ast: unknown) => void>;
+    const originals = { emitIntExpr: proto.emitIntExpr, vEmitIntExpr: proto.vEmitIntExpr };
+    const counts = { emitIntExpr: 0, vEmitIntExpr: 0 };
+    for (const key of ['emitIntExpr', 'vEmitIntExpr'] as const) {
+      proto[key] = function (this: unknown, ast: unknown) {
+        counts[key]++;
+        return originals[key].call(this, ast);
+      };
+    }
+    try {
+      const out = await webasm!.run(spec, a);
+      return { out, scalar: counts.emitIntExpr, lanes: counts.vEmitIntExpr };
+    } finally {
+      Object.assign(proto, originals);
+    }
+  }
+
   it('integer locals through =, +=, -=, *=, ++ and floor division of negative values read what JS reads', async () => {
     const a = Float32Array.from({ length: 64 }, (_, i) => i * 10 + 0.25);
     const fn = function (this: KernelThis<{ n: number; off: number }>, v: Float32Array): number {
@@ -287,21 +331,9 @@ describe.skipIf(webasm === null)('webasm integer indices (gpu.js patched at inst
       const q4 = Math.floor((this.thread.y - 9) / 4);
       return v[k + q3 + q4 + this.constants.off] + v[this.thread.x + q3 + 2] + k;
     };
-    // the indices take the i32 path (these values would read the same through f32 too)
-    const proto = functionNodeModule.WebAssemblyFunctionNode.prototype as unknown as { emitIntExpr: (ast: unknown) => void };
-    const original = proto.emitIntExpr;
-    let emitted = 0;
-    proto.emitIntExpr = function (this: unknown, ast: unknown) {
-      emitted++;
-      return original.call(this, ast);
-    };
-    let out: Float32Array;
-    try {
-      out = await webasm!.run({ name: 'patch-test.intLocals', output: [4, 16], constants: { n: 64, off: 10 }, flops: 0, fn }, a);
-    } finally {
-      proto.emitIntExpr = original;
-    }
-    expect(emitted).toBeGreaterThan(0);
+    const { out, scalar } = await runCountingIntPaths({ name: 'patch-test.intLocals', output: [4, 16], constants: { n: 64, off: 10 }, flops: 0, fn }, a);
+    // the indices took the i32 path (these values would read the same through f32 too)
+    expect(scalar).toBeGreaterThan(0);
     const expected = Array.from({ length: 64 }, (_, c) => {
       const [x, y] = [c % 4, Math.floor(c / 4)];
       const k = 16; // ((1·3 − 1)·3 − 1)·3 − 1 = 14, + 2
@@ -310,6 +342,41 @@ describe.skipIf(webasm === null)('webasm integer indices (gpu.js patched at inst
       return Math.fround(a[k + q3 + q4 + 10]! + a[x + q3 + 2]!) + k;
     });
     expect(Array.from(out)).toEqual(expected.map(Math.fround));
+  });
+
+  it('lane-varying integer locals, written under lane masks and floor-divided lane by lane, read what JS reads', async () => {
+    const a = Float32Array.from({ length: 64 }, (_, i) => i * 7 + 0.5);
+    const fn = function (this: KernelThis<{ n: number; off: number }>, v: Float32Array): number {
+      let i = this.thread.x * 2;
+      if (this.thread.x % 3 === 1) {
+        i = this.thread.x * 3 + 1;
+      }
+      i += 1;
+      const q = Math.floor((this.thread.x + this.constants.off) / 3);
+      return v[i] + v[q * 2 + 1];
+    };
+    const { out, lanes } = await runCountingIntPaths({ name: 'patch-test.laneLocals', output: [16], constants: { n: 64, off: 5 }, flops: 0, fn }, a);
+    expect(lanes).toBeGreaterThan(0);
+    const expected = Array.from({ length: 16 }, (_, x) => {
+      const i = (x % 3 === 1 ? x * 3 + 1 : x * 2) + 1;
+      return Math.fround(a[i]! + a[Math.floor((x + 5) / 3) * 2 + 1]!);
+    });
+    expect(Array.from(out)).toEqual(expected);
+  });
+
+  it('a division whose dividend may leave i32 is computed as before, in f32, and reads what JS reads', async () => {
+    const a = Float32Array.from({ length: 32 }, (_, i) => i + 0.5);
+    const out = await webasm!.run({
+      name: 'patch-test.wrap', output: [8, 4], constants: { n: 32, off: 0 }, flops: 0,
+      fn: function (this: KernelThis<{ n: number; off: number }>, v: Float32Array): number {
+        // y · 2^30 passes 2^31 at y = 2: wrapped in i32, it would divide to a negative row (y is a local, which
+        // stock gpu.js computes with in f32; thread ids written inline it multiplies in i32 itself)
+        const y = this.thread.y;
+        const row = Math.floor(y * 1073741824 / 1073741824);
+        return v[row * 8 + this.thread.x]!;
+      },
+    }, a);
+    expect(Array.from(out)).toEqual(Array.from(a));
   });
 });
 

@@ -54,7 +54,7 @@ export const MAX_WEBASM_ELEMENTS = 2 ** 28;
 const RECYCLED_BYTES = 512 * 2 ** 20;
 
 /** webasmExactIndices: gpu.js carries this project's patch, which computes integer indices in i32 on webasm. */
-export function maxElementsFor(backend: Backend, webasmExactIndices = true): number {
+export function maxElementsFor(backend: Backend, webasmExactIndices: boolean): number {
   if (backend === 'webasm') return webasmExactIndices ? MAX_WEBASM_ELEMENTS : MAX_EXACT_INDEX;
   return backend === 'headlessgl' || backend === 'webgl2' ? MAX_EXACT_INDEX : 2 ** 31 - 1;
 }
@@ -143,7 +143,7 @@ export class Device {
     this.backend = setup.backend;
     this.adapter = setup.adapter;
     this.maxKernels = setup.maxKernels ?? 256;
-    this.maxElements = maxElementsFor(setup.backend, setup.webasmExactIndices ?? true);
+    this.maxElements = maxElementsFor(setup.backend, setup.webasmExactIndices ?? false);
     this.note = setup.note ?? null;
     this.fullCollection = setup.collectGarbage ?? null;
     this.gpu = new GPU({ mode: setup.backend } as any);

@@ -7,8 +7,8 @@
  * The weights come from a loader. On webasm a plan lets go of the loaded arrays after its first run, since it
  * holds its own copy (`Plan.releaseBuildInputs`): a replicated model's stacked group then lives on the host only
  * until then, and a later batch size calls the loader again. Elsewhere the plans keep the loaded arrays, and every
- * batch size's plan is built from that one loaded set (each plan also keeps its own channels-last copy of conv2's
- * weight, 74 KB a model).
+ * batch size's plan is built from that one loaded set (each plan also keeps its own channels-last copies of the two
+ * convolutions' weights, 1.2 KB and 74 KB a model).
  */
 import { IMAGE_SIDE, NUM_CLASSES, type ParamSet } from '../model/cnn.ts';
 import type { Device, Plan } from './device.ts';
@@ -28,6 +28,8 @@ export class InferencePlan {
   private readonly plans = new Map<number, Plan>();
   /** The loaded weights, while a plan may still need them: until a first run lets them go, or for good. */
   private loaded: ParamSet | null = null;
+  /** Whether the loaded weights are this plan's alone (built by a loader), so that letting go of them frees them. */
+  private readonly ownsLoaded: boolean;
   /** Calls run one after another, so a call after a failed one finds the failed plan already replaced. */
   private queue: Promise<unknown> = Promise.resolve();
 
@@ -35,6 +37,7 @@ export class InferencePlan {
   constructor(device: Device, weights: ParamSet | (() => ParamSet), numModels: number) {
     this.device = device;
     this.loadWeights = typeof weights === 'function' ? weights : () => weights;
+    this.ownsLoaded = typeof weights === 'function';
     this.numModels = numModels;
   }
 
@@ -83,11 +86,11 @@ export class InferencePlan {
       try {
         const logp = await plan.run(x);
         if (plan.releaseBuildInputs() && this.loaded) {
-          const bytes = Object.values(this.loaded).reduce((sum, a) => sum + a.byteLength, 0);
+          // a group the loader stacked afresh (a replicated model's: hundreds of MB at N = 64) is garbage now;
+          // views of a loaded file, or of the model itself, free nothing
+          const freed = this.ownsLoaded ? Object.values(this.loaded).filter((a) => a.byteLength === a.buffer.byteLength) : [];
           this.loaded = null;
-          // a stacked group (hundreds of MB at N = 64) is garbage now; a replicated model's one-model slices are
-          // views of the model itself and free nothing
-          if (bytes >= COLLECT_AFTER_BYTES) this.device.collectGarbage();
+          if (freed.reduce((sum, a) => sum + a.byteLength, 0) >= COLLECT_AFTER_BYTES) this.device.collectGarbage();
         }
         return logp;
       } catch (e) {
