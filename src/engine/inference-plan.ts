@@ -87,10 +87,12 @@ export class InferencePlan {
         const logp = await plan.run(x);
         if (plan.releaseBuildInputs() && this.loaded) {
           // a group the loader stacked afresh (a replicated model's: hundreds of MB at N = 64) is garbage now;
-          // views of a loaded file, or of the model itself, free nothing
-          const freed = this.ownsLoaded ? Object.values(this.loaded).filter((a) => a.byteLength === a.buffer.byteLength) : [];
+          // views of a loaded file, or of the model itself, free nothing. Only a count is kept: a reference to the
+          // arrays would keep them alive through the collection.
+          const freedBytes = this.ownsLoaded ? Object.values(this.loaded)
+            .reduce((sum, a) => sum + (a.byteLength === a.buffer.byteLength ? a.byteLength : 0), 0) : 0;
           this.loaded = null;
-          if (freed.reduce((sum, a) => sum + a.byteLength, 0) >= COLLECT_AFTER_BYTES) this.device.collectGarbage();
+          if (freedBytes >= COLLECT_AFTER_BYTES) this.device.collectGarbage();
         }
         return logp;
       } catch (e) {
