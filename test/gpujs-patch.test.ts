@@ -364,6 +364,49 @@ describe.skipIf(webasm === null)('webasm integer indices (gpu.js patched at inst
     expect(Array.from(out)).toEqual(expected);
   });
 
+  it('a loop whose test floor-divides its own counter, one whose last step passes 2^31, and floor division near -2^31, as JS', async () => {
+    const a = Float32Array.from({ length: 64 }, (_, i) => i + 0.25);
+    type T = KernelThis<{ n: number; off: number }>;
+    // the counter's range depends on itself: the analysis must stop, not recurse
+    const selfBound = await webasm!.run({
+      name: 'patch-test.selfBound', output: [4], constants: { n: 64, off: 0 }, flops: 0,
+      fn: function (this: T, v: Float32Array): number {
+        let s = 0;
+        for (let i = 0; i < Math.floor(i / 2) + 4; i++) {
+          s += v[i + this.thread.x]!;
+        }
+        return s;
+      },
+    }, a);
+    expect(Array.from(selfBound)).toEqual([0, 1, 2, 3].map((x) => {
+      let s = 0;
+      for (let i = 0; i < Math.floor(i / 2) + 4; i++) s = Math.fround(s + a[i + x]!);
+      return s;
+    }));
+    // 0, 1.5e9, then 3e9 ends the loop: a test made in wrapped i32 would run the body again at negative values
+    const bigSteps = await webasm!.run({
+      name: 'patch-test.bigSteps', output: [4], constants: { n: 64, off: 0 }, flops: 0,
+      fn: function (this: T, v: Float32Array): number {
+        let s = 0;
+        for (let i = 0; i < 2000000000; i += 1500000000) {
+          s += 1;
+        }
+        return s + v[this.thread.x]!;
+      },
+    }, a);
+    expect(Array.from(bigSteps)).toEqual([0, 1, 2, 3].map((x) => 2 + a[x]!));
+    // floor((x − (2^31 − 1)) / 3): the dividend reaches −2^31 + 1, where moving it down first would wrap
+    const nearMin = await webasm!.run({
+      name: 'patch-test.nearMin', output: [4], constants: { n: 64, off: 0 }, flops: 0,
+      fn: function (this: T, v: Float32Array): number {
+        const t = this.thread.x - 2147483647;
+        const q = Math.floor(t / 3);
+        return v[q + 715827883]!;
+      },
+    }, a);
+    expect(Array.from(nearMin)).toEqual([0, 1, 2, 3].map((x) => a[Math.floor((x - 2147483647) / 3) + 715827883]!));
+  });
+
   it('a division whose dividend may leave i32 is computed as before, in f32, and reads what JS reads', async () => {
     const a = Float32Array.from({ length: 32 }, (_, i) => i + 0.5);
     const out = await webasm!.run({

@@ -28,16 +28,19 @@ export class InferencePlan {
   private readonly plans = new Map<number, Plan>();
   /** The loaded weights, while a plan may still need them: until a first run lets them go, or for good. */
   private loaded: ParamSet | null = null;
-  /** Whether the loaded weights are this plan's alone (built by a loader), so that letting go of them frees them. */
-  private readonly ownsLoaded: boolean;
+  /** Whether the loaded weights are this plan's alone, so that letting go of them frees them. */
+  private readonly freshWeights: boolean;
   /** Calls run one after another, so a call after a failed one finds the failed plan already replaced. */
   private queue: Promise<unknown> = Promise.resolve();
 
-  /** weights: M models stacked, or a loader that builds them (on webasm called once per batch size). */
-  constructor(device: Device, weights: ParamSet | (() => ParamSet), numModels: number) {
+  /**
+   * weights: M models stacked, or a loader that builds them (on webasm called once per batch size).
+   * freshWeights: the loader builds new arrays that nothing else holds, so that letting go of them frees them.
+   */
+  constructor(device: Device, weights: ParamSet | (() => ParamSet), numModels: number, opts: { freshWeights?: boolean } = {}) {
     this.device = device;
     this.loadWeights = typeof weights === 'function' ? weights : () => weights;
-    this.ownsLoaded = typeof weights === 'function';
+    this.freshWeights = typeof weights === 'function' && (opts.freshWeights ?? false);
     this.numModels = numModels;
   }
 
@@ -87,10 +90,9 @@ export class InferencePlan {
         const logp = await plan.run(x);
         if (plan.releaseBuildInputs() && this.loaded) {
           // a group the loader stacked afresh (a replicated model's: hundreds of MB at N = 64) is garbage now;
-          // views of a loaded file, or of the model itself, free nothing. Only a count is kept: a reference to the
+          // views of a loaded file, or the model itself, free nothing. Only a count is kept: a reference to the
           // arrays would keep them alive through the collection.
-          const freedBytes = this.ownsLoaded ? Object.values(this.loaded)
-            .reduce((sum, a) => sum + (a.byteLength === a.buffer.byteLength ? a.byteLength : 0), 0) : 0;
+          const freedBytes = this.freshWeights ? Object.values(this.loaded).reduce((sum, a) => sum + a.byteLength, 0) : 0;
           this.loaded = null;
           if (freedBytes >= COLLECT_AFTER_BYTES) this.device.collectGarbage();
         }

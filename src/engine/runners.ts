@@ -71,7 +71,7 @@ export class SequentialRunner extends PlanRunner {
   readonly kind = 'sequential';
 
   constructor(device: Device, models: ModelSource, numModels: number) {
-    super(numModels, Array.from({ length: numModels }, (_, i) => new InferencePlan(device, () => models.slice(i, 1), 1)), models);
+    super(numModels, Array.from({ length: numModels }, (_, i) => new InferencePlan(device, () => models.slice(i, 1), 1, { freshWeights: models.slicesAreFresh(1) })), models);
   }
 }
 
@@ -89,7 +89,7 @@ export class SingleDispatchRunner extends PlanRunner {
     const plans: InferencePlan[] = [];
     for (let first = 0; first < numModels; first += size) {
       const count = Math.min(size, numModels - first);
-      plans.push(new InferencePlan(device, () => models.slice(first, count), count));
+      plans.push(new InferencePlan(device, () => models.slice(first, count), count, { freshWeights: models.slicesAreFresh(count) }));
     }
     super(numModels, plans, models);
   }

@@ -47,6 +47,8 @@ export function stackParams(models: readonly ParamSet[]): ParamSet {
 export interface ModelSource {
   readonly numModels: number;
   slice(first: number, count: number): ParamSet;
+  /** Whether `slice(…, count)` builds new arrays that nothing else holds, so that letting go of them frees them. */
+  slicesAreFresh(count: number): boolean;
 }
 
 /** Models [first, first + count) of a source, checked against its size. */
@@ -64,6 +66,7 @@ export function stackedModels(stacked: ParamSet, numModels: number): ModelSource
       checkSlice(source, first, count);
       return sliceModels(stacked, first, count);
     },
+    slicesAreFresh: () => false,
   };
   return source;
 }
@@ -80,6 +83,7 @@ export function replicatedModels(model: ParamSet, numModels: number): ModelSourc
       checkSlice(source, first, count);
       return count === 1 ? model : stackParams(Array.from({ length: count }, () => model));
     },
+    slicesAreFresh: (count) => count > 1,
   };
   return source;
 }
