@@ -14,7 +14,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DROPOUT1, DROPOUT2, FC1, IMAGE_SIDE, NUM_CLASSES, PARAM_SPECS, type ParamSet } from '../src/model/cnn.ts';
-import { stackParams, stackedModels } from '../src/model/stack.ts';
+import { replicatedModels, stackParams, stackedModels } from '../src/model/stack.ts';
 import { Plan, type Device } from '../src/engine/device-node.ts';
 import { initParams } from '../src/engine/init.ts';
 import { Net } from '../src/engine/net.ts';
@@ -497,6 +497,17 @@ describe.each(plan.run)('net on %s', (backend) => {
     for (const s of PARAM_SPECS) {
       const n = last.params[s.name].length;
       expect(Array.from(all.params[s.name].subarray((K - 1) * n)), s.name).toEqual(Array.from(last.params[s.name]));
+    }
+  });
+
+  // plans build on first use, so counting them costs nothing: 64 models in one plan only where the backend indexes
+  // past 2^24 (fc1's stacked weight for 64 models is 75.5 M floats)
+  it('single dispatch holds 64 models in one plan on webasm and cpu, in groups on the GL backends', () => {
+    const single = new SingleDispatchRunner(device(), replicatedModels(runnerFixture().models[0]!, 64), 64);
+    try {
+      expect(single.planRuns).toBe(backend === 'headlessgl' ? 5 : 1);
+    } finally {
+      single.destroy();
     }
   });
 

@@ -90,13 +90,8 @@ function fullCollection(): void {
 export function webasmPatchMissing(): string | null {
   const require = createRequire(import.meta.url);
   const pool = require('gpu.js/src/backend/web-assembly/worker-pool.js') as { sharedWorkerPool?: unknown };
-  const codegen = require('gpu.js/src/backend/web-assembly/function-node.js') as {
-    WebAssemblyFunctionNode?: { prototype: { vContiguousBase?: unknown } };
-  };
-  const pipeline = require('gpu.js/src/pipeline.js') as { Pipeline?: { prototype: { releaseBuildInputs?: unknown } } };
-  if (typeof pool.sharedWorkerPool === 'function' && typeof codegen.WebAssemblyFunctionNode?.prototype.vContiguousBase === 'function'
-    && typeof pipeline.Pipeline?.prototype.releaseBuildInputs === 'function' && webasmReadsBackIntoTargets()
-    && webasmIndexesExactly()) {
+  if (typeof pool.sharedWorkerPool === 'function' && patched('backend/web-assembly/function-node.js', 'WebAssemblyFunctionNode', 'vContiguousBase')
+    && patched('pipeline.js', 'Pipeline', 'releaseBuildInputs') && webasmReadsBackIntoTargets() && webasmIndexesExactly()) {
     return null;
   }
   return 'gpu.js is not patched (installed with --ignore-scripts?): run `npx patch-package` for its shared worker '
@@ -104,20 +99,18 @@ export function webasmPatchMissing(): string | null {
     + 'slower, with more memory and with arrays limited to 2^24 elements';
 }
 
+/** Whether gpu.js's `src/<file>` exports a class `name` whose prototype has `method`: one part of patches/. */
+function patched(file: string, name: string, method: string): boolean {
+  const exported = createRequire(import.meta.url)(`gpu.js/src/${file}`) as Record<string, { prototype?: Record<string, unknown> } | undefined>;
+  return typeof exported[name]?.prototype?.[method] === 'function';
+}
+
 /** Whether webasm kernels compute integer indices in i32 and refuse inexact ones (patches/), so arrays may pass 2^24. */
 function webasmIndexesExactly(): boolean {
-  const require = createRequire(import.meta.url);
-  const codegen = require('gpu.js/src/backend/web-assembly/function-node.js') as {
-    WebAssemblyFunctionNode?: { prototype: { requireExactIndex?: unknown } };
-  };
-  return typeof codegen.WebAssemblyFunctionNode?.prototype.requireExactIndex === 'function';
+  return patched('backend/web-assembly/function-node.js', 'WebAssemblyFunctionNode', 'requireExactIndex');
 }
 
 /** Whether webasm kernels copy results into arrays the caller hands them (`resultTarget`, patches/). */
 function webasmReadsBackIntoTargets(): boolean {
-  const require = createRequire(import.meta.url);
-  const kernel = require('gpu.js/src/backend/web-assembly/kernel.js') as {
-    WebAssemblyKernel?: { prototype: { _readBack?: unknown } };
-  };
-  return typeof kernel.WebAssemblyKernel?.prototype._readBack === 'function';
+  return patched('backend/web-assembly/kernel.js', 'WebAssemblyKernel', '_readBack');
 }
