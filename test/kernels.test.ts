@@ -729,13 +729,7 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       const y = await runAsPlan(d, [pooled, channelsFirst(pool)], x);
       expectRelative(y, expected, FORWARD_TOL, `fused conv2d+relu+pool ${convName(c)}`);
       // and the pool's own output is that, channels last: [M, B, poolH*poolW, C]
-      const P = pool.outH * pool.outW;
-      const channelsLast = expected.map((_, i) => {
-        const mb = Math.floor(i / (P * c.outC));
-        const at = i - mb * P * c.outC;
-        const pos = Math.floor(at / c.outC);
-        return expected[(mb * c.outC + at - pos * c.outC) * P + pos]!;
-      });
+      const channelsLast = toChannelsLast(expected, c.M * c.B, c.outC, pool.outH * pool.outW);
       expectRelative(await runAsPlan(d, pooled, x), channelsLast, FORWARD_TOL, `fused conv2d+relu+pool, channels last ${convName(c)}`);
     });
 
