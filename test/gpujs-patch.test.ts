@@ -3,9 +3,10 @@
  * `npm install`). Six changes, each tested here against exact expected values:
  *
  * Integer indices. Kernel locals are f32, exact only up to 2^24; a local whose every definition is integer
- * arithmetic also keeps an i32 shadow, and an index built from integer terms is computed in i32. Arrays past 2^24
- * elements then read and write exactly to their last element, an index that is not integer arithmetic into one is
- * refused at compile time, and floor division of negative integers still floors.
+ * arithmetic also keeps an i32 shadow, and an index built from integer terms is computed in i32. Math.floor of a
+ * value read from an array is such a term too (a position stored as data). Arrays past 2^24 elements then read and
+ * write exactly to their last element, an index that is not integer arithmetic into one is refused at compile
+ * time, and floor division of negative integers still floors.
  *
  * Contiguous reads. A read `a[U + this.thread.x]` with U the same in every lane is one vector load of four
  * consecutive elements instead of four scalar loads; in-bounds lanes must read exactly what they read before, at
@@ -285,9 +286,28 @@ describe.skipIf(webasm === null)('webasm integer indices (gpu.js patched at inst
       name: 'patch-test.bigFloat', output: [4], constants: { off: 0, half: 0.5 }, flops: 0,
       fn: function (this: BigThis, v: Float32Array): number {
         const f = this.thread.x * this.constants.half;
-        return v[Math.floor(f * 2)]!;
+        return v[f * 2]!;
       },
     }, big)).rejects.toThrow(/more than 2\^24/);
+  });
+
+  it('Math.floor of a value read from an array adds to an exact base past 2^24, in the lanes and uniformly', async () => {
+    // off is odd and past 2^24: in f32, off + 0 already reads its even neighbour
+    const off = 2 ** 24 + 1;
+    const at = Float32Array.from([0, 1.5, 2.25, 3.75, 0.5, 2.5, 3.99, -0.25]); // every read stays inside the array
+    const out = await webasm!.run({
+      name: 'patch-test.bigFloor', output: [8, 8], constants: { off, half: 0.5 }, flops: 0,
+      fn: function (this: BigThis, v: Float32Array, positions: Float32Array): number {
+        const lane = positions[this.thread.x]!; // varies across the lanes
+        const row = positions[this.thread.y]!; // the same in every lane
+        return v[this.constants.off + 1 + Math.floor(lane)]! + 4099 * v[this.constants.off + Math.floor(row) + this.thread.x]!;
+      },
+    }, big, at);
+    const expected = Array.from({ length: 64 }, (_, c) => {
+      const [x, y] = [c % 8, Math.floor(c / 8)];
+      return Math.fround(big[off + 1 + Math.floor(at[x]!)]! + 4099 * big[off + Math.floor(at[y]!) + x]!);
+    });
+    expect(Array.from(out)).toEqual(expected);
   });
 
   /** Runs `fn` on webasm over `a` and counts the integer index code emitted (scalar and lane-wise). */
