@@ -30,8 +30,7 @@ import os from 'node:os';
 import { parseArgs } from 'node:util';
 import { Bench } from 'tinybench';
 import {
-  conv2dFlipWeights, conv2dForward, conv2dGradBias, conv2dGradInputInfo, conv2dGradWeight, conv2dGradWeightLayout,
-  conv2dLayout, conv2dLayoutRelu,
+  conv2dForward, conv2dGradBias, conv2dGradWeight, conv2dGradWeightLayout, conv2dLayoutRelu,
 } from '../kernels/conv2d.ts';
 import { computeDropoutInfo, dropoutApply } from '../kernels/dropout.ts';
 import {
@@ -41,8 +40,12 @@ import { logSoftmaxForward, logSoftmaxNllBackward, nllLoss } from '../kernels/lo
 import {
   adadeltaAccDelta, adadeltaDelta, adadeltaSquareAvg, applyUpdate, sgdMomentumBuffer, sgdStep,
 } from '../kernels/optim.ts';
-import { maxPool2dRelu, maxPool2dReluArgmax, maxPool2dReluBackward } from '../kernels/pool.ts';
+import { maxPool2dRelu, maxPool2dReluArgmax } from '../kernels/pool.ts';
 import { reluBackward } from '../kernels/relu.ts';
+import {
+  channelsLast, conv2dFlipWeightsChannelsLast, conv2dGradBiasPooled, conv2dGradInputChannelsLast, conv2dGradInputReluLayout,
+  conv2dGradWeightPooled, conv2dGradWeightPooledLayout, maxPool2dReluBackwardChannelsLast, maxPool2dReluWindows,
+} from '../kernels/conv2d-pool-backward.ts';
 import {
   channelsFirst, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
 } from '../kernels/fused-forward.ts';
@@ -162,7 +165,7 @@ function fail(message: string): never {
 // ---------------------------------------------------------------------------------------------
 
 /** How an input is filled: values that steer a kernel (indices, masks) must look like the real ones. */
-type Fill = 'uniform' | 'zeros' | 'classes' | 'argmax' | { keep: number };
+type Fill = 'uniform' | 'zeros' | 'classes' | 'argmax' | 'windows' | { keep: number };
 
 interface ArrayArg { n: number; fill: Fill }
 type Arg = ArrayArg | number;
@@ -186,7 +189,6 @@ interface Case {
 function buildCases(M: number, B: number, inputs: Inputs): Case[] {
   const { conv1, conv2, pool, fc1, fc2 } = cnnShapes(M, B, false);
   const rows = computeRowsInfo({ M, B, C: NUM_CLASSES });
-  const gradIn2 = conv2dGradInputInfo(conv2);
 
   const u = (n: number): ArrayArg => ({ n, fill: 'uniform' });
   const x = M * B * IMAGE_SIDE * IMAGE_SIDE;
@@ -259,21 +261,21 @@ function buildCases(M: number, B: number, inputs: Inputs): Case[] {
   add('fc1.gradInput', fc1GradIn, [u(h3), u(wf1)], { contraction: true });
   add('fc1.gradInputRowsDropout', linearRowsDropout(linearRowQuads(fc1, 'gradInput'), computeDropoutInfo(pooled, DROPOUT1)),
     [blocked(fc1GradIn), { n: pooled, fill: { keep: 1 - DROPOUT1 } }]);
-  // conv2's output gradient, through pool and ReLU, written padded for its input gradient
-  const pad2 = conv2.K - 1;
-  const poolReluBack = maxPool2dReluBackward(pool, pad2);
-  const da2Padded = u(outputSize(poolReluBack));
-  add('pool.reluBackward', poolReluBack, [{ n: pooled, fill: 'argmax' }, u(pooled), u(pooled)]);
-  const conv2GradW = conv2dGradWeight(conv2, pad2);
-  add('conv2.gradWeight', conv2GradW, [da2Padded, u(h1)], { contraction: true });
-  add('conv2.gradWeightLayout', conv2dGradWeightLayout(conv2), [blocked(conv2GradW)]);
-  add('conv2.gradBias', conv2dGradBias(conv2, pad2), [da2Padded]);
-  // conv2's input gradient: flip the weights, convolve the padded gradient, lay out
-  add('conv2.gradInput.flip', conv2dFlipWeights(conv2), [u(w2)], { batchFree: true });
-  const gradInConv = conv2dForward(gradIn2);
-  add('conv2.gradInput.conv', gradInConv, [da2Padded, u(w2), { n: M * conv2.inC, fill: 'zeros' }], { contraction: true });
-  add('conv2.gradInput.layout', conv2dLayout(gradIn2), [blocked(gradInConv)]);
-  add('conv1.reluBackward', reluBackward({ n: h1 }), [u(h1), u(h1)]);
+  // conv2 → ReLU → pool backward, channels last: weight and bias gradients from the pooled windows, the input gradient dense
+  add('conv2.channelsLast', channelsLast(conv2), [u(h1)]);
+  const windowsSpec = maxPool2dReluWindows(conv2, pool);
+  const windows: ArrayArg = { n: outputSize(windowsSpec), fill: 'windows' };
+  add('pool.reluWindows', windowsSpec, [{ n: pooled, fill: 'argmax' }, u(pooled), u(pooled)]);
+  const gradWPooled = conv2dGradWeightPooled(conv2, pool);
+  add('conv2.gradWeight', gradWPooled, [windows, u(h1)], { contraction: true });
+  add('conv2.gradWeightLayout', conv2dGradWeightPooledLayout(conv2), [blocked(gradWPooled)]);
+  add('conv2.gradBias', conv2dGradBiasPooled(conv2, pool), [windows]);
+  const dyLast = maxPool2dReluBackwardChannelsLast(conv2, pool);
+  add('pool.reluBackward', dyLast, [{ n: pooled, fill: 'argmax' }, u(pooled), u(pooled)]);
+  add('conv2.gradInput.flip', conv2dFlipWeightsChannelsLast(conv2), [u(w2)], { batchFree: true });
+  const gradInLast = conv2dGradInputChannelsLast(conv2, pool);
+  add('conv2.gradInput.conv', gradInLast, [blocked(dyLast), u(w2)], { contraction: true });
+  add('conv2.gradInput.reluLayout', conv2dGradInputReluLayout(conv2, pool), [blocked(gradInLast), u(h1)]);
   const conv1GradW = conv2dGradWeight(conv1);
   add('conv1.gradWeight', conv1GradW, [u(h1), u(x)], { contraction: true });
   add('conv1.gradWeightLayout', conv2dGradWeightLayout(conv1), [blocked(conv1GradW)]);
@@ -306,6 +308,8 @@ class Inputs {
       if (fill === 'uniform') for (let i = 0; i < a.length; i++) a[i] = rng() * 2 - 1;
       else if (fill === 'classes') for (let i = 0; i < a.length; i++) a[i] = Math.floor(rng() * NUM_CLASSES);
       else if (fill === 'argmax') for (let i = 0; i < a.length; i++) a[i] = Math.floor(rng() * 4);
+      // (gradient, offset of the winner's patch) pairs, as maxPool2dReluWindows writes them for conv2 (26 x 32 channels)
+      else if (fill === 'windows') for (let i = 0; i < a.length; i++) a[i] = i % 2 === 0 ? rng() * 2 - 1 : [0, 32, 832, 864][Math.floor(rng() * 4)]!;
       else if (typeof fill === 'object') for (let i = 0; i < a.length; i++) a[i] = rng() < fill.keep ? 1 : 0;
       this.arrays.set(key, a);
     }

@@ -1,14 +1,14 @@
 /**
- * conv2d with 3x3 kernels, stride 1, no padding (cross-correlation, as PyTorch), with its three
+ * conv2d with 3x3 kernels, stride 1, no padding (cross-correlation, as PyTorch), with its weight and bias
  * gradients. Shapes: x [M or shared, B, inC, inH, inW], w [M, outC, inC, K, K], b [M, outC],
- * y / dy [M, B, outC, outH, outW] (y after `conv2dLayout`: `conv2dForward` writes columns, `convColumns`).
+ * y / dy [M, B, outC, outH, outW] (y after `conv2dLayoutRelu`: `conv2dForward` writes columns, `convColumns`).
+ * The CNN needs no input gradient of conv1, and conv2's backward, through its ReLU and pool, is
+ * kernels/conv2d-pool-backward.ts.
  */
 import { convColumns, convGradWeightParts, pad4, type Conv2DInfo } from './shapes.ts';
 import type { KernelSpec, KernelThis } from './spec.ts';
 
 type This = KernelThis<Conv2DInfo>;
-/** The weight and bias gradients read dy inside a zero border of `dyPad` cells. */
-type PaddedThis = KernelThis<Conv2DInfo & { dyPad: number }>;
 
 /**
  * y[m,b,co,oy,ox] = b[m,co] + Σ_ci,ky,kx x[m,b,ci,oy+ky,ox+kx] · w[m,co,ci,ky,kx], a column of four outputs per
@@ -18,7 +18,7 @@ type PaddedThis = KernelThis<Conv2DInfo & { dyPad: number }>;
  * lanes (measurements: bench/RESULTS.md, "2026-12-01, commits 8f5abbe–6ebf699", "conv2d's forward: a column of
  * four outputs per cell"). Index arithmetic on thread ids stays integer.
  * Grid [rowW, rowBlocks, M*B*outC] (`convColumns`), Array(4): the result is laid out
- * [M, B, outC, rowBlocks, rowW, 4 (rows)]; `conv2dLayout` turns it into [M, B, outC, outH, outW]. Outputs beyond
+ * [M, B, outC, rowBlocks, rowW, 4 (rows)]; `conv2dLayoutRelu` turns it into [M, B, outC, outH, outW]. Outputs beyond
  * outW or outH (the padding) read past their row or plane and are dropped by the layout.
  */
 export function conv2dForward(info: Conv2DInfo): KernelSpec {
@@ -83,25 +83,10 @@ export function conv2dForward(info: Conv2DInfo): KernelSpec {
 type LayoutThis = KernelThis<Conv2DInfo & { rowW: number; rowBlocks: number }>;
 
 /**
- * [M, B, outC, rowBlocks, rowW, 4] → [M, B, outC, outH, outW]. Grid [outH*outW, M*B*outC]: one row per plane,
- * so the row is a multiple of 4 wide (676 for conv1) and webasm's threads run it with SIMD.
+ * [M, B, outC, rowBlocks, rowW, 4] → relu of [M, B, outC, outH, outW]: the layout and the ReLU that follows every conv
+ * of the CNN in one pass. Grid [outH*outW, M*B*outC]: one row per plane, so the row is a multiple of 4 wide (676 for
+ * conv1) and webasm's threads run it with SIMD.
  */
-export function conv2dLayout(info: Conv2DInfo): KernelSpec {
-  return {
-    name: 'conv2d.layout',
-    fn: function (this: LayoutThis, columns: Float32Array): number {
-      const oy = Math.floor(this.thread.x / this.constants.outW);
-      const ox = this.thread.x - oy * this.constants.outW;
-      const by = Math.floor(oy / 4);
-      return columns[((this.thread.y * this.constants.rowBlocks + by) * this.constants.rowW + ox) * 4 + oy - 4 * by];
-    },
-    output: [info.outH * info.outW, info.M * info.B * info.outC],
-    constants: { ...info, ...convColumns(info.outH, info.outW) },
-    flops: 0,
-  };
-}
-
-/** `conv2dLayout` with the ReLU that follows every conv of the CNN fused in: one pass instead of two. */
 export function conv2dLayoutRelu(info: Conv2DInfo): KernelSpec {
   return {
     name: 'conv2d.layoutRelu',
@@ -118,38 +103,6 @@ export function conv2dLayoutRelu(info: Conv2DInfo): KernelSpec {
 }
 
 /**
- * The input gradient is itself a convolution: dx = conv2d(pad(dy, K-1), flip(wᵀ)), where flip(wᵀ)[m,ci,co,ky,kx] =
- * w[m,co,ci,K-1-ky,K-1-kx]. Expressing it so (as TF.js does) reuses the forward kernel, branch-free, instead of
- * a loop that tests every tap against dy's borders. The padded dy is written directly by the pass that computes
- * it (`maxPool2dReluBackward` with pad K-1: in this CNN a conv's output gradient comes through ReLU and pool),
- * `conv2dFlipWeights` prepares the weights, and `conv2dForward(conv2dGradInputInfo(info))` (+ `conv2dLayout`)
- * convolves them.
- */
-export function conv2dGradInputInfo(info: Conv2DInfo): Conv2DInfo {
-  const pad = 2 * (info.K - 1);
-  return {
-    M: info.M, B: info.B, inC: info.outC, inH: info.outH + pad, inW: info.outW + pad,
-    outC: info.inC, K: info.K, outH: info.inH, outW: info.inW, xModelStride: info.B * info.outC * (info.outH + pad) * (info.outW + pad),
-  };
-}
-
-/** flip(wᵀ)[m,ci,co,ky,kx] = w[m,co,ci,K-1-ky,K-1-kx]. Grid [K*K, outC, M*inC]. */
-export function conv2dFlipWeights(info: Conv2DInfo): KernelSpec {
-  return {
-    name: 'conv2d.flipWeights',
-    fn: function (this: This, w: Float32Array): number {
-      const ci = this.thread.z % this.constants.inC;
-      const m = Math.floor(this.thread.z / this.constants.inC);
-      const kk = this.constants.K * this.constants.K - 1 - this.thread.x;
-      return w[((m * this.constants.outC + this.thread.y) * this.constants.inC + ci) * this.constants.K * this.constants.K + kk];
-    },
-    output: [info.K * info.K, info.outC, info.M * info.inC],
-    constants: { ...info },
-    flops: 0,
-  };
-}
-
-/**
  * dw[m,co,ci,ky,kx] = Σ_b,oy,ox dy[m,b,co,oy,ox] · x[m,b,ci,oy+ky,ox+kx]. One cell owns an output column ox and
  * sums over (b, oy) for a column of three taps (ky = 0..2) of one (co, ci, kx); `conv2dGradWeightLayout` then adds
  * the columns. The lanes run over ox, so the gradient and the input are read as four consecutive values (one
@@ -157,18 +110,17 @@ export function conv2dFlipWeights(info: Conv2DInfo): KernelSpec {
  * the three inputs slide along from the previous row: two loads feed three multiply-adds (measurements:
  * bench/RESULTS.md, "2026-12-01, commits 8f5abbe–6ebf699", "conv2d's weight gradient: lanes over output columns,
  * walking down the rows"). The row is padded to a multiple of 4 (`pad4`) for webasm's SIMD; padding columns read
- * past their row and are dropped by the layout. dy may carry a zero border of `dyPad` cells (the input gradient's
- * padding, `maxPool2dReluBackward`), which is skipped.
+ * past their row and are dropped by the layout.
  * The sum over the batch is split into `convGradWeightParts` parts of whole samples, so that conv1's small grid
  * runs on both of webasm's worker threads; within a cell each sum runs over (b, oy) in order.
  * Grid [pad4(outW), inC*K, M*parts*outC], Array(3) (K = 3): the result is laid out
  * [M, parts, outC, inC, K (kx), pad4(outW), K (ky)].
  */
-export function conv2dGradWeight(info: Conv2DInfo, dyPad = 0): KernelSpec {
+export function conv2dGradWeight(info: Conv2DInfo): KernelSpec {
   const parts = convGradWeightParts(info);
   return {
     name: 'conv2d.gradWeight',
-    fn: function (this: KernelThis<Conv2DInfo & { dyPad: number; parts: number; partB: number }>, dy: Float32Array, x: Float32Array): number[] {
+    fn: function (this: KernelThis<Conv2DInfo & { parts: number; partB: number }>, dy: Float32Array, x: Float32Array): number[] {
       const mp = Math.floor(this.thread.z / this.constants.outC);
       const co = this.thread.z - mp * this.constants.outC;
       const m = Math.floor(mp / this.constants.parts);
@@ -181,8 +133,7 @@ export function conv2dGradWeight(info: Conv2DInfo, dyPad = 0): KernelSpec {
       for (let i = 0; i < this.constants.partB; i++) {
         const b = part * this.constants.partB + i;
         // the offsets are uniform across the lanes; each read adds this.thread.x last
-        let dyAt = (((m * this.constants.B + b) * this.constants.outC + co) * (this.constants.outH + 2 * this.constants.dyPad)
-          + this.constants.dyPad) * (this.constants.outW + 2 * this.constants.dyPad) + this.constants.dyPad;
+        let dyAt = ((m * this.constants.B + b) * this.constants.outC + co) * this.constants.outH * this.constants.outW;
         let xAt = m * this.constants.xModelStride + (b * this.constants.inC + ci) * this.constants.inH * this.constants.inW + kx;
         let x0 = x[xAt + this.thread.x];
         let x1 = x[xAt + this.constants.inW + this.thread.x];
@@ -195,7 +146,7 @@ export function conv2dGradWeight(info: Conv2DInfo, dyPad = 0): KernelSpec {
           s2 += g * x2;
           x0 = x1;
           x1 = x2;
-          dyAt += this.constants.outW + 2 * this.constants.dyPad;
+          dyAt += this.constants.outW;
           xAt += this.constants.inW;
         }
       }
@@ -203,7 +154,7 @@ export function conv2dGradWeight(info: Conv2DInfo, dyPad = 0): KernelSpec {
     },
     returnType: 'Array(3)',
     output: [pad4(info.outW), info.inC * info.K, info.M * parts * info.outC],
-    constants: { ...info, dyPad, parts, partB: info.B / parts },
+    constants: { ...info, parts, partB: info.B / parts },
     flops: 2 * info.M * info.B * info.outC * info.outH * info.outW * info.inC * info.K * info.K,
   };
 }
@@ -236,16 +187,15 @@ export function conv2dGradWeightLayout(info: Conv2DInfo): KernelSpec {
   };
 }
 
-/** db[m,co] = Σ_b,oy,ox dy[m,b,co,oy,ox], dy inside a zero border of `dyPad` cells. Grid [outC, M]. */
-export function conv2dGradBias(info: Conv2DInfo, dyPad = 0): KernelSpec {
+/** db[m,co] = Σ_b,oy,ox dy[m,b,co,oy,ox]. Grid [outC, M]. */
+export function conv2dGradBias(info: Conv2DInfo): KernelSpec {
   return {
     name: 'conv2d.gradBias',
-    fn: function (this: PaddedThis, dy: Float32Array): number {
+    fn: function (this: This, dy: Float32Array): number {
       let sum = 0;
       for (let b = 0; b < this.constants.B; b++) {
         for (let oy = 0; oy < this.constants.outH; oy++) {
-          const row = (((this.thread.y * this.constants.B + b) * this.constants.outC + this.thread.x) * (this.constants.outH + 2 * this.constants.dyPad)
-            + oy + this.constants.dyPad) * (this.constants.outW + 2 * this.constants.dyPad) + this.constants.dyPad;
+          const row = (((this.thread.y * this.constants.B + b) * this.constants.outC + this.thread.x) * this.constants.outH + oy) * this.constants.outW;
           for (let ox = 0; ox < this.constants.outW; ox++) {
             sum += dy[row + ox];
           }
@@ -254,7 +204,7 @@ export function conv2dGradBias(info: Conv2DInfo, dyPad = 0): KernelSpec {
       return sum;
     },
     output: [info.outC, info.M],
-    constants: { ...info, dyPad },
+    constants: { ...info },
     flops: info.M * info.B * info.outC * info.outH * info.outW,
   };
 }

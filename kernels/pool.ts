@@ -4,7 +4,7 @@
  * (max(relu a, relu b) = relu(max(a, b))), so the ReLU and the layout pass that turns columns into rows need no
  * pass of their own, and the ReLU's output is never stored. The forward keeps, per output cell, which of the four
  * window cells won (0..3 in order (0,0),(0,1),(1,0),(1,1); ties go to the first), which the backward uses to
- * route the gradient. y [M, B, C, inH, inW] as columns, pooled [M, B, C, outH, outW].
+ * route the gradient (kernels/conv2d-pool-backward.ts). y [M, B, C, inH, inW] as columns, pooled [M, B, C, outH, outW].
  */
 import { convColumns, type Pool2DInfo } from './shapes.ts';
 import type { KernelSpec, KernelThis } from './spec.ts';
@@ -47,34 +47,5 @@ export function maxPool2dReluArgmax(info: Pool2DInfo): KernelSpec {
     output: [info.outW, info.outH, info.M * info.B * info.C],
     constants: { ...info, ...convColumns(info.inH, info.inW) },
     flops: 7 * info.M * info.B * info.C * info.outH * info.outW,
-  };
-}
-
-/**
- * The gradient through ReLU then max-pool, in one pass: dx[iy,ix] = dy[iy/2, ix/2] where (iy, ix) won its window
- * and the window's pooled value (the winner's ReLU output) is > 0, else 0. It is written with a zero border of `pad`
- * cells: the padding conv2d's input gradient convolves (`conv2dGradInputInfo`: pad K-1), which the conv's weight
- * and bias gradients skip (their `dyPad`), so one pass replaces three (pool backward, ReLU backward, pad).
- * argmax, dy and pooled [M, B, C, outH, outW]. Grid [inW + 2 pad, inH + 2 pad, M*B*C].
- */
-export function maxPool2dReluBackward(info: Pool2DInfo, pad: number): KernelSpec {
-  return {
-    name: 'maxPool2d.reluBackward',
-    fn: function (this: KernelThis<Pool2DInfo & { pad: number }>, argmax: Float32Array, dy: Float32Array, pooled: Float32Array): number {
-      const iy = this.thread.y - this.constants.pad;
-      const ix = this.thread.x - this.constants.pad;
-      if (iy >= 0 && ix >= 0 && iy < 2 * this.constants.outH && ix < 2 * this.constants.outW) {
-        const py = Math.floor(iy / 2);
-        const px = Math.floor(ix / 2);
-        const cell = (this.thread.z * this.constants.outH + py) * this.constants.outW + px;
-        if (argmax[cell] === (iy - 2 * py) * 2 + ix - 2 * px && pooled[cell] > 0) {
-          return dy[cell];
-        }
-      }
-      return 0;
-    },
-    output: [info.inW + 2 * pad, info.inH + 2 * pad, info.M * info.B * info.C],
-    constants: { ...info, pad },
-    flops: info.M * info.B * info.C * info.inH * info.inW,
   };
 }

@@ -6,7 +6,8 @@
  * - every argument is a flat Float32Array in PyTorch's row-major layout, with M (the model count) as the leading
  *   dimension of weights and activations; M = 1 is the ordinary single-model case. The exceptions are
  *   intermediates a kernel writes for a partner that reads them: blocked results (`Array(n)` cells) and their
- *   layout passes, and conv2d's column output (`convColumns`), which `conv2dLayout*` and `maxPool2dRelu*` read;
+ *   layout passes, conv2d's column output (`convColumns`), which `conv2dLayoutRelu` and `maxPool2dRelu*` read, and
+ *   the channels-last arrays of conv2's backward (kernels/conv2d-pool-backward.ts);
  * - sizes are `constants`, so loops have fixed bounds and the compiled kernel is specialised per shape;
  * - the output grid is [x, y, z] with x fastest, and the flat result is read in that order, so a grid of
  *   [W, H, M*B*C] yields exactly the [M, B, C, H, W] layout.

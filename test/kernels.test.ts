@@ -10,10 +10,11 @@
  */
 import gpujs from 'gpu.js';
 import { describe, expect, it } from 'vitest';
+import { conv2dForward, conv2dGradBias, conv2dGradWeight, conv2dGradWeightLayout, conv2dLayoutRelu } from '../kernels/conv2d.ts';
 import {
-  conv2dFlipWeights, conv2dForward, conv2dGradBias, conv2dGradInputInfo, conv2dGradWeight, conv2dGradWeightLayout,
-  conv2dLayout, conv2dLayoutRelu,
-} from '../kernels/conv2d.ts';
+  channelsLast, conv2dFlipWeightsChannelsLast, conv2dGradBiasPooled, conv2dGradInputChannelsLast, conv2dGradInputReluLayout,
+  conv2dGradWeightPooled, conv2dGradWeightPooledLayout, maxPool2dReluBackwardChannelsLast, maxPool2dReluWindows,
+} from '../kernels/conv2d-pool-backward.ts';
 import { computeDropoutInfo, dropoutApply } from '../kernels/dropout.ts';
 import {
   channelsFirst, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
@@ -22,7 +23,7 @@ import {
   linearForward, linearGradBias, linearGradInput, linearGradWeight, linearRowQuads, linearRows, linearRowsDropout, linearRowsRelu,
 } from '../kernels/linear.ts';
 import { logSoftmaxForward, logSoftmaxNllBackward, nllLoss } from '../kernels/log-softmax-nll.ts';
-import { maxPool2dRelu, maxPool2dReluArgmax, maxPool2dReluBackward } from '../kernels/pool.ts';
+import { maxPool2dRelu, maxPool2dReluArgmax } from '../kernels/pool.ts';
 import { reluBackward } from '../kernels/relu.ts';
 import { reluForward } from './relu-kernel.ts';
 import {
@@ -113,15 +114,6 @@ const CONV_CASES: ConvCase[] = [
   { M: 2, B: 4, inC: 1, inH: 6, inW: 6, outC: 4, sharedInput: false },
 ];
 
-// the input gradient runs the forward kernel with inC as its output channels
-const GRAD_INPUT_CASES: ConvCase[] = [
-  { M: 2, B: 1, inC: 3, inH: 6, inW: 7, outC: 4, sharedInput: false },
-  { M: 1, B: 1, inC: 4, inH: 5, inW: 7, outC: 4, sharedInput: false },
-  { M: 2, B: 3, inC: 8, inH: 6, inW: 5, outC: 8, sharedInput: false },
-  { M: 3, B: 2, inC: 4, inH: 7, inW: 6, outC: 12, sharedInput: false },
-  { M: 2, B: 2, inC: 12, inH: 21, inW: 19, outC: 4, sharedInput: false }, // the input gradient's forward conv: 20 columns · 6 row blocks · 48 planes
-];
-
 const convName = (c: ConvCase): string =>
   `M=${c.M} B=${c.B} ${c.inC}x${c.inH}x${c.inW}→${c.outC}, ${c.sharedInput ? 'shared x' : 'per-model x'}`;
 
@@ -192,6 +184,17 @@ function convProblem(rng: Rng, c: ConvCase) {
   };
 }
 
+/** [planes, C, P] → [planes, P, C]: channels first to channels last. */
+function toChannelsLast<T extends Float32Array | Float64Array>(a: T, planes: number, C: number, P: number): T {
+  const out = new (a.constructor as new (n: number) => T)(a.length);
+  for (let q = 0; q < planes; q++) {
+    for (let c = 0; c < C; c++) {
+      for (let i = 0; i < P; i++) out[(q * P + i) * C + c] = a[(q * C + c) * P + i]!;
+    }
+  }
+  return out;
+}
+
 /** planes of H x W values with a zero border of `pad` cells (float64, as the references are). */
 function padPlanes(values: ArrayLike<number>, planes: number, H: number, W: number, pad: number): Float64Array {
   const pH = H + 2 * pad;
@@ -244,6 +247,19 @@ function toColumns(x: Float32Array, planes: number, H: number, W: number): Float
     for (let y = 0; y < H; y++) {
       const by = Math.floor(y / 4);
       for (let col = 0; col < W; col++) out[((p * rowBlocks + by) * rowW + col) * 4 + y - 4 * by] = x[(p * H + y) * W + col];
+    }
+  }
+  return out;
+}
+
+/** conv2d's column output back to planes [planes, H, W], the padding cells dropped: `toColumns` undone. */
+function fromColumns(columns: Float32Array, planes: number, H: number, W: number): Float32Array {
+  const { rowW, rowBlocks } = convColumns(H, W);
+  const out = new Float32Array(planes * H * W);
+  for (let p = 0; p < planes; p++) {
+    for (let y = 0; y < H; y++) {
+      const by = Math.floor(y / 4);
+      for (let col = 0; col < W; col++) out[(p * H + y) * W + col] = columns[((p * rowBlocks + by) * rowW + col) * 4 + y - 4 * by]!;
     }
   }
   return out;
@@ -511,7 +527,7 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       const d = device();
       const p = convProblem(rng, c);
       const blocked = await runPoisoned(d, conv2dForward(p.info), p.x, p.w, p.b);
-      expectRelative(await runPoisoned(d, conv2dLayout(p.info), blocked), p.y, FORWARD_TOL, `conv2d forward ${convName(c)}`);
+      expectRelative(fromColumns(blocked, c.M * c.B * c.outC, p.info.outH, p.info.outW), p.y, FORWARD_TOL, `conv2d forward ${convName(c)}`);
       const relu = p.y.map((v) => (v > 0 ? v : 0));
       expectRelative(await runPoisoned(d, conv2dLayoutRelu(p.info), blocked), relu, FORWARD_TOL, `conv2d forward+relu ${convName(c)}`);
       // the pool that follows conv2 reads the same column output
@@ -529,37 +545,87 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       const blocked = await runPoisoned(d, conv2dGradWeight(p.info), p.dy, p.x);
       expectRelative(await runPoisoned(d, conv2dGradWeightLayout(p.info), blocked), p.dw, GRAD_TOL, `conv2d dw ${convName(c)}`);
       expectRelative(await runPoisoned(d, conv2dGradBias(p.info), p.dy), p.db, GRAD_TOL, `conv2d db ${convName(c)}`);
-      // dy inside the zero border the input gradient needs (as the engine hands it over): the border is skipped
-      const dyPadded = Float32Array.from(padPlanes(p.dy, c.M * c.B * c.outC, p.info.outH, p.info.outW, 2));
-      const blockedPadded = await runPoisoned(d, conv2dGradWeight(p.info, 2), dyPadded, p.x);
-      expectRelative(await runPoisoned(d, conv2dGradWeightLayout(p.info), blockedPadded), p.dw, GRAD_TOL, `conv2d dw, padded dy ${convName(c)}`);
-      expectRelative(await runPoisoned(d, conv2dGradBias(p.info, 2), dyPadded), p.db, GRAD_TOL, `conv2d db, padded dy ${convName(c)}`);
+    });
+  });
+
+  describe('conv2d → ReLU → max-pool backward from the pooled gradient', () => {
+    // even conv outputs (they pool exactly); input channels 1, 3 (scalar on webasm) and multiples of 4 (SIMD)
+    const POOLED_CASES: ConvCase[] = [
+      { M: 1, B: 1, inC: 4, inH: 6, inW: 6, outC: 4, sharedInput: false },
+      { M: 2, B: 2, inC: 3, inH: 8, inW: 10, outC: 5, sharedInput: false },
+      { M: 2, B: 3, inC: 8, inH: 10, inW: 8, outC: 4, sharedInput: true },
+      { M: 1, B: 2, inC: 1, inH: 6, inW: 8, outC: 3, sharedInput: false },
+      // ≥ 4096 cells for the webasm worker pool: the weight gradient's 32 · 3 · 64 and the input gradient's 32 · 6 · 24
+      { M: 2, B: 2, inC: 32, inH: 12, inW: 12, outC: 32, sharedInput: false },
+    ];
+
+    /**
+     * A conv → ReLU → pool problem: y = conv2d(x), pooled and argmax of relu(y), a random pooled gradient, and the
+     * float64 references of the conv's gradients through the pool and the ReLU, and of the ReLU below the conv.
+     */
+    function pooledProblem(rng: Rng, c: ConvCase) {
+      const p = convProblem(rng, c);
+      const pool = computePool2DInfo({ M: c.M, B: c.B, C: c.outC, inH: p.info.outH, inW: p.info.outW });
+      const xSize = c.B * c.inC * c.inH * c.inW;
+      const ySize = c.B * c.outC * p.info.outH * p.info.outW;
+      const pooledSize = c.B * c.outC * pool.outH * pool.outW;
+      const yShape = [c.B, c.outC, p.info.outH, p.info.outW];
+      const dPooled = randn32(rng, c.M * pooledSize);
+      const pools = Array.from({ length: c.M }, (_, m) => ref.maxPool2d(ref.relu(tensor(yShape, p.y.subarray(m * ySize, (m + 1) * ySize)))));
+      const grads = Array.from({ length: c.M }, (_, m) => {
+        const dRelu = ref.maxPool2dBackward(yShape, pools[m]!.argmax, tensor([c.B, c.outC, pool.outH, pool.outW], part(dPooled, m, pooledSize)));
+        const dy = ref.reluBackward(tensor(yShape, p.y.subarray(m * ySize, (m + 1) * ySize)), dRelu);
+        const x = tensor([c.B, c.inC, c.inH, c.inW], c.sharedInput ? p.x : part(p.x, m, xSize));
+        const g = ref.conv2dBackward(x, tensor([c.outC, c.inC, 3, 3], part(p.w, m, c.outC * c.inC * 9)), dy);
+        return { ...g, dy, dz: ref.reluBackward(x, g.dx) };
+      });
+      return {
+        info: p.info, pool, x: p.x, w: p.w, dPooled,
+        pooled: Float32Array.from(concat(pools.map((r) => r.y.data))),
+        argmax: Float32Array.from(concat(pools.map((r) => windowPositions(r.argmax, p.info.outH, p.info.outW)))),
+        dw: concat(grads.map((g) => g.dw.data)),
+        db: concat(grads.map((g) => g.db.data)),
+        dz: concat(grads.map((g) => g.dz.data)),
+        dy: concat(grads.map((g) => g.dy.data)),
+      };
+    }
+
+    it.each(POOLED_CASES.map((c) => [convName(c), c] as const))('weight and bias gradients from the windows, input gradient channels last through the ReLU below, %s', async (_name, c) => {
+      const d = device();
+      const q = pooledProblem(testRng(), c);
+      const planes = (c.sharedInput ? 1 : c.M) * c.B;
+      const xLast = await runPoisoned(d, channelsLast(q.info), q.x);
+      expectExact(xLast, toChannelsLast(q.x, planes, c.inC, c.inH * c.inW), 'channels last');
+
+      const windows = await runPoisoned(d, maxPool2dReluWindows(q.info, q.pool), q.argmax, q.dPooled, q.pooled);
+      expectExact(windows, Float64Array.from({ length: 2 * q.argmax.length }, (_, i) => {
+        const w = i >> 1;
+        const a = q.argmax[w]!;
+        return i % 2 === 0 ? (q.pooled[w]! > 0 ? q.dPooled[w]! : 0) : ((a >> 1) * c.inW + (a & 1)) * c.inC;
+      }), 'windows: (gradient, offset of the winner\'s patch)');
+      const rows = await runPoisoned(d, conv2dGradWeightPooled(q.info, q.pool), windows, xLast);
+      expectRelative(await runPoisoned(d, conv2dGradWeightPooledLayout(q.info), rows), q.dw, GRAD_TOL, `dw ${convName(c)}`);
+      expectRelative(await runPoisoned(d, conv2dGradBiasPooled(q.info, q.pool), windows), q.db, GRAD_TOL, `db ${convName(c)}`);
+
+      const dyLast = await runPoisoned(d, maxPool2dReluBackwardChannelsLast(q.info, q.pool), q.argmax, q.dPooled, q.pooled);
+      const [padH, padW] = [q.info.outH + 4, q.info.outW + 4];
+      expectExact(dyLast, toChannelsLast(padPlanes(q.dy, c.M * c.B * c.outC, q.info.outH, q.info.outW, 2), c.M * c.B, c.outC, padH * padW),
+        'output gradient, padded, channels last');
+      const flipped = await runPoisoned(d, conv2dFlipWeightsChannelsLast(q.info), q.w);
+      expectExact(flipped, Float64Array.from({ length: q.w.length }, (_, i) => {
+        const [mco, t, ci] = [Math.floor(i / (9 * c.inC)), Math.floor(i / c.inC) % 9, i % c.inC];
+        return q.w[(mco * c.inC + ci) * 9 + 8 - t]!;
+      }), 'flipped weights, channels last');
+      const blocks = await runPoisoned(d, conv2dGradInputChannelsLast(q.info, q.pool), dyLast, flipped);
+      // h of the layer below: the test's x stands in for it, negative cells included
+      const h = Float32Array.from(c.sharedInput ? concat(Array.from({ length: c.M }, () => q.x)) : q.x);
+      expectRelative(await runPoisoned(d, conv2dGradInputReluLayout(q.info, q.pool), blocks, h), q.dz, GRAD_TOL, `dz ${convName(c)}`);
     });
 
-    it.each(GRAD_INPUT_CASES.map((c) => [convName(c), c] as const))('grad-input chain (padded dy, flip w, forward conv with zero bias), %s', async (_name, c) => {
-      const rng = testRng();
-      const d = device();
-      const p = convProblem(rng, c);
-      const { info } = p;
-      // dy arrives padded by K-1 (maxPool2dReluBackward writes it so in the engine)
-      const padded = Float32Array.from(padPlanes(p.dy, c.M * c.B * c.outC, info.outH, info.outW, 2));
-
-      const flipped = await runPoisoned(d, conv2dFlipWeights(info), p.w);
-      const expectedFlip = new Float64Array(p.w.length);
-      for (let m = 0; m < c.M; m++) {
-        for (let co = 0; co < c.outC; co++) {
-          for (let ci = 0; ci < c.inC; ci++) {
-            for (let k = 0; k < 9; k++) {
-              expectedFlip[((m * c.inC + ci) * c.outC + co) * 9 + k] = p.w[((m * c.outC + co) * c.inC + ci) * 9 + 8 - k];
-            }
-          }
-        }
-      }
-      expectExact(flipped, expectedFlip, `flipWeights ${convName(c)}`);
-
-      const gi = conv2dGradInputInfo(info);
-      const blocked = await runPoisoned(d, conv2dForward(gi), padded, flipped, new Float32Array(c.M * c.inC));
-      expectRelative(await runPoisoned(d, conv2dLayout(gi), blocked), p.dx, GRAD_TOL, `conv2d dx ${convName(c)}`);
+    it('a conv output that does not pool exactly is refused with one sentence', () => {
+      const info = computeConv2DInfo({ M: 1, B: 1, inC: 2, inH: 7, inW: 6, outC: 2, K: 3 });
+      const pool = computePool2DInfo({ M: 1, B: 1, C: 2, inH: info.outH, inW: info.outW });
+      expect(() => conv2dGradWeightPooled(info, pool)).toThrow(/does not pool exactly/);
     });
   });
 
@@ -577,27 +643,19 @@ describe.each(plan.run)('kernels on %s', (backend) => {
   });
 
   describe('maxPool2d', () => {
-    it.each(POOL_CASES.map((c) => [poolName(c), c] as const))('relu + pool forward, argmax and backward on distinct values, %s', async (_name, c) => {
+    it.each(POOL_CASES.map((c) => [poolName(c), c] as const))('relu + pool forward and argmax on distinct values, %s', async (_name, c) => {
       const rng = testRng();
       const d = device();
       const info = computePool2DInfo(c);
       const inSize = c.B * c.C * c.inH * c.inW;
-      const outSize = c.B * c.C * info.outH * info.outW;
       const x = distinctValues(rng, c.M * inSize);
       const columns = toColumns(x, c.M * c.B * c.C, c.inH, c.inW);
-      const dy = randn32(rng, c.M * outSize);
       const refs = Array.from({ length: c.M }, (_, m) => ref.maxPool2d(ref.relu(tensor([c.B, c.C, c.inH, c.inW], part(x, m, inSize)))));
 
       const pooled = await runPoisoned(d, maxPool2dRelu(info), columns);
       expectExact(pooled, concat(refs.map((r) => r.y.data)), `relu + pool forward ${poolName(c)}`);
       const argmax = await runPoisoned(d, maxPool2dReluArgmax(info), columns);
       expectExact(argmax, concat(refs.map((r) => windowPositions(r.argmax, c.inH, c.inW))), `relu + pool argmax ${poolName(c)}`);
-      // the gradient through ReLU then pool; odd trailing rows/columns take none: their zeros must be written too
-      const dx = perModel(c.M, (m) => ref.reluBackward(tensor([inSize], part(x, m, inSize)), tensor([inSize],
-        ref.maxPool2dBackward([c.B, c.C, c.inH, c.inW], refs[m].argmax, tensor([c.B, c.C, info.outH, info.outW], part(dy, m, outSize))).data)).data);
-      expectExact(await runPoisoned(d, maxPool2dReluBackward(info, 0), argmax, dy, pooled), dx, `pool+relu backward ${poolName(c)}`);
-      expectExact(await runPoisoned(d, maxPool2dReluBackward(info, 2), argmax, dy, pooled), padPlanes(dx, c.M * c.B * c.C, c.inH, c.inW, 2),
-        `pool+relu backward, padded ${poolName(c)}`);
     });
 
     it('ties go to the first cell of the window, as in the reference, after the ReLU', async () => {
@@ -611,8 +669,6 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       expectExact(argmax, windowPositions(ref.maxPool2d(ref.relu(tensor([1, 1, 2, 8], x))).argmax, 2, 8), 'argmax vs reference');
       const pooled = await runPoisoned(d, maxPool2dRelu(info), columns);
       expectExact(pooled, [5, 3, 4, 0], 'pooled');
-      expectExact(await runPoisoned(d, maxPool2dReluBackward(info, 0), argmax, new Float32Array([1, 2, 3, 4]), pooled),
-        [1, 0, 0, 2, 0, 0, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0], 'backward');
     });
   });
 
@@ -694,17 +750,6 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       } finally {
         plan.destroy();
       }
-    }
-
-    /** [planes, C, P] → [planes, P, C]: channels first to channels last. */
-    function toChannelsLast<T extends Float32Array | Float64Array>(a: T, planes: number, C: number, P: number): T {
-      const out = new (a.constructor as new (n: number) => T)(a.length);
-      for (let q = 0; q < planes; q++) {
-        for (let c = 0; c < C; c++) {
-          for (let i = 0; i < P; i++) out[(q * P + i) * C + c] = a[(q * C + c) * P + i]!;
-        }
-      }
-      return out;
     }
 
     it.each(CONV_CASES.map((c) => [convName(c), c] as const))('conv2d + bias + relu, written channels last, %s', async (_name, c) => {

@@ -17,12 +17,13 @@ import type { Device } from './device.ts';
 import { cnnShapes, maxStackedModels, maxTrainingBatch } from './shapes.ts';
 import type { KernelSpec } from '../../kernels/spec.ts';
 import { computeRowsInfo } from '../../kernels/shapes.ts';
+import { conv2dForward, conv2dGradBias, conv2dGradWeight, conv2dGradWeightLayout, conv2dLayoutRelu } from '../../kernels/conv2d.ts';
 import {
-  conv2dFlipWeights, conv2dForward, conv2dGradBias, conv2dGradInputInfo, conv2dGradWeight, conv2dGradWeightLayout,
-  conv2dLayout, conv2dLayoutRelu,
-} from '../../kernels/conv2d.ts';
+  channelsLast, conv2dFlipWeightsChannelsLast, conv2dGradBiasPooled, conv2dGradInputChannelsLast, conv2dGradInputReluLayout,
+  conv2dGradWeightPooled, conv2dGradWeightPooledLayout, maxPool2dReluBackwardChannelsLast, maxPool2dReluWindows,
+} from '../../kernels/conv2d-pool-backward.ts';
 import { reluBackward } from '../../kernels/relu.ts';
-import { maxPool2dRelu, maxPool2dReluArgmax, maxPool2dReluBackward } from '../../kernels/pool.ts';
+import { maxPool2dRelu, maxPool2dReluArgmax } from '../../kernels/pool.ts';
 import { computeDropoutInfo, dropoutApply } from '../../kernels/dropout.ts';
 import {
   linearForward, linearGradBias, linearGradInput, linearGradWeight, linearRowQuads, linearRows, linearRowsDropout, linearRowsRelu,
@@ -62,9 +63,6 @@ export const POOLED_FEATURES = FC1.inFeatures;
 function buildLayers(M: number, B: number, sharedInput: boolean) {
   const { conv1, conv2, pool, fc1, fc2 } = cnnShapes(M, B, sharedInput);
   const rows = computeRowsInfo({ M, B, C: NUM_CLASSES });
-  const gradIn2 = conv2dGradInputInfo(conv2);
-  // conv2's output gradient is written once, padded for its input gradient; its weight and bias gradients skip the border
-  const pad2 = conv2.K - 1;
   const h3 = { n: M * B * fc1.outF };
   const dropout1 = computeDropoutInfo(M * B * fc1.inF, DROPOUT1);
   const dropout2 = computeDropoutInfo(h3.n, DROPOUT2);
@@ -82,11 +80,12 @@ function buildLayers(M: number, B: number, sharedInput: boolean) {
     relu3Back: reluBackward(h3),
     fc1GradW: linearGradWeight(fc1), fc1GradWRows: linearRows(linearRowQuads(fc1, 'gradWeight')), fc1GradB: linearGradBias(fc1),
     fc1GradIn: linearGradInput(fc1), fc1GradInRowsDropout: linearRowsDropout(linearRowQuads(fc1, 'gradInput'), dropout1),
-    poolReluBack: maxPool2dReluBackward(pool, pad2),
-    conv2GradW: conv2dGradWeight(conv2, pad2), conv2GradWLayout: conv2dGradWeightLayout(conv2), conv2GradB: conv2dGradBias(conv2, pad2),
-    conv2FlipW: conv2dFlipWeights(conv2),
-    conv2GradIn: conv2dForward(gradIn2), conv2GradInLayout: conv2dLayout(gradIn2), conv2GradInZeroBias: new Float32Array(M * conv2.inC),
-    relu1Back: reluBackward({ n: M * B * conv1.outC * conv1.outH * conv1.outW }),
+    // conv2 → ReLU → pool backward, channels last: kernels/conv2d-pool-backward.ts
+    h1Last: channelsLast(conv2), poolWindows: maxPool2dReluWindows(conv2, pool),
+    conv2GradW: conv2dGradWeightPooled(conv2, pool), conv2GradWLayout: conv2dGradWeightPooledLayout(conv2),
+    conv2GradB: conv2dGradBiasPooled(conv2, pool),
+    poolReluBack: maxPool2dReluBackwardChannelsLast(conv2, pool), conv2FlipW: conv2dFlipWeightsChannelsLast(conv2),
+    conv2GradIn: conv2dGradInputChannelsLast(conv2, pool), conv2GradInReluLayout: conv2dGradInputReluLayout(conv2, pool),
     conv1GradW: conv2dGradWeight(conv1), conv1GradWLayout: conv2dGradWeightLayout(conv1), conv1GradB: conv2dGradBias(conv1),
   };
 }
@@ -173,16 +172,18 @@ export class Net {
     grads['fc1.weight'] = await this.consume(L.fc1GradWRows, await d.run(L.fc1GradW, dz1, cache.d1));
     grads['fc1.bias'] = await d.run(L.fc1GradB, dz1);
     const dPooled = await this.consume(L.fc1GradInRowsDropout, await this.consume(L.fc1GradIn, dz1, p['fc1.weight']), cache.masks.drop1);
-    const da2Padded = await d.run(L.poolReluBack, cache.argmax, dPooled, cache.pooled);
+    // conv2's weight and bias gradients from the pooled windows, its input gradient from the dense output gradient
+    const windows = await d.run(L.poolWindows, cache.argmax, dPooled, cache.pooled);
+    const h1Last = await d.run(L.h1Last, cache.h1);
+    const conv2Rows = await d.run(L.conv2GradW, windows, h1Last);
+    d.recycle(h1Last);
+    grads['conv2.weight'] = await this.consume(L.conv2GradWLayout, conv2Rows);
+    grads['conv2.bias'] = await this.consume(L.conv2GradB, windows);
+    const dy2 = await d.run(L.poolReluBack, cache.argmax, dPooled, cache.pooled);
     d.recycle(dPooled);
-    grads['conv2.weight'] = await this.consume(L.conv2GradWLayout, await d.run(L.conv2GradW, da2Padded, cache.h1));
-    grads['conv2.bias'] = await d.run(L.conv2GradB, da2Padded);
-    // conv2's input gradient is the forward convolution of the padded gradient with flipped weights
     const flipped = await d.run(L.conv2FlipW, p['conv2.weight']);
-    const dh1 = await this.consume(L.conv2GradInLayout, await this.consume(L.conv2GradIn, da2Padded, flipped, L.conv2GradInZeroBias));
+    const da1 = await this.consume(L.conv2GradInReluLayout, await this.consume(L.conv2GradIn, dy2, flipped), cache.h1);
     d.recycle(flipped);
-    const da1 = await d.run(L.relu1Back, cache.h1, dh1);
-    d.recycle(dh1);
     grads['conv1.weight'] = await this.consume(L.conv1GradWLayout, await d.run(L.conv1GradW, da1, cache.x));
     grads['conv1.bias'] = await this.consume(L.conv1GradB, da1);
     return { loss, grads };

@@ -23,7 +23,10 @@ export function cnnShapes(M: number, B: number, sharedInput: boolean) {
 const LARGEST_PARAM = Math.max(...PARAM_SPECS.map((s) => elementCount(s.shape)));
 /** conv1's output for one sample of one model: the serving plan's largest intermediate. */
 const CONV1_OUT = (({ outC, outH, outW }) => outC * outH * outW)(cnnShapes(1, 1, true).conv1);
-/** The largest array of one sample of one model in training: conv2's padded output gradient. */
+/**
+ * The largest array of one sample of one model in training: conv2's output gradient, channels last, inside the
+ * zero border of K - 1 cells its input gradient convolves (`maxPool2dReluBackwardChannelsLast`).
+ */
 const CONV2_GRAD_PADDED = (({ outC, outH, outW, K }) => outC * (outH + 2 * (K - 1)) * (outW + 2 * (K - 1)))(cnnShapes(1, 1, false).conv2);
 
 /** How many models one stacked kernel holds on a device: every stacked array must stay within its exact index range. */
