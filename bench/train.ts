@@ -1,0 +1,112 @@
+/**
+ * `npm run bench:train`: one training epoch of this engine against PyTorch's CPU epoch, measured in one run.
+ *
+ *   npx tsx bench/train.ts [--rounds 2] [--backend webasm] [--python /usr/bin/python3] [--threads 0] [--json]
+ *
+ * Each round runs `mnist-gpujs train --epochs 1 --json` (8,000 digits, batch 64, Adadelta) and then
+ * `bench/torch_train.py` (the same CNN, data, split, batch and optimizer in PyTorch) as child processes, one
+ * after the other, so the two share the machine's state of the moment; rounds alternate the order. Both report
+ * the seconds of their training loop alone (evaluation and start-up excluded). It prints each round's seconds and
+ * the ratio ours / PyTorch, and the ratio of the medians. PyTorch: Debian's `python3-torch` (with
+ * `libopenblas0-pthread`, its BLAS is OpenBLAS instead of the reference BLAS) under /usr/bin/python3.
+ */
+import { spawnSync } from 'node:child_process';
+import os from 'node:os';
+import { parseArgs } from 'node:util';
+import { BACKENDS } from '../src/engine/device-node.ts';
+
+const USAGE = `usage: npx tsx bench/train.ts [options]
+  --rounds N       rounds of (ours, PyTorch), alternating which goes first (default 2)
+  --backend NAME   our backend: ${BACKENDS.join(', ')} (default webasm)
+  --python PATH    the Python with torch (default /usr/bin/python3, Debian's python3-torch)
+  --threads N      torch threads (default: this machine's cores, as many as our worker threads; 0 = torch's own choice)
+  --json           print one JSON document
+  -h, --help       this text`;
+
+function fail(message: string): never {
+  process.stderr.write(`bench/train: ${message}\n`);
+  process.exit(2);
+}
+
+const { values } = (() => {
+  try {
+    return parseArgs({
+      options: {
+        rounds: { type: 'string', default: '2' },
+        backend: { type: 'string', default: 'webasm' },
+        python: { type: 'string', default: '/usr/bin/python3' },
+        threads: { type: 'string', default: String(os.cpus().length) },
+        json: { type: 'boolean', default: false },
+        help: { type: 'boolean', short: 'h', default: false },
+      },
+    });
+  } catch (e) {
+    fail(`${(e as Error).message}\n${USAGE}`);
+  }
+})();
+if (values.help) {
+  process.stdout.write(`${USAGE}\n`);
+  process.exit(0);
+}
+const rounds = Number(values.rounds);
+if (!Number.isInteger(rounds) || rounds < 1) fail(`--rounds must be an integer ≥ 1, got '${values.rounds}'`);
+const threads = Number(values.threads);
+if (!Number.isInteger(threads) || threads < 0) fail(`--threads must be an integer ≥ 0, got '${values.threads}'`);
+if (!(BACKENDS as readonly string[]).includes(values.backend)) fail(`--backend must be one of ${BACKENDS.join(', ')}`);
+
+interface EpochReport { seconds: number; train_loss: number | number[]; test_accuracy: number | number[]; engine?: string; threads?: number }
+
+/** Runs a child to completion and parses the last JSON line of its stdout. */
+function runJson(label: string, command: string, args: string[]): EpochReport {
+  const child = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
+  if (child.error) fail(`${label}: ${child.error.message}`);
+  if (child.status !== 0) fail(`${label} exited ${child.status}: ${(child.stderr || '').trim().split('\n').pop()}`);
+  const line = child.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
+  if (!line) fail(`${label}: printed no JSON`);
+  return JSON.parse(line) as EpochReport;
+}
+
+// fail before the first (minute-long) epoch if PyTorch is not there
+const probe = spawnSync(values.python, ['-c', 'import torch'], { encoding: 'utf8' });
+if (probe.error || probe.status !== 0) {
+  fail(`${values.python} cannot import torch (Debian: apt-get install -y python3-torch libopenblas0-pthread; or give --python)`);
+}
+
+const ours = (): EpochReport => runJson('mnist-gpujs train', process.execPath,
+  ['src/cli/bin.js', 'train', '--epochs', '1', '--json', '--backend', values.backend]);
+const torch = (): EpochReport => runJson('bench/torch_train.py', values.python,
+  ['bench/torch_train.py', ...(threads > 0 ? ['--threads', String(threads)] : [])]);
+
+const rows: Array<{ round: number; ours: number; torch: number; ratio: number; ours_test_accuracy: number; torch_test_accuracy: number }> = [];
+let torchEngine = '';
+for (let r = 0; r < rounds; r++) {
+  const first = r % 2 === 0 ? 'ours' : 'torch';
+  const results: Partial<Record<'ours' | 'torch', EpochReport>> = {};
+  for (const which of first === 'ours' ? ['ours', 'torch'] as const : ['torch', 'ours'] as const) {
+    if (!values.json) process.stderr.write(`round ${r + 1}/${rounds}: ${which === 'ours' ? `mnist-gpujs (${values.backend})` : 'PyTorch'}…\n`);
+    results[which] = which === 'ours' ? ours() : torch();
+  }
+  torchEngine = `${results.torch!.engine}, ${results.torch!.threads} thread(s)`;
+  const accuracy = (report: EpochReport): number => [report.test_accuracy].flat()[0]!;
+  const row = {
+    round: r + 1, ours: results.ours!.seconds, torch: results.torch!.seconds, ratio: results.ours!.seconds / results.torch!.seconds,
+    ours_test_accuracy: accuracy(results.ours!), torch_test_accuracy: accuracy(results.torch!),
+  };
+  rows.push(row);
+  if (!values.json) {
+    process.stdout.write(`round ${row.round}: mnist-gpujs ${row.ours.toFixed(1)} s (test accuracy ${(100 * row.ours_test_accuracy).toFixed(1)}%), `
+      + `${torchEngine} ${row.torch.toFixed(1)} s (${(100 * row.torch_test_accuracy).toFixed(1)}%), ratio ${row.ratio.toFixed(2)}×\n`);
+  }
+}
+const median = (xs: number[]): number => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2]! : (s[s.length / 2 - 1]! + s[s.length / 2]!) / 2;
+};
+const summary = {
+  machine: `${os.cpus()[0]?.model ?? 'unknown CPU'} (${os.cpus().length} cores), Node ${process.version}`,
+  backend: values.backend, torch: torchEngine, rounds: rows,
+  median_ours_s: median(rows.map((r) => r.ours)), median_torch_s: median(rows.map((r) => r.torch)),
+  ratio_of_medians: median(rows.map((r) => r.ours)) / median(rows.map((r) => r.torch)),
+};
+if (values.json) process.stdout.write(`${JSON.stringify(summary)}\n`);
+else process.stdout.write(`median: mnist-gpujs ${summary.median_ours_s.toFixed(1)} s, PyTorch ${summary.median_torch_s.toFixed(1)} s, ratio ${summary.ratio_of_medians.toFixed(2)}× (${summary.machine})\n`);
