@@ -13,6 +13,11 @@
  * taskset) keeps them apart: the server, and the in-process `bench` it is compared with, run on the server's CPUs
  * only, autocannon on the client's.
  *
+ * `--overhead-rounds R` measures only what HTTP adds at concurrency 1, as differences taken close together: per N
+ * and path, one server (batching on), then R rounds of the in-process `bench` p50 followed at once by autocannon's
+ * p50 at concurrency 1 (`--duration` seconds), and the median of the R differences. A shared host drifts by more
+ * than a millisecond between one table's in-process column and its cells; within a round it has less time to.
+ *
  *   npm run bench:serve -- --num-models 2,8 --concurrency 1,8,32 --duration 5 [--json] [--soak 10000]
  *     [--server-cpus 1 --client-cpus 0]
  */
@@ -36,6 +41,7 @@ const USAGE = `usage: npm run bench:serve -- [options]
   --soak N             also the server's RSS after 1,000 and after N requests
   --server-cpus LIST   taskset CPUs for the server and the in-process bench (with --client-cpus)
   --client-cpus LIST   taskset CPUs for autocannon
+  --overhead-rounds R  instead of the table: HTTP p50 at concurrency 1 against the in-process p50, R rounds alternated
   --json               one JSON document on stdout
 `;
 
@@ -56,12 +62,15 @@ interface Args {
   /** CPU lists (taskset's) for the server and the in-process bench, and for the load generator; undefined: unpinned */
   serverCpus: string | undefined;
   clientCpus: string | undefined;
+  /** > 0: measure only HTTP's cost at concurrency 1, in this many alternated rounds */
+  overheadRounds: number;
 }
 
 function parseArgs(argv: string[]): Args {
   const args: Args = {
     numModels: [2, 8], concurrency: [1, 8, 32], paths: ['single', 'sequential'], batching: [true, false],
     duration: 5, maxRequests: 20_000, benchIters: 200, backend: 'auto', soak: undefined, json: false, serverCpus: undefined, clientCpus: undefined,
+    overheadRounds: 0,
   };
   const list = (v: string) => v.split(',').map((s) => {
     const n = Number(s);
@@ -87,6 +96,7 @@ function parseArgs(argv: string[]): Args {
     else if (flag === '--json') args.json = true;
     else if (flag === '--server-cpus') args.serverCpus = cpuList(flag, value());
     else if (flag === '--client-cpus') args.clientCpus = cpuList(flag, value());
+    else if (flag === '--overhead-rounds') args.overheadRounds = list(value())[0]!;
     else if (flag === '--help' || flag === '-h') {
       process.stdout.write(USAGE);
       process.exit(0);
@@ -215,6 +225,69 @@ async function soak(N: number, total: number, args: Args, body: Buffer) {
 
 const f = (v: number, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : '–');
 
+interface OverheadRound {
+  httpP50Ms: number; inProcessP50Ms: number; differenceMs: number;
+  /** the server's own mean time per request in each phase over the HTTP block, from /metrics */
+  serverMeanMs: { decode: number; queue: number; compute: number };
+}
+
+const PHASES = ['decode', 'queue', 'compute'] as const;
+
+/** The server's summed seconds and counts of each request phase (`mnist_gpujs_request_duration_seconds`). */
+async function phaseTotals(url: string): Promise<Record<(typeof PHASES)[number], { sum: number; count: number }>> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  const read = (kind: 'sum' | 'count', phase: string) => {
+    const m = new RegExp(`^mnist_gpujs_request_duration_seconds_${kind}\\{phase="${phase}"\\} ([0-9.e+-]+)$`, 'm').exec(text);
+    if (!m) throw new Error(`bench:serve: /metrics has no ${phase} ${kind}`);
+    return Number(m[1]);
+  };
+  return Object.fromEntries(PHASES.map((p) => [p, { sum: read('sum', p), count: read('count', p) }])) as Awaited<ReturnType<typeof phaseTotals>>;
+}
+
+/** HTTP p50 at concurrency 1 against the in-process p50, `--overhead-rounds` times, each pair measured back to back. */
+async function overhead(N: number, path: 'single' | 'sequential', args: Args, body: Buffer) {
+  const { url, child } = await startServe(['--num-models', String(N), '--path', path, '--backend', args.backend], args.serverCpus);
+  try {
+    await load(url, 1, { ...args, duration: 1 }, body); // warm the connection and the JIT
+    const rounds: OverheadRound[] = [];
+    for (let r = 0; r < args.overheadRounds; r++) {
+      const inProcess = await inProcessP50(N, args);
+      const inProcessP50Ms = path === 'single' ? inProcess.single : inProcess.sequential;
+      const before = await phaseTotals(url);
+      const { times, result } = await load(url, 1, args, body);
+      const after = await phaseTotals(url);
+      if (result.errors + result.timeouts + result.non2xx > 0) throw new Error(`bench:serve: N=${N} ${path}: errors under load`);
+      const httpP50Ms = percentile(times, 50);
+      const mean = (p: (typeof PHASES)[number]) => (1000 * (after[p].sum - before[p].sum)) / (after[p].count - before[p].count);
+      rounds.push({ httpP50Ms, inProcessP50Ms, differenceMs: httpP50Ms - inProcessP50Ms, serverMeanMs: { decode: mean('decode'), queue: mean('queue'), compute: mean('compute') } });
+      if (!args.json) process.stderr.write(`bench:serve: N=${N} ${path} round ${r + 1}: HTTP ${f(httpP50Ms)} ms, in-process ${f(inProcessP50Ms)} ms\n`);
+    }
+    const sorted = rounds.map((r) => r.differenceMs).sort((a, b) => a - b);
+    return { numModels: N, path, rounds, medianDifferenceMs: percentile(sorted, 50) };
+  } finally {
+    await stopServe(child);
+  }
+}
+
+async function runOverhead(args: Args, body: Buffer): Promise<void> {
+  const results = [];
+  for (const N of args.numModels) {
+    for (const path of args.paths) results.push(await overhead(N, path, args, body));
+  }
+  if (args.json) {
+    process.stdout.write(JSON.stringify({ backend: args.backend, duration: args.duration, benchIters: args.benchIters, overhead: results }, null, 2) + '\n');
+    return;
+  }
+  for (const o of results) {
+    const diffs = o.rounds.map((r) => `${r.differenceMs >= 0 ? '+' : ''}${f(r.differenceMs)}`).join(', ');
+    process.stdout.write(`N=${o.numModels} ${o.path}: HTTP − in-process p50 per round ${diffs} ms; median ${o.medianDifferenceMs >= 0 ? '+' : ''}${f(o.medianDifferenceMs)} ms\n`);
+    for (const [i, r] of o.rounds.entries()) {
+      process.stdout.write(`  round ${i + 1}: HTTP p50 ${f(r.httpP50Ms)}, in-process p50 ${f(r.inProcessP50Ms)}; the server's mean decode ${f(r.serverMeanMs.decode)}, `
+        + `queue ${f(r.serverMeanMs.queue)}, compute ${f(r.serverMeanMs.compute)} ms\n`);
+    }
+  }
+}
+
 async function run(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
   if (args.clientCpus !== undefined) {
@@ -223,6 +296,10 @@ async function run(): Promise<void> {
     if (pinned.status !== 0) throw new Error(`bench:serve: taskset could not pin the load generator: ${String(pinned.stderr).trim()}`);
   }
   const body = readFileSync(join(ROOT, 'fixtures/1.png'));
+  if (args.overheadRounds > 0) {
+    await runOverhead(args, body);
+    return;
+  }
   const cells: Cell[] = [];
   const inProcess: Record<number, { sequential: number; single: number }> = {};
   for (const N of args.numModels) {
