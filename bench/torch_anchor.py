@@ -21,7 +21,7 @@ import sys
 import time
 import zlib
 
-MEAN, STD = 0.1307, 0.3081
+from torch_cnn import MEAN, STD, cnn_class
 # each tensor's rank in one model; a stacked file adds a leading model dimension
 RANKS = {'conv1.weight': 4, 'conv1.bias': 1, 'conv2.weight': 4, 'conv2.bias': 1, 'fc1.weight': 2, 'fc1.bias': 1, 'fc2.weight': 2, 'fc2.bias': 1}
 
@@ -119,27 +119,9 @@ def check_inputs(args):
 
 def run_torch(args):
     import torch
-    import torch.nn as nn
-    import torch.nn.functional as F
     from torch.func import functional_call, stack_module_state, vmap
 
-    class Net(nn.Module):
-        """The PyTorch-examples MNIST CNN (eval mode: dropout off)."""
-        def __init__(self):
-            super().__init__()
-            self.conv1 = nn.Conv2d(1, 32, 3, 1)
-            self.conv2 = nn.Conv2d(32, 64, 3, 1)
-            self.dropout1 = nn.Dropout(0.25)
-            self.dropout2 = nn.Dropout(0.5)
-            self.fc1 = nn.Linear(9216, 128)
-            self.fc2 = nn.Linear(128, 10)
-
-        def forward(self, x):
-            x = F.relu(self.conv1(x))
-            x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-            x = torch.flatten(self.dropout1(x), 1)
-            x = self.dropout2(F.relu(self.fc1(x)))
-            return F.log_softmax(self.fc2(x), dim=1)
+    Net = cnn_class()  # in eval mode below: dropout off
 
     device = torch.device('cuda' if torch.cuda.is_available() else 'cpu')
     weights = {k: torch.frombuffer(bytearray(v[1]), dtype=torch.float32).reshape(v[0]) for k, v in read_safetensors(args.model).items()}

@@ -18,32 +18,13 @@ import time
 
 try:
     import torch
-    import torch.nn as nn
     import torch.nn.functional as F
 except ImportError:
     sys.exit('torch_train: PyTorch is not installed (Debian: apt-get install -y python3-torch, run with /usr/bin/python3)')
 
-MEAN, STD = 0.1307, 0.3081
+from torch_cnn import MEAN, STD, cnn_class
+
 TEST_PER_DIGIT = 200
-PIXELS = 28 * 28
-
-
-class Net(nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, 3, 1)
-        self.conv2 = nn.Conv2d(32, 64, 3, 1)
-        self.dropout1 = nn.Dropout(0.25)
-        self.dropout2 = nn.Dropout(0.5)
-        self.fc1 = nn.Linear(9216, 128)
-        self.fc2 = nn.Linear(128, 10)
-
-    def forward(self, x):
-        x = F.relu(self.conv1(x))
-        x = F.max_pool2d(F.relu(self.conv2(x)), 2)
-        x = torch.flatten(self.dropout1(x), 1)
-        x = self.dropout2(F.relu(self.fc1(x)))
-        return F.log_softmax(self.fc2(x), dim=1)
 
 
 def load_split(digits_dir):
@@ -78,7 +59,7 @@ def main():
         torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     train_x, train_y, test_x, test_y = load_split(args.digits)
-    model = Net()
+    model = cnn_class()()
     opt = torch.optim.Adadelta(model.parameters(), lr=1.0)
 
     model.train()
