@@ -4,7 +4,7 @@
  *
  * Integer indices. Kernel locals are f32, exact only up to 2^24; a local whose every definition is integer
  * arithmetic also keeps an i32 shadow, and an index built from integer terms is computed in i32. Math.floor of a
- * value read from an array is such a term too (a position stored as data). Arrays past 2^24 elements then read and
+ * value read from an array is such a term too (a position stored as data), arithmetic on that value is not. Arrays past 2^24 elements then read and
  * write exactly to their last element, an index that is not integer arithmetic into one is refused at compile
  * time, and floor division of negative integers still floors.
  *
@@ -286,7 +286,14 @@ describe.skipIf(webasm === null)('webasm integer indices (gpu.js patched at inst
       name: 'patch-test.bigFloat', output: [4], constants: { off: 0, half: 0.5 }, flops: 0,
       fn: function (this: BigThis, v: Float32Array): number {
         const f = this.thread.x * this.constants.half;
-        return v[f * 2]!;
+        return v[Math.floor(f * 2)]!;
+      },
+    }, big)).rejects.toThrow(/more than 2\^24/);
+    // Math.floor of arithmetic on a value read from an array is refused too: only the value itself is exact
+    await expect(webasm!.run({
+      name: 'patch-test.bigFloorArithmetic', output: [4], constants: { off: 0, half: 0.5 }, flops: 0,
+      fn: function (this: BigThis, v: Float32Array): number {
+        return v[this.constants.off + Math.floor(v[this.thread.x]! * this.constants.half)]!;
       },
     }, big)).rejects.toThrow(/more than 2\^24/);
   });
@@ -294,18 +301,20 @@ describe.skipIf(webasm === null)('webasm integer indices (gpu.js patched at inst
   it('Math.floor of a value read from an array adds to an exact base past 2^24, in the lanes and uniformly', async () => {
     // off is odd and past 2^24: in f32, off + 0 already reads its even neighbour
     const off = 2 ** 24 + 1;
-    const at = Float32Array.from([0, 1.5, 2.25, 3.75, 0.5, 2.5, 3.99, -0.25]); // every read stays inside the array
+    // every read stays inside the array; a NaN position counts as 0
+    const at = Float32Array.from([0, 1.5, 2.25, 3.75, 0.5, NaN, 3.99, -0.25]);
+    const floor = (p: number) => (Number.isNaN(p) ? 0 : Math.floor(p));
     const out = await webasm!.run({
       name: 'patch-test.bigFloor', output: [8, 8], constants: { off, half: 0.5 }, flops: 0,
       fn: function (this: BigThis, v: Float32Array, positions: Float32Array): number {
-        const lane = positions[this.thread.x]!; // varies across the lanes
-        const row = positions[this.thread.y]!; // the same in every lane
-        return v[this.constants.off + 1 + Math.floor(lane)]! + 4099 * v[this.constants.off + Math.floor(row) + this.thread.x]!;
+        const row = positions[this.thread.y]!; // a local written by a read, the same in every lane
+        // a read written inline, varying across the lanes
+        return v[this.constants.off + 1 + Math.floor(positions[this.thread.x]!)]! + 4099 * v[this.constants.off + Math.floor(row) + this.thread.x]!;
       },
     }, big, at);
     const expected = Array.from({ length: 64 }, (_, c) => {
       const [x, y] = [c % 8, Math.floor(c / 8)];
-      return Math.fround(big[off + 1 + Math.floor(at[x]!)]! + 4099 * big[off + Math.floor(at[y]!) + x]!);
+      return Math.fround(big[off + 1 + floor(at[x]!)]! + 4099 * big[off + floor(at[y]!) + x]!);
     });
     expect(Array.from(out)).toEqual(expected);
   });
