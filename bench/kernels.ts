@@ -165,7 +165,7 @@ function fail(message: string): never {
 // ---------------------------------------------------------------------------------------------
 
 /** How an input is filled: values that steer a kernel (indices, masks) must look like the real ones. */
-type Fill = 'uniform' | 'zeros' | 'classes' | 'argmax' | 'windows' | { keep: number };
+type Fill = 'uniform' | 'zeros' | 'classes' | 'argmax' | { keep: number } | { inW: number; inC: number };
 
 interface ArrayArg { n: number; fill: Fill }
 type Arg = ArrayArg | number;
@@ -264,7 +264,7 @@ function buildCases(M: number, B: number, inputs: Inputs): Case[] {
   // conv2 → ReLU → pool backward, channels last: weight and bias gradients from the pooled windows, the input gradient dense
   add('conv2.channelsLast', channelsLast(conv2), [u(h1)]);
   const windowsSpec = maxPool2dReluWindows(conv2, pool);
-  const windows: ArrayArg = { n: outputSize(windowsSpec), fill: 'windows' };
+  const windows: ArrayArg = { n: outputSize(windowsSpec), fill: { inW: conv2.inW, inC: conv2.inC } };
   add('pool.reluWindows', windowsSpec, [{ n: pooled, fill: 'argmax' }, u(pooled), u(pooled)]);
   const gradWPooled = conv2dGradWeightPooled(conv2, pool);
   add('conv2.gradWeight', gradWPooled, [windows, u(h1)], { contraction: true });
@@ -298,7 +298,7 @@ class Inputs {
   private readonly arrays = new Map<string, Float32Array>();
 
   get(arg: ArrayArg): Float32Array {
-    const key = `${typeof arg.fill === 'object' ? `keep${arg.fill.keep}` : arg.fill}|${arg.n}`;
+    const key = `${typeof arg.fill === 'object' ? JSON.stringify(arg.fill) : arg.fill}|${arg.n}`;
     let a = this.arrays.get(key);
     if (!a) {
       a = new Float32Array(arg.n);
@@ -308,9 +308,11 @@ class Inputs {
       if (fill === 'uniform') for (let i = 0; i < a.length; i++) a[i] = rng() * 2 - 1;
       else if (fill === 'classes') for (let i = 0; i < a.length; i++) a[i] = Math.floor(rng() * NUM_CLASSES);
       else if (fill === 'argmax') for (let i = 0; i < a.length; i++) a[i] = Math.floor(rng() * 4);
-      // (gradient, offset of the winner's patch) pairs, as maxPool2dReluWindows writes them for conv2 (26 x 32 channels)
-      else if (fill === 'windows') for (let i = 0; i < a.length; i++) a[i] = i % 2 === 0 ? rng() * 2 - 1 : [0, 32, 832, 864][Math.floor(rng() * 4)]!;
-      else if (typeof fill === 'object') for (let i = 0; i < a.length; i++) a[i] = rng() < fill.keep ? 1 : 0;
+      // (gradient, offset of the winner's patch) pairs, as maxPool2dReluWindows writes them for an input fill.inW wide
+      else if (typeof fill === 'object' && 'inW' in fill) {
+        for (let i = 0; i < a.length; i++) a[i] = i % 2 === 0 ? rng() * 2 - 1 : (Math.floor(rng() * 2) * fill.inW + Math.floor(rng() * 2)) * fill.inC;
+      }
+      else if (typeof fill === 'object' && 'keep' in fill) for (let i = 0; i < a.length; i++) a[i] = rng() < fill.keep ? 1 : 0;
       this.arrays.set(key, a);
     }
     return a;

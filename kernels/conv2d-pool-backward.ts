@@ -26,6 +26,9 @@ type PooledThis = KernelThis<Conv2DInfo & { poolH: number; poolW: number; blocks
 
 /** The pooled geometry these kernels share, checked: a 3x3 conv whose output pools exactly into `pool`. */
 function pooledConstants(info: Conv2DInfo, pool: Pool2DInfo) {
+  if (info.M !== pool.M || info.B !== pool.B) {
+    throw new Error(`conv2d pooled backward: the conv holds ${info.M} model(s) x ${info.B} samples, the pool ${pool.M} x ${pool.B}`);
+  }
   if (info.K !== 3 || info.outH !== 2 * pool.outH || info.outW !== 2 * pool.outW || info.outC !== pool.C) {
     throw new Error(`conv2d pooled backward: a ${info.outC}x${info.outH}x${info.outW} conv output does not pool exactly into ${pool.C}x${pool.outH}x${pool.outW}`);
   }
@@ -163,7 +166,8 @@ export function conv2dGradBiasPooled(info: Conv2DInfo, pool: Pool2DInfo): Kernel
 /**
  * The conv's output gradient through ReLU and max-pool, dense and channels last, inside the zero border of K - 1
  * cells its input gradient convolves: dy[iy, ix] where (iy, ix) won its window and the window's pooled value is
- * > 0, else 0 (`maxPool2dReluBackward`'s rule). argmax, dy and pooled [M, B, C, poolH, poolW].
+ * > 0, else 0 (ties went to the window's first cell in `maxPool2dReluArgmax`, as in PyTorch). argmax, dy and
+ * pooled [M, B, C, poolH, poolW].
  * Grid [C, padH*padW, M*B] → [M, B, outH + 4, outW + 4, C].
  */
 export function maxPool2dReluBackwardChannelsLast(info: Conv2DInfo, pool: Pool2DInfo): KernelSpec {
@@ -206,8 +210,8 @@ export function conv2dFlipWeightsChannelsLast(info: Conv2DInfo): KernelSpec {
 }
 
 /**
- * dx[m,b,y,x,ci] = Σ_co,ky,kx dyPad[m,b,y+ky,x+kx,co] · f[m,co,ky·3+kx,ci]: the full convolution of the padded
- * output gradient with the flipped weights (`maxPool2dReluBackwardChannelsLast`, `conv2dFlipWeightsChannelsLast`).
+ * dx[m,b,y,x,ci] = Σ_co,ky,kx dy[m,b,y+ky,x+kx,co] · f[m,co,ky·3+kx,ci], dy inside its border of 2: the full
+ * convolution of the conv's output gradient with the flipped weights (`maxPool2dReluBackwardChannelsLast`, `conv2dFlipWeightsChannelsLast`).
  * As the serving kernels do: the SIMD lanes run over ci, so the 16 reads of a 4x4 patch of one output channel are
  * the same in every lane (one load each) and the 9 weight reads are four consecutive channels (one 128-bit load
  * each on webasm); each cell owns a 2x2 block of input cells, 36 multiply-adds per channel from the 16 reads.
