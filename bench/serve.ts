@@ -41,7 +41,8 @@ const USAGE = `usage: npm run bench:serve -- [options]
   --soak N             also the server's RSS after 1,000 and after N requests
   --server-cpus LIST   taskset CPUs for the server and the in-process bench (with --client-cpus)
   --client-cpus LIST   taskset CPUs for autocannon
-  --overhead-rounds R  instead of the table: HTTP p50 at concurrency 1 against the in-process p50, R rounds alternated
+  --overhead-rounds R  instead of the table: R rounds of the in-process p50, then the HTTP p50 at concurrency 1
+                       (batching on; not with --concurrency, --batching or --soak)
   --json               one JSON document on stdout
 `;
 
@@ -77,6 +78,11 @@ function parseArgs(argv: string[]): Args {
     if (!Number.isInteger(n) || n < 1) throw new Error(`bench:serve: "${v}" is not a list of positive integers`);
     return n;
   });
+  const single = (flag: string, v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`bench:serve: ${flag} takes one positive integer, got "${v}"`);
+    return n;
+  };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     const value = () => {
@@ -88,21 +94,25 @@ function parseArgs(argv: string[]): Args {
     else if (flag === '--concurrency') args.concurrency = list(value());
     else if (flag === '--paths') args.paths = value().split(',') as Args['paths'];
     else if (flag === '--batching') args.batching = value().split(',').map((v) => v === 'on');
-    else if (flag === '--duration') args.duration = list(value())[0]!;
-    else if (flag === '--max-requests') args.maxRequests = list(value())[0]!;
-    else if (flag === '--bench-iters') args.benchIters = list(value())[0]!;
+    else if (flag === '--duration') args.duration = single(flag, value());
+    else if (flag === '--max-requests') args.maxRequests = single(flag, value());
+    else if (flag === '--bench-iters') args.benchIters = single(flag, value());
     else if (flag === '--backend') args.backend = value();
-    else if (flag === '--soak') args.soak = list(value())[0]!;
+    else if (flag === '--soak') args.soak = single(flag, value());
     else if (flag === '--json') args.json = true;
     else if (flag === '--server-cpus') args.serverCpus = cpuList(flag, value());
     else if (flag === '--client-cpus') args.clientCpus = cpuList(flag, value());
-    else if (flag === '--overhead-rounds') args.overheadRounds = list(value())[0]!;
+    else if (flag === '--overhead-rounds') args.overheadRounds = single(flag, value());
     else if (flag === '--help' || flag === '-h') {
       process.stdout.write(USAGE);
       process.exit(0);
     } else throw new Error(`bench:serve: unknown flag ${flag} (see --help)`);
   }
   if ((args.serverCpus === undefined) !== (args.clientCpus === undefined)) throw new Error('bench:serve: --server-cpus and --client-cpus go together');
+  if (args.overheadRounds > 0) {
+    const clash = ['--concurrency', '--batching', '--soak'].find((f) => argv.includes(f));
+    if (clash) throw new Error(`bench:serve: --overhead-rounds measures concurrency 1 with batching on, without a soak: drop ${clash}`);
+  }
   return args;
 }
 

