@@ -78,6 +78,10 @@ function parseArgs(argv: string[]): Args {
     if (!Number.isInteger(n) || n < 1) throw new Error(`bench:serve: "${v}" is not a list of positive integers`);
     return n;
   });
+  const oneOf = <T extends string>(flag: string, v: string, allowed: readonly T[]): T[] => v.split(',').map((item) => {
+    if (!(allowed as readonly string[]).includes(item)) throw new Error(`bench:serve: ${flag} takes a list of ${allowed.join(', ')}, got "${item}"`);
+    return item as T;
+  });
   const single = (flag: string, v: string) => {
     const n = Number(v);
     if (!Number.isInteger(n) || n < 1) throw new Error(`bench:serve: ${flag} takes one positive integer, got "${v}"`);
@@ -92,8 +96,8 @@ function parseArgs(argv: string[]): Args {
     };
     if (flag === '--num-models') args.numModels = list(value());
     else if (flag === '--concurrency') args.concurrency = list(value());
-    else if (flag === '--paths') args.paths = value().split(',') as Args['paths'];
-    else if (flag === '--batching') args.batching = value().split(',').map((v) => v === 'on');
+    else if (flag === '--paths') args.paths = oneOf(flag, value(), ['single', 'sequential'] as const);
+    else if (flag === '--batching') args.batching = oneOf(flag, value(), ['on', 'off'] as const).map((v) => v === 'on');
     else if (flag === '--duration') args.duration = single(flag, value());
     else if (flag === '--max-requests') args.maxRequests = single(flag, value());
     else if (flag === '--bench-iters') args.benchIters = single(flag, value());
