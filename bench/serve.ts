@@ -13,9 +13,10 @@
  * taskset) keeps them apart: the server, and the in-process `bench` it is compared with, run on the server's CPUs
  * only, autocannon on the client's.
  *
- * `--overhead-rounds R` measures only what HTTP adds at concurrency 1, as differences taken close together: per N
- * and path, one server (batching on), then R rounds of the in-process `bench` p50 followed at once by autocannon's
- * p50 at concurrency 1 (`--duration` seconds), and the median of the R differences. A shared host drifts by more
+ * `--overhead-rounds R` measures only what HTTP adds at concurrency 1, as differences taken close together: per N,
+ * one server per path (batching on), then R rounds of the in-process `bench` p50 (both paths) followed at once by
+ * autocannon's p50 at concurrency 1 on each path's server (`--duration` seconds), and the median of the R
+ * differences. A shared host drifts by more
  * than a millisecond between one table's in-process column and its cells; within a round it has less time to.
  *
  *   npm run bench:serve -- --num-models 2,8 --concurrency 1,8,32 --duration 5 [--json] [--soak 10000]
@@ -153,11 +154,15 @@ async function stopServe(child: ChildProcess): Promise<void> {
   await exited;
 }
 
-async function metric(url: string, name: string): Promise<number> {
+/** Series of the server's /metrics, one fetch: each name as Prometheus writes it, labels included. */
+async function metrics(url: string, series: readonly string[]): Promise<number[]> {
   const text = await (await fetch(`${url}/metrics`)).text();
-  const m = new RegExp(`^${name} ([0-9.e+-]+)$`, 'm').exec(text);
-  if (!m) throw new Error(`bench:serve: /metrics has no ${name}`);
-  return Number(m[1]);
+  return series.map((name) => {
+    const escaped = name.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+    const m = new RegExp(`^${escaped} ([0-9.e+-]+)$`, 'm').exec(text);
+    if (!m) throw new Error(`bench:serve: /metrics has no ${name}`);
+    return Number(m[1]);
+  });
 }
 
 interface Cell {
@@ -192,9 +197,10 @@ async function load(url: string, connections: number, args: Args, body: Buffer, 
 
 async function measureCell(url: string, path: string, N: number, batching: boolean, concurrency: number, args: Args, body: Buffer): Promise<Cell> {
   await load(url, concurrency, { ...args, duration: 1 }, body); // warm the connections and the JIT
-  const [countBefore, sumBefore] = await Promise.all([metric(url, 'mnist_gpujs_batch_images_count'), metric(url, 'mnist_gpujs_batch_images_sum')]);
+  const batches = ['mnist_gpujs_batch_images_count', 'mnist_gpujs_batch_images_sum'];
+  const [countBefore, sumBefore] = await metrics(url, batches);
   const { result, times } = await load(url, concurrency, args, body);
-  const [countAfter, sumAfter] = await Promise.all([metric(url, 'mnist_gpujs_batch_images_count'), metric(url, 'mnist_gpujs_batch_images_sum')]);
+  const [countAfter, sumAfter] = await metrics(url, batches);
   const ok = times.length;
   const seconds = result.duration;
   const rate = ok / seconds;
@@ -228,9 +234,9 @@ async function soak(N: number, total: number, args: Args, body: Buffer) {
   const { url, child } = await startServe(['--num-models', String(N), '--backend', args.backend], args.serverCpus);
   try {
     await load(url, 8, args, body, 1000);
-    const after1k = await metric(url, 'process_resident_memory_bytes');
+    const [after1k] = await metrics(url, ['process_resident_memory_bytes']);
     await load(url, 8, args, body, total - 1000);
-    const afterAll = await metric(url, 'process_resident_memory_bytes');
+    const [afterAll] = await metrics(url, ['process_resident_memory_bytes']);
     return { numModels: N, requests: total, rssAfter1000MiB: after1k / 2 ** 20, rssAfterAllMiB: afterAll / 2 ** 20, ratio: afterAll / after1k };
   } finally {
     await stopServe(child);
@@ -246,47 +252,49 @@ interface OverheadRound {
 }
 
 const PHASES = ['decode', 'queue', 'compute'] as const;
+/** The server's summed seconds, then counts, of each request phase. */
+const PHASE_SERIES = (['sum', 'count'] as const).flatMap((kind) => PHASES.map((p) => `mnist_gpujs_request_duration_seconds_${kind}{phase="${p}"}`));
 
-/** The server's summed seconds and counts of each request phase (`mnist_gpujs_request_duration_seconds`). */
-async function phaseTotals(url: string): Promise<Record<(typeof PHASES)[number], { sum: number; count: number }>> {
-  const text = await (await fetch(`${url}/metrics`)).text();
-  const read = (kind: 'sum' | 'count', phase: string) => {
-    const m = new RegExp(`^mnist_gpujs_request_duration_seconds_${kind}\\{phase="${phase}"\\} ([0-9.e+-]+)$`, 'm').exec(text);
-    if (!m) throw new Error(`bench:serve: /metrics has no ${phase} ${kind}`);
-    return Number(m[1]);
-  };
-  return Object.fromEntries(PHASES.map((p) => [p, { sum: read('sum', p), count: read('count', p) }])) as Awaited<ReturnType<typeof phaseTotals>>;
-}
-
-/** HTTP p50 at concurrency 1 against the in-process p50, `--overhead-rounds` times, each pair measured back to back. */
-async function overhead(N: number, path: 'single' | 'sequential', args: Args, body: Buffer) {
-  const { url, child } = await startServe(['--num-models', String(N), '--path', path, '--backend', args.backend], args.serverCpus);
+/**
+ * HTTP p50 at concurrency 1 against the in-process p50, `--overhead-rounds` times: per N, a server per path, and
+ * each round one in-process bench (it times both paths), then each path's HTTP block right after it.
+ */
+async function overhead(N: number, args: Args, body: Buffer) {
+  const servers: Array<{ path: 'single' | 'sequential'; url: string; child: ChildProcess; rounds: OverheadRound[] }> = [];
   try {
-    await load(url, 1, { ...args, duration: 1 }, body); // warm the connection and the JIT
-    const rounds: OverheadRound[] = [];
+    for (const path of args.paths) {
+      const { url, child } = await startServe(['--num-models', String(N), '--path', path, '--backend', args.backend], args.serverCpus);
+      servers.push({ path, url, child, rounds: [] });
+      await load(url, 1, { ...args, duration: 1 }, body); // warm the connection and the JIT
+    }
     for (let r = 0; r < args.overheadRounds; r++) {
       const inProcess = await inProcessP50(N, args);
-      const inProcessP50Ms = path === 'single' ? inProcess.single : inProcess.sequential;
-      const before = await phaseTotals(url);
-      const { times, result } = await load(url, 1, args, body);
-      const after = await phaseTotals(url);
-      if (result.errors + result.timeouts + result.non2xx > 0) throw new Error(`bench:serve: N=${N} ${path}: errors under load`);
-      const httpP50Ms = percentile(times, 50);
-      const mean = (p: (typeof PHASES)[number]) => (1000 * (after[p].sum - before[p].sum)) / (after[p].count - before[p].count);
-      rounds.push({ httpP50Ms, inProcessP50Ms, differenceMs: httpP50Ms - inProcessP50Ms, serverMeanMs: { decode: mean('decode'), queue: mean('queue'), compute: mean('compute') } });
-      if (!args.json) process.stderr.write(`bench:serve: N=${N} ${path} round ${r + 1}: HTTP ${f(httpP50Ms)} ms, in-process ${f(inProcessP50Ms)} ms\n`);
+      for (const { path, url, rounds } of servers) {
+        const inProcessP50Ms = inProcess[path];
+        const before = await metrics(url, PHASE_SERIES);
+        const { times, result } = await load(url, 1, args, body);
+        const after = await metrics(url, PHASE_SERIES);
+        if (result.errors + result.timeouts + result.non2xx > 0) throw new Error(`bench:serve: N=${N} ${path}: errors under load`);
+        const httpP50Ms = percentile(times, 50);
+        const [decode, queue, compute] = PHASES.map((_, i) =>
+          (1000 * (after[i]! - before[i]!)) / (after[i + PHASES.length]! - before[i + PHASES.length]!));
+        rounds.push({ httpP50Ms, inProcessP50Ms, differenceMs: httpP50Ms - inProcessP50Ms, serverMeanMs: { decode: decode!, queue: queue!, compute: compute! } });
+        if (!args.json) process.stderr.write(`bench:serve: N=${N} ${path} round ${r + 1}: HTTP ${f(httpP50Ms)} ms, in-process ${f(inProcessP50Ms)} ms\n`);
+      }
     }
-    const sorted = rounds.map((r) => r.differenceMs).sort((a, b) => a - b);
-    return { numModels: N, path, rounds, medianDifferenceMs: percentile(sorted, 50) };
+    return servers.map(({ path, rounds }) => {
+      const sorted = rounds.map((r) => r.differenceMs).sort((a, b) => a - b);
+      return { numModels: N, path, rounds, medianDifferenceMs: percentile(sorted, 50) };
+    });
   } finally {
-    await stopServe(child);
+    for (const { child } of servers) await stopServe(child);
   }
 }
 
 async function runOverhead(args: Args, body: Buffer): Promise<void> {
   const results = [];
   for (const N of args.numModels) {
-    for (const path of args.paths) results.push(await overhead(N, path, args, body));
+    results.push(...await overhead(N, args, body));
   }
   if (args.json) {
     process.stdout.write(JSON.stringify({ backend: args.backend, duration: args.duration, benchIters: args.benchIters, overhead: results }, null, 2) + '\n');
