@@ -271,7 +271,7 @@ function buildCases(M: number, B: number, inputs: Inputs): Case[] {
   add('conv2.gradWeightLayout', conv2dGradWeightPooledLayout(conv2), [blocked(gradWPooled)]);
   add('conv2.gradBias', conv2dGradBiasPooled(conv2, pool), [windows]);
   const dyLast = maxPool2dReluBackwardChannelsLast(conv2, pool);
-  add('pool.reluBackward', dyLast, [{ n: pooled, fill: 'argmax' }, u(pooled), u(pooled)]);
+  add('pool.reluBackward', dyLast, [windows]);
   add('conv2.gradInput.flip', conv2dFlipWeightsChannelsLast(conv2), [u(w2)], { batchFree: true });
   const gradInLast = conv2dGradInputChannelsLast(conv2, pool);
   add('conv2.gradInput.conv', gradInLast, [blocked(dyLast), u(w2)], { contraction: true });

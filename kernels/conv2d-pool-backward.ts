@@ -8,8 +8,8 @@
  * window's gradient times that 3x3 patch of x (channels last, `channelsLast`), one sample per cell, and
  * `conv2dGradWeightPooledLayout` adds the samples.
  *
- * The input gradient as a dense convolution, channels last: `maxPool2dReluBackwardChannelsLast` writes the conv's
- * output gradient with the zero border a full convolution needs, and `conv2dGradInputChannelsLast` convolves it
+ * The input gradient as a dense convolution, channels last: `maxPool2dReluBackwardChannelsLast` spreads the
+ * windows back over the conv's output, inside the zero border a full convolution needs, and `conv2dGradInputChannelsLast` convolves it
  * with the flipped weights (`conv2dFlipWeightsChannelsLast`) as the serving kernels convolve: SIMD lanes over the
  * channels it writes, each cell a 2x2 block from one 4x4 patch per channel it reads;
  * `conv2dGradInputReluLayout` lays the blocks out channels first through the ReLU of the layer below.
@@ -165,24 +165,23 @@ export function conv2dGradBiasPooled(info: Conv2DInfo, pool: Pool2DInfo): Kernel
 
 /**
  * The conv's output gradient through ReLU and max-pool, dense and channels last, inside the zero border of K - 1
- * cells its input gradient convolves: dy[iy, ix] where (iy, ix) won its window and the window's pooled value is
- * > 0, else 0 (ties went to the window's first cell in `maxPool2dReluArgmax`, as in PyTorch). argmax, dy and
- * pooled [M, B, C, poolH, poolW].
- * Grid [C, padH*padW, M*B] → [M, B, outH + 4, outW + 4, C].
+ * cells its input gradient convolves: each window's gradient (`maxPool2dReluWindows`, which applied the ReLU) at
+ * its winner, 0 at the window's other three cells. A cell is its window's winner when the window's offset is the
+ * cell's own. Grid [C, padH*padW, M*B] → [M, B, outH + 4, outW + 4, C].
  */
 export function maxPool2dReluBackwardChannelsLast(info: Conv2DInfo, pool: Pool2DInfo): KernelSpec {
   return {
     name: 'maxPool2d.reluBackwardChannelsLast',
-    fn: function (this: PooledThis, argmax: Float32Array, dy: Float32Array, pooled: Float32Array): number {
+    fn: function (this: PooledThis, windows: Float32Array): number {
       const y = Math.floor(this.thread.y / this.constants.padW);
       const iy = y - 2;
       const ix = this.thread.y - y * this.constants.padW - 2;
       if (iy >= 0 && ix >= 0 && iy < this.constants.outH && ix < this.constants.outW) {
         const py = Math.floor(iy / 2);
         const px = Math.floor(ix / 2);
-        const cell = ((this.thread.z * this.constants.outC + this.thread.x) * this.constants.poolH + py) * this.constants.poolW + px;
-        if (argmax[cell] === (iy - 2 * py) * 2 + ix - 2 * px && pooled[cell] > 0) {
-          return dy[cell];
+        const at = (((this.thread.z * this.constants.outC + this.thread.x) * this.constants.poolH + py) * this.constants.poolW + px) * 2;
+        if (windows[at + 1] === ((iy - 2 * py) * this.constants.inW + ix - 2 * px) * this.constants.inC) {
+          return windows[at];
         }
       }
       return 0;

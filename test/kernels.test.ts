@@ -607,7 +607,7 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       expectRelative(await runPoisoned(d, conv2dGradWeightPooledLayout(q.info), rows), q.dw, GRAD_TOL, `dw ${convName(c)}`);
       expectRelative(await runPoisoned(d, conv2dGradBiasPooled(q.info, q.pool), windows), q.db, GRAD_TOL, `db ${convName(c)}`);
 
-      const dyLast = await runPoisoned(d, maxPool2dReluBackwardChannelsLast(q.info, q.pool), q.argmax, q.dPooled, q.pooled);
+      const dyLast = await runPoisoned(d, maxPool2dReluBackwardChannelsLast(q.info, q.pool), windows);
       const [padH, padW] = [q.info.outH + 4, q.info.outW + 4];
       expectExact(dyLast, toChannelsLast(padPlanes(q.dy, c.M * c.B * c.outC, q.info.outH, q.info.outW, 2), c.M * c.B, c.outC, padH * padW),
         'output gradient, padded, channels last');

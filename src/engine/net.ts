@@ -174,13 +174,13 @@ export class Net {
     const dPooled = await this.consume(L.fc1GradInRowsDropout, await this.consume(L.fc1GradIn, dz1, p['fc1.weight']), cache.masks.drop1);
     // conv2's weight and bias gradients from the pooled windows, its input gradient from the dense output gradient
     const windows = await d.run(L.poolWindows, cache.argmax, dPooled, cache.pooled);
+    d.recycle(dPooled);
     const h1Last = await d.run(L.h1Last, cache.h1);
     const conv2Rows = await d.run(L.conv2GradW, windows, h1Last);
     d.recycle(h1Last);
     grads['conv2.weight'] = await this.consume(L.conv2GradWLayout, conv2Rows);
-    grads['conv2.bias'] = await this.consume(L.conv2GradB, windows);
-    const dy2 = await d.run(L.poolReluBack, cache.argmax, dPooled, cache.pooled);
-    d.recycle(dPooled);
+    grads['conv2.bias'] = await d.run(L.conv2GradB, windows);
+    const dy2 = await this.consume(L.poolReluBack, windows);
     const flipped = await d.run(L.conv2FlipW, p['conv2.weight']);
     const da1 = await this.consume(L.conv2GradInReluLayout, await this.consume(L.conv2GradIn, dy2, flipped), cache.h1);
     d.recycle(flipped);
