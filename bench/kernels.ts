@@ -43,12 +43,13 @@ import {
 import { maxPool2dRelu, maxPool2dReluArgmax } from '../kernels/pool.ts';
 import { reluBackward } from '../kernels/relu.ts';
 import {
-  channelsLast, conv2dFlipWeightsChannelsLast, conv2dGradBiasPooled, conv2dGradInputChannelsLast, conv2dGradInputReluLayout,
+  conv2dFlipWeightsChannelsLast, conv2dGradBiasPooled, conv2dGradInputChannelsLast, conv2dGradInputReluLayout,
   conv2dGradWeightPooled, conv2dGradWeightPooledLayout, maxPool2dReluBackwardChannelsLast, maxPool2dReluWindows,
 } from '../kernels/conv2d-pool-backward.ts';
 import {
-  channelsFirst, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
+  conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
 } from '../kernels/fused-forward.ts';
+import { transposePlanes } from '../kernels/layout.ts';
 import { computeRowsInfo } from '../kernels/shapes.ts';
 import { outputSize, type KernelSpec } from '../kernels/spec.ts';
 import { DROPOUT1, DROPOUT2, IMAGE_SIDE, NUM_CLASSES } from '../src/model/cnn.ts';
@@ -215,7 +216,7 @@ function buildCases(M: number, B: number, inputs: Inputs): Case[] {
   const fused = { contraction: true, resident: true };
   add('serve.conv1BiasRelu', conv2dBiasReluResident(served.conv1, { weight: resident(w1), bias: resident(b1) }), [u(B * IMAGE_SIDE * IMAGE_SIDE)], fused);
   add('serve.conv2BiasReluPool', conv2dBiasReluPoolResident(served.conv2, served.pool, { weight: resident(w2), bias: resident(b2) }), [u(h1)], fused);
-  add('serve.channelsFirst', channelsFirst(served.pool), [u(pooled)], { resident: true });
+  add('serve.channelsFirst', transposePlanes({ planes: M * B, rows: served.pool.outH * served.pool.outW, cols: served.pool.C }), [u(pooled)], { resident: true });
   const fc1Partials = linearPartialsResident(served.fc1, resident(wf1));
   add('serve.fc1Partials', fc1Partials, [u(pooled)], fused);
   add('serve.fc1PartialsBiasRelu', linearPartialsBiasRelu(served.fc1, resident(M * fc1.outF)), [blocked(fc1Partials)], { resident: true });
@@ -262,7 +263,7 @@ function buildCases(M: number, B: number, inputs: Inputs): Case[] {
   add('fc1.gradInputRowsDropout', linearRowsDropout(linearRowQuads(fc1, 'gradInput'), computeDropoutInfo(pooled, DROPOUT1)),
     [blocked(fc1GradIn), { n: pooled, fill: { keep: 1 - DROPOUT1 } }]);
   // conv2 → ReLU → pool backward, channels last: weight and bias gradients from the pooled windows, the input gradient dense
-  add('conv2.channelsLast', channelsLast(conv2), [u(h1)]);
+  add('conv2.channelsLast', transposePlanes({ planes: M * B, rows: conv2.inC, cols: conv2.inH * conv2.inW }), [u(h1)]);
   const windowsSpec = maxPool2dReluWindows(conv2, pool);
   const windows: ArrayArg = { n: outputSize(windowsSpec), fill: { inW: conv2.inW, inC: conv2.inC } };
   add('pool.reluWindows', windowsSpec, [{ n: pooled, fill: 'argmax' }, u(pooled), u(pooled)]);

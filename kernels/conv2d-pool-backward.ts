@@ -5,7 +5,8 @@
  * cells, so three quarters of the conv's output gradient are zeros, and a weight gradient summed over the dense
  * gradient spends three quarters of its multiply-adds on them. `maxPool2dReluWindows` keeps, per window, the
  * gradient that passes the ReLU and where its winner's input patch starts; `conv2dGradWeightPooled` adds a
- * window's gradient times that 3x3 patch of x (channels last, `channelsLast`), one sample per cell, and
+ * window's gradient times that 3x3 patch of x (channels last, `transposePlanes` of kernels/layout.ts), one sample
+ * per cell, and
  * `conv2dGradWeightPooledLayout` adds the samples.
  *
  * The input gradient as a dense convolution, channels last: `maxPool2dReluBackwardChannelsLast` spreads the
@@ -36,23 +37,6 @@ function pooledConstants(info: Conv2DInfo, pool: Pool2DInfo) {
   return {
     ...info, poolH: pool.outH, poolW: pool.outW, blocksH: info.inH / 2, blocksW: info.inW / 2,
     padH: info.outH + 4, padW: info.outW + 4,
-  };
-}
-
-/**
- * [M*B planes, C, H*W] → [M*B planes, H*W, C] (channels last), for the weight gradient's lanes over input channels.
- * x per model (xModelStride ≠ 0) or shared. Grid [inC, inH*inW, (M or 1)*B].
- */
-export function channelsLast(info: Conv2DInfo): KernelSpec {
-  const models = info.xModelStride === 0 ? 1 : info.M;
-  return {
-    name: 'conv2d.channelsLast',
-    fn: function (this: KernelThis<Conv2DInfo & { P: number }>, x: Float32Array): number {
-      return x[(this.thread.z * this.constants.inC + this.thread.x) * this.constants.P + this.thread.y];
-    },
-    output: [info.inC, info.inH * info.inW, models * info.B],
-    constants: { ...info, P: info.inH * info.inW },
-    flops: 0,
   };
 }
 

@@ -1,5 +1,6 @@
 /**
- * The inference forward as five fused kernels and a transpose, each one value per cell, with the weights resident:
+ * The inference forward as five fused kernels and a transpose (`transposePlanes`, kernels/layout.ts), each one
+ * value per cell, with the weights resident:
  *
  *   conv1 + bias + ReLU (channels last) → conv2 + bias + ReLU + 2x2 max-pool (channels last) → channels first
  *   → fc1 (four partial sums per output) → + bias + ReLU → fc2 + bias + log_softmax
@@ -92,7 +93,7 @@ export function outChannelsLast(w: Float32Array, info: Conv2DInfo): Float32Array
  * consecutive weights of the channels-last copy (one 128-bit load each on webasm), instead of four gathers at
  * stride 2 had the lanes run over pooled columns (measurements: bench/RESULTS.md, "2026-12-01, commits
  * 84b4512–87277a0", "Serving: conv2's SIMD lanes over output channels").
- * Grid [outC, poolH*poolW, M*B] → [M, B, poolH*poolW, outC], channels last: `channelsFirst` turns it into
+ * Grid [outC, poolH*poolW, M*B] → [M, B, poolH*poolW, outC], channels last: `transposePlanes` turns it into
  * PyTorch's [M, B, outC, poolH, poolW] for fc1. The weight is given in PyTorch's layout; the spec holds a
  * channels-last copy made on the host, which GPU.js uploads with the other constants.
  */
@@ -152,19 +153,6 @@ export function conv2dBiasReluPoolResident(info: Conv2DInfo, pool: Pool2DInfo, p
     output: [info.outC, pool.outH * pool.outW, info.M * info.B],
     constants: { ...info, poolW: pool.outW, weight: outChannelsLast(p.weight, info), bias: p.bias },
     flops: 2 * info.M * info.B * info.outC * 4 * pool.outH * pool.outW * info.inC * 9,
-  };
-}
-
-/** [M, B, outH*outW, C] (channels last) → [M, B, C, outH, outW], which flattens in PyTorch's order. Grid [outH*outW, C, M*B]. */
-export function channelsFirst(pool: Pool2DInfo): KernelSpec {
-  return {
-    name: 'fused.channelsFirst',
-    fn: function (this: KernelThis<Pool2DInfo & { P: number }>, y: Float32Array): number {
-      return y[(this.thread.z * this.constants.P + this.thread.x) * this.constants.C + this.thread.y];
-    },
-    output: [pool.outH * pool.outW, pool.C, pool.M * pool.B],
-    constants: { ...pool, P: pool.outH * pool.outW },
-    flops: 0,
   };
 }
 

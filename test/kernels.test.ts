@@ -12,13 +12,14 @@ import gpujs from 'gpu.js';
 import { describe, expect, it } from 'vitest';
 import { conv2dForward, conv2dGradBias, conv2dGradWeight, conv2dGradWeightLayout, conv2dLayoutRelu } from '../kernels/conv2d.ts';
 import {
-  channelsLast, conv2dFlipWeightsChannelsLast, conv2dGradBiasPooled, conv2dGradInputChannelsLast, conv2dGradInputReluLayout,
+  conv2dFlipWeightsChannelsLast, conv2dGradBiasPooled, conv2dGradInputChannelsLast, conv2dGradInputReluLayout,
   conv2dGradWeightPooled, conv2dGradWeightPooledLayout, maxPool2dReluBackwardChannelsLast, maxPool2dReluWindows,
 } from '../kernels/conv2d-pool-backward.ts';
 import { computeDropoutInfo, dropoutApply } from '../kernels/dropout.ts';
 import {
-  channelsFirst, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
+  conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
 } from '../kernels/fused-forward.ts';
+import { transposePlanes } from '../kernels/layout.ts';
 import {
   linearForward, linearGradBias, linearGradInput, linearGradWeight, linearRowQuads, linearRows, linearRowsDropout, linearRowsRelu,
 } from '../kernels/linear.ts';
@@ -594,7 +595,7 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       const d = device();
       const q = pooledProblem(testRng(), c);
       const planes = (c.sharedInput ? 1 : c.M) * c.B;
-      const xLast = await runPoisoned(d, channelsLast(q.info), q.x);
+      const xLast = await runPoisoned(d, transposePlanes({ planes, rows: c.inC, cols: c.inH * c.inW }), q.x);
       expectExact(xLast, toChannelsLast(q.x, planes, c.inC, c.inH * c.inW), 'channels last');
 
       const windows = await runPoisoned(d, maxPool2dReluWindows(q.info, q.pool), q.argmax, q.dPooled, q.pooled);
@@ -771,7 +772,7 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       // PyTorch's order
       const pooled = conv2dBiasReluPoolResident(p.info, pool, { weight: p.w, bias: p.b });
       const x = toChannelsLast(p.x, (c.sharedInput ? 1 : c.M) * c.B, c.inC, c.inH * c.inW);
-      const y = await runAsPlan(d, [pooled, channelsFirst(pool)], x);
+      const y = await runAsPlan(d, [pooled, transposePlanes({ planes: c.M * c.B, rows: pool.outH * pool.outW, cols: c.outC })], x);
       expectRelative(y, expected, FORWARD_TOL, `fused conv2d+relu+pool ${convName(c)}`);
       // and the pool's own output is that, channels last: [M, B, poolH*poolW, C]
       const channelsLast = toChannelsLast(expected, c.M * c.B, c.outC, pool.outH * pool.outW);

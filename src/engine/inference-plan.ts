@@ -14,8 +14,9 @@ import { IMAGE_SIDE, NUM_CLASSES, type ParamSet } from '../model/cnn.ts';
 import type { Device, Plan } from './device.ts';
 import { cnnShapes, maxServingBatch } from './shapes.ts';
 import {
-  channelsFirst, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
+  conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
 } from '../../kernels/fused-forward.ts';
+import { transposePlanes } from '../../kernels/layout.ts';
 
 /** Let go of at least this many bytes of host weights, a plan asks for a full garbage collection. */
 const COLLECT_AFTER_BYTES = 64 * 2 ** 20;
@@ -116,7 +117,8 @@ export class InferencePlan {
     plan = this.device.plan([
       conv2dBiasReluResident(conv1, { weight: p['conv1.weight'], bias: p['conv1.bias'] }),
       conv2dBiasReluPoolResident(conv2, pool, { weight: p['conv2.weight'], bias: p['conv2.bias'] }),
-      channelsFirst(pool),
+      // [M, B, poolH*poolW, C] → [M, B, C, poolH*poolW], PyTorch's order for fc1
+      transposePlanes({ planes: M * B, rows: pool.outH * pool.outW, cols: pool.C }),
       linearPartialsResident(fc1, p['fc1.weight']),
       linearPartialsBiasRelu(fc1, p['fc1.bias']),
       linearLogSoftmaxResident(fc2, { weight: p['fc2.weight'], bias: p['fc2.bias'] }),
