@@ -4,9 +4,9 @@
  *
  * Integer indices. Kernel locals are f32, exact only up to 2^24; a local whose every definition is integer
  * arithmetic also keeps an i32 shadow, and an index built from integer terms is computed in i32. Math.floor of a
- * value read from an array is such a term too (a position stored as data), arithmetic on that value is not. Arrays past 2^24 elements then read and
- * write exactly to their last element, an index that is not integer arithmetic into one is refused at compile
- * time, and floor division of negative integers still floors.
+ * value read from an array is such a term too (a position stored as data); arithmetic on that value is not. Arrays
+ * past 2^24 elements then read and write exactly to their last element, an index that is not integer arithmetic
+ * into one is refused at compile time, and floor division of negative integers still floors.
  *
  * Contiguous reads. A read `a[U + this.thread.x]` with U the same in every lane is one vector load of four
  * consecutive elements instead of four scalar loads; in-bounds lanes must read exactly what they read before, at

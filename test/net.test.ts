@@ -502,7 +502,7 @@ describe.each(plan.run)('net on %s', (backend) => {
 
   // plans build on first use, so counting them costs nothing: 64 models in one plan only where the backend indexes
   // past 2^24 (fc1's stacked weight for 64 models is 75.5 M floats)
-  it('single dispatch holds 64 models in one plan on webasm and cpu, in groups on the GL backends', () => {
+  it('single dispatch holds 64 models in one plan on webasm, cpu and webgpu, in groups on the GL backends', () => {
     const single = new SingleDispatchRunner(device(), replicatedModels(runnerFixture().models[0]!, 64), 64);
     try {
       expect(single.planRuns).toBe(backend === 'headlessgl' ? 5 : 1);
