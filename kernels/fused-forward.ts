@@ -157,6 +157,137 @@ export function conv2dBiasReluPoolResident(info: Conv2DInfo, pool: Pool2DInfo, p
 }
 
 /**
+ * The same pooled convolution as `conv2dBiasReluPoolResident`, four output channels per cell: cell x computes
+ * channels 4x … 4x+3 (`Array(4)`), so each of its 16 input reads serves 144 multiply-adds instead of 36. Its
+ * four values lie side by side in the result, which is therefore the same [M, B, poolH*poolW, outC] array, read by
+ * the same transpose. The weight copy (`outChannelsLastQuarters`) puts channel 4x+k of a tap at k·outC/4 + x, so
+ * the lanes (x) still read four consecutive weights: one 128-bit load each on webasm.
+ * Only where a plan step may pass vector cells to the next (`Device.planVectorCells`: webasm with the patch, the
+ * cpu's stepwise plan); the GL backends keep one value per cell. Needs outC a multiple of 4.
+ * Grid [outC/4, poolH*poolW, M*B], 4 values a cell.
+ */
+export function conv2dBiasReluPoolQuadResident(info: Conv2DInfo, pool: Pool2DInfo, p: ResidentParams): KernelSpec {
+  if (info.outC % 4 !== 0) throw new RangeError(`conv2dBiasReluPoolQuadResident: ${info.outC} output channels, not a multiple of 4`);
+  return {
+    name: 'fused.conv2dBiasReluPoolQuad',
+    fn: function (this: PoolThis & KernelThis<{ quarter: number }>, x: Float32Array): number[] {
+      const m = Math.floor(this.thread.z / this.constants.B);
+      const b = this.thread.z - m * this.constants.B;
+      const py = Math.floor(this.thread.y / this.constants.poolW);
+      const px = this.thread.y - py * this.constants.poolW;
+      // s<channel k><row><column> of the 2x2 window
+      let s000 = 0, s001 = 0, s010 = 0, s011 = 0;
+      let s100 = 0, s101 = 0, s110 = 0, s111 = 0;
+      let s200 = 0, s201 = 0, s210 = 0, s211 = 0;
+      let s300 = 0, s301 = 0, s310 = 0, s311 = 0;
+      const row = this.constants.inW * this.constants.inC;
+      const col = this.constants.inC;
+      // weight of tap t, channel 4x+k: wo + t·tap + k·q + x; each read adds this.thread.x last (a local that held
+      // it made every read a gather: 2x slower)
+      const tap = this.constants.outC;
+      const q = this.constants.quarter;
+      for (let ci = 0; ci < this.constants.inC; ci++) {
+        const xo = m * this.constants.xModelStride
+          + ((b * this.constants.inH + 2 * py) * this.constants.inW + 2 * px) * this.constants.inC + ci;
+        const wo = (m * this.constants.inC + ci) * 9 * this.constants.outC;
+        const a0 = x[xo];
+        const a1 = x[xo + col];
+        const a2 = x[xo + 2 * col];
+        const a3 = x[xo + 3 * col];
+        const b0 = x[xo + row];
+        const b1 = x[xo + row + col];
+        const b2 = x[xo + row + 2 * col];
+        const b3 = x[xo + row + 3 * col];
+        const c0 = x[xo + 2 * row];
+        const c1 = x[xo + 2 * row + col];
+        const c2 = x[xo + 2 * row + 2 * col];
+        const c3 = x[xo + 2 * row + 3 * col];
+        const d0 = x[xo + 3 * row];
+        const d1 = x[xo + 3 * row + col];
+        const d2 = x[xo + 3 * row + 2 * col];
+        const d3 = x[xo + 3 * row + 3 * col];
+        const w00 = this.constants.weight[wo + this.thread.x];
+        const w01 = this.constants.weight[wo + tap + this.thread.x];
+        const w02 = this.constants.weight[wo + 2 * tap + this.thread.x];
+        const w03 = this.constants.weight[wo + 3 * tap + this.thread.x];
+        const w04 = this.constants.weight[wo + 4 * tap + this.thread.x];
+        const w05 = this.constants.weight[wo + 5 * tap + this.thread.x];
+        const w06 = this.constants.weight[wo + 6 * tap + this.thread.x];
+        const w07 = this.constants.weight[wo + 7 * tap + this.thread.x];
+        const w08 = this.constants.weight[wo + 8 * tap + this.thread.x];
+        s000 += a0 * w00 + a1 * w01 + a2 * w02 + b0 * w03 + b1 * w04 + b2 * w05 + c0 * w06 + c1 * w07 + c2 * w08;
+        s001 += a1 * w00 + a2 * w01 + a3 * w02 + b1 * w03 + b2 * w04 + b3 * w05 + c1 * w06 + c2 * w07 + c3 * w08;
+        s010 += b0 * w00 + b1 * w01 + b2 * w02 + c0 * w03 + c1 * w04 + c2 * w05 + d0 * w06 + d1 * w07 + d2 * w08;
+        s011 += b1 * w00 + b2 * w01 + b3 * w02 + c1 * w03 + c2 * w04 + c3 * w05 + d1 * w06 + d2 * w07 + d3 * w08;
+        const w10 = this.constants.weight[wo + q + this.thread.x];
+        const w11 = this.constants.weight[wo + tap + q + this.thread.x];
+        const w12 = this.constants.weight[wo + 2 * tap + q + this.thread.x];
+        const w13 = this.constants.weight[wo + 3 * tap + q + this.thread.x];
+        const w14 = this.constants.weight[wo + 4 * tap + q + this.thread.x];
+        const w15 = this.constants.weight[wo + 5 * tap + q + this.thread.x];
+        const w16 = this.constants.weight[wo + 6 * tap + q + this.thread.x];
+        const w17 = this.constants.weight[wo + 7 * tap + q + this.thread.x];
+        const w18 = this.constants.weight[wo + 8 * tap + q + this.thread.x];
+        s100 += a0 * w10 + a1 * w11 + a2 * w12 + b0 * w13 + b1 * w14 + b2 * w15 + c0 * w16 + c1 * w17 + c2 * w18;
+        s101 += a1 * w10 + a2 * w11 + a3 * w12 + b1 * w13 + b2 * w14 + b3 * w15 + c1 * w16 + c2 * w17 + c3 * w18;
+        s110 += b0 * w10 + b1 * w11 + b2 * w12 + c0 * w13 + c1 * w14 + c2 * w15 + d0 * w16 + d1 * w17 + d2 * w18;
+        s111 += b1 * w10 + b2 * w11 + b3 * w12 + c1 * w13 + c2 * w14 + c3 * w15 + d1 * w16 + d2 * w17 + d3 * w18;
+        const w20 = this.constants.weight[wo + 2 * q + this.thread.x];
+        const w21 = this.constants.weight[wo + tap + 2 * q + this.thread.x];
+        const w22 = this.constants.weight[wo + 2 * tap + 2 * q + this.thread.x];
+        const w23 = this.constants.weight[wo + 3 * tap + 2 * q + this.thread.x];
+        const w24 = this.constants.weight[wo + 4 * tap + 2 * q + this.thread.x];
+        const w25 = this.constants.weight[wo + 5 * tap + 2 * q + this.thread.x];
+        const w26 = this.constants.weight[wo + 6 * tap + 2 * q + this.thread.x];
+        const w27 = this.constants.weight[wo + 7 * tap + 2 * q + this.thread.x];
+        const w28 = this.constants.weight[wo + 8 * tap + 2 * q + this.thread.x];
+        s200 += a0 * w20 + a1 * w21 + a2 * w22 + b0 * w23 + b1 * w24 + b2 * w25 + c0 * w26 + c1 * w27 + c2 * w28;
+        s201 += a1 * w20 + a2 * w21 + a3 * w22 + b1 * w23 + b2 * w24 + b3 * w25 + c1 * w26 + c2 * w27 + c3 * w28;
+        s210 += b0 * w20 + b1 * w21 + b2 * w22 + c0 * w23 + c1 * w24 + c2 * w25 + d0 * w26 + d1 * w27 + d2 * w28;
+        s211 += b1 * w20 + b2 * w21 + b3 * w22 + c1 * w23 + c2 * w24 + c3 * w25 + d1 * w26 + d2 * w27 + d3 * w28;
+        const w30 = this.constants.weight[wo + 3 * q + this.thread.x];
+        const w31 = this.constants.weight[wo + tap + 3 * q + this.thread.x];
+        const w32 = this.constants.weight[wo + 2 * tap + 3 * q + this.thread.x];
+        const w33 = this.constants.weight[wo + 3 * tap + 3 * q + this.thread.x];
+        const w34 = this.constants.weight[wo + 4 * tap + 3 * q + this.thread.x];
+        const w35 = this.constants.weight[wo + 5 * tap + 3 * q + this.thread.x];
+        const w36 = this.constants.weight[wo + 6 * tap + 3 * q + this.thread.x];
+        const w37 = this.constants.weight[wo + 7 * tap + 3 * q + this.thread.x];
+        const w38 = this.constants.weight[wo + 8 * tap + 3 * q + this.thread.x];
+        s300 += a0 * w30 + a1 * w31 + a2 * w32 + b0 * w33 + b1 * w34 + b2 * w35 + c0 * w36 + c1 * w37 + c2 * w38;
+        s301 += a1 * w30 + a2 * w31 + a3 * w32 + b1 * w33 + b2 * w34 + b3 * w35 + c1 * w36 + c2 * w37 + c3 * w38;
+        s310 += b0 * w30 + b1 * w31 + b2 * w32 + c0 * w33 + c1 * w34 + c2 * w35 + d0 * w36 + d1 * w37 + d2 * w38;
+        s311 += b1 * w30 + b2 * w31 + b3 * w32 + c1 * w33 + c2 * w34 + c3 * w35 + d1 * w36 + d2 * w37 + d3 * w38;
+      }
+      const bo = m * this.constants.outC + 4 * this.thread.x;
+      return [
+        Math.max(Math.max(Math.max(s000, s001), Math.max(s010, s011)) + this.constants.bias[bo], 0),
+        Math.max(Math.max(Math.max(s100, s101), Math.max(s110, s111)) + this.constants.bias[bo + 1], 0),
+        Math.max(Math.max(Math.max(s200, s201), Math.max(s210, s211)) + this.constants.bias[bo + 2], 0),
+        Math.max(Math.max(Math.max(s300, s301), Math.max(s310, s311)) + this.constants.bias[bo + 3], 0),
+      ];
+    },
+    returnType: 'Array(4)',
+    output: [info.outC / 4, pool.outH * pool.outW, info.M * info.B],
+    constants: { ...info, poolW: pool.outW, quarter: info.outC / 4, weight: outChannelsLastQuarters(p.weight, info), bias: p.bias },
+    flops: 2 * info.M * info.B * info.outC * 4 * pool.outH * pool.outW * info.inC * 9,
+  };
+}
+
+/** `outChannelsLast`'s copy with each tap's outC channels reordered: channel 4x+k at k·outC/4 + x. */
+export function outChannelsLastQuarters(w: Float32Array, info: Conv2DInfo): Float32Array {
+  const byChannel = outChannelsLast(w, info);
+  const out = new Float32Array(byChannel.length);
+  const quarter = info.outC / 4;
+  for (let at = 0; at < out.length; at += info.outC) {
+    for (let x = 0; x < quarter; x++) {
+      for (let k = 0; k < 4; k++) out[at + k * quarter + x] = byChannel[at + 4 * x + k]!;
+    }
+  }
+  return out;
+}
+
+/**
  * fc1 in two steps, because at B = 1 every weight is read once per request and model: no cell can share a weight
  * read with another. So the lanes read consecutive weights instead: the 4 cells of a row split the sum over k by
  * k mod 4, cell p summing k = p, p+4, p+8, … (the tail of an inF not a multiple of 4 included), and both its reads,

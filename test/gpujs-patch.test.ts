@@ -1,6 +1,6 @@
 /**
  * GPU.js's webasm backend as patched at install (patches/gpu.js+2.24.1.patch, applied by `patch-package` on
- * `npm install`). Six changes, each tested here against exact expected values:
+ * `npm install`). Seven changes, each tested here against exact expected values:
  *
  * Integer indices. Kernel locals are f32, exact only up to 2^24; a local whose every definition is integer
  * arithmetic also keeps an i32 shadow, and an index built from integer terms is computed in i32. Math.floor of a
@@ -34,6 +34,10 @@
  * properties (~150 on webasm); stock gpu.js made a closure (and a getter/setter pair) per property per kernel, ~19
  * KiB of heap each, two kernels per step of every compiled plan. Patched, every kernel shares one forwarder per property name that reaches
  * its own kernel through `this.kernel`.
+ *
+ * Vector cells between plan steps. A fused webasm plan's step returning `Array(n)` may feed the next step, which
+ * reads the n values of each cell side by side, cell by cell, as one flat array (stock gpu.js refused to fuse such
+ * a plan, and ran its generic executor). The serving conv2 computes four channels a cell this way.
  */
 import { createRequire } from 'node:module';
 import gpujs from 'gpu.js';
@@ -721,6 +725,42 @@ describe.skipIf(webasm === null)('releasing a built plan\'s inputs (gpu.js patch
       expect(pipeline.releaseBuildInputs()).toBe(false);
     } finally {
       gpu.destroy();
+    }
+  });
+});
+
+describe.skipIf(webasm === null)('webasm plan steps that pass vector cells on (gpu.js patched at install)', () => {
+  type GridThis = KernelThis<{ W: number }>;
+  /** Step 1: three values a cell, [2x, x + 1, -x] of the cell's input, over a grid [W, H]. */
+  const triple = (W: number, H: number): KernelSpec => ({
+    name: 'patch-test.triple',
+    fn: function (this: GridThis, x: Float32Array): number[] {
+      const v = x[this.thread.y * this.constants.W + this.thread.x];
+      return [2 * v, v + 1, -v];
+    },
+    returnType: 'Array(3)', output: [W, H], constants: { W }, flops: 0,
+  });
+  /** Step 2: the flat array step 1 hands on, copied as read (3W values a row): its packing made visible. */
+  const copy = (W: number, H: number): KernelSpec => ({
+    name: 'patch-test.copyFlat',
+    fn: function (this: GridThis, v: Float32Array): number {
+      return v[this.thread.y * this.constants.W + this.thread.x];
+    },
+    output: [3 * W, H], constants: { W: 3 * W }, flops: 0,
+  });
+
+  // stock gpu.js refuses to fuse such a plan (its step would feed another step), and Plan refuses the fallback
+  it.each([[20, 600, 'threaded'], [7, 5, 'on the calling thread']])('a grid of %i x %i (%s): the next step reads each cell\'s values side by side, cell by cell', async (W, H) => {
+    const rng = makeRng(seed + 8);
+    const x = input(rng, W * H);
+    const plan = webasm!.plan([triple(W, H), copy(W, H)], ([t, c], input) => c!(t!(input)));
+    try {
+      const out = await plan.run(x);
+      expect(plan.fallbackReason).toBeNull();
+      const expected = Array.from(x).flatMap((v) => [2 * v, Math.fround(v + 1), -v]);
+      expect(Array.from(out)).toEqual(expected);
+    } finally {
+      plan.destroy();
     }
   });
 });

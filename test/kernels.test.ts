@@ -17,7 +17,7 @@ import {
 } from '../kernels/conv2d-pool-backward.ts';
 import { computeDropoutInfo, dropoutApply } from '../kernels/dropout.ts';
 import {
-  conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
+  conv2dBiasReluPoolQuadResident, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
 } from '../kernels/fused-forward.ts';
 import { transposePlanes } from '../kernels/layout.ts';
 import {
@@ -32,7 +32,7 @@ import {
 } from '../kernels/shapes.ts';
 import type { KernelSpec } from '../kernels/spec.ts';
 import { PARAM_SPECS, type ParamSet } from '../src/model/cnn.ts';
-import { Device, PLAN_EXECUTORS, openDevice } from '../src/engine/device-node.ts';
+import { Device, PLAN_EXECUTORS, PLAN_VECTOR_CELLS, openDevice } from '../src/engine/device-node.ts';
 import { Optimizer, stepLr, type OptimizerConfig } from '../src/engine/optimizer.ts';
 import { ResultPool } from '../src/engine/result-pool.ts';
 import {
@@ -777,6 +777,19 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       // and the pool's own output is that, channels last: [M, B, poolH*poolW, C]
       const channelsLast = toChannelsLast(expected, c.M * c.B, c.outC, pool.outH * pool.outW);
       expectRelative(await runAsPlan(d, pooled, x), channelsLast, FORWARD_TOL, `fused conv2d+relu+pool, channels last ${convName(c)}`);
+      // four channels a cell, where a plan step may pass vector cells on: the same array, read by the same transpose
+      if (!PLAN_VECTOR_CELLS[backend] || c.outC % 4 !== 0) return;
+      const quad = conv2dBiasReluPoolQuadResident(p.info, pool, { weight: p.w, bias: p.b });
+      expectRelative(await runAsPlan(d, [quad, transposePlanes({ planes: c.M * c.B, rows: pool.outH * pool.outW, cols: c.outC })], x),
+        expected, FORWARD_TOL, `fused conv2d+relu+pool, four channels a cell ${convName(c)}`);
+      expectRelative(await runAsPlan(d, quad, x), channelsLast, FORWARD_TOL, `fused conv2d+relu+pool, four channels a cell, channels last ${convName(c)}`);
+    });
+
+    it('four channels a cell needs a multiple of 4 output channels', () => {
+      const c = CONV_CASES.find((k) => k.outC % 4 !== 0)!;
+      const p = convProblem(testRng(), c);
+      const pool = computePool2DInfo({ M: c.M, B: c.B, C: c.outC, inH: p.info.outH, inW: p.info.outW });
+      expect(() => conv2dBiasReluPoolQuadResident(p.info, pool, { weight: p.w, bias: p.b })).toThrow('not a multiple of 4');
     });
 
     it.each(LINEAR_CASES.map((c) => [linearName(c), c] as const))('linear in four partial sums + bias + relu, and linear + log_softmax, %s', async (_name, c) => {

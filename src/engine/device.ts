@@ -350,6 +350,16 @@ export const PLAN_EXECUTORS: Record<Backend, readonly string[]> = {
 };
 
 /**
+ * Whether a plan's step may hand cells of several values (`returnType: 'Array(n)'`) to the next step, which reads
+ * them as one flat array (n values per cell, side by side): webasm's fused executor does (patches/), and so does
+ * the cpu's stepwise plan, which flattens every output. On the GL backends and webgpu the next kernel would read
+ * a texture or buffer of vectors, not a flat array, so their plans keep one value per cell.
+ */
+export const PLAN_VECTOR_CELLS: Record<Backend, boolean> = {
+  cpu: true, webasm: true, headlessgl: false, webgpu: false, webgl2: false,
+};
+
+/**
  * The cpu backend's stand-in for a plan: the same kernels called one by one, each output flattened for the next.
  * GPU.js's generic executor hands a cpu step's 3D output on as nested rows, which our flat-indexed kernels
  * cannot read. Reports `executorKind` 'stepwise'.

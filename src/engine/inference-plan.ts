@@ -11,10 +11,10 @@
  * convolutions' weights, 1.2 KB and 74 KB a model).
  */
 import { IMAGE_SIDE, NUM_CLASSES, type ParamSet } from '../model/cnn.ts';
-import type { Device, Plan } from './device.ts';
+import { PLAN_VECTOR_CELLS, type Device, type Plan } from './device.ts';
 import { cnnShapes, maxServingBatch } from './shapes.ts';
 import {
-  conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
+  conv2dBiasReluPoolQuadResident, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
 } from '../../kernels/fused-forward.ts';
 import { transposePlanes } from '../../kernels/layout.ts';
 
@@ -116,7 +116,9 @@ export class InferencePlan {
     const { conv1, conv2, pool, fc1, fc2 } = cnnShapes(M, B, true);
     plan = this.device.plan([
       conv2dBiasReluResident(conv1, { weight: p['conv1.weight'], bias: p['conv1.bias'] }),
-      conv2dBiasReluPoolResident(conv2, pool, { weight: p['conv2.weight'], bias: p['conv2.bias'] }),
+      // four channels per cell where a step may pass vector cells on: the same output, each input read shared more
+      (PLAN_VECTOR_CELLS[this.device.backend] ? conv2dBiasReluPoolQuadResident : conv2dBiasReluPoolResident)(
+        conv2, pool, { weight: p['conv2.weight'], bias: p['conv2.bias'] }),
       // [M, B, poolH*poolW, C] → [M, B, C, poolH*poolW], PyTorch's order for fc1
       transposePlanes({ planes: M * B, rows: pool.outH * pool.outW, cols: pool.C }),
       linearPartialsResident(fc1, p['fc1.weight']),
