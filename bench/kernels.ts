@@ -9,7 +9,8 @@
  * What one sample is: one `device.run(spec, ...inputs)`, awaited, so it covers argument upload, the kernel and
  * the read-back into a flat Float32Array, as the Net sees a call; the result is then recycled, as the Net does.
  * The serving path's fused kernels (`serve.*`, weights resident as constants) are timed as one-step plans, as an
- * InferencePlan runs them: upload of the activation, the kernel, the read-back. Each case runs twice untimed
+ * InferencePlan runs them: upload of the activation, the kernel, the read-back; a kernel of vector cells
+ * (`serve.conv2Quad+channelsFirst`) with the step that reads them. Each case runs twice untimed
  * first (the first call compiles, the second sizes the run), so GPU.js compilation never lands in the warm-up or
  * a sample.
  *
@@ -47,14 +48,14 @@ import {
   conv2dGradWeightPooled, conv2dGradWeightPooledLayout, maxPool2dReluBackwardChannelsLast, maxPool2dReluWindows,
 } from '../kernels/conv2d-pool-backward.ts';
 import {
-  conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
+  conv2dBiasReluPoolQuadResident, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
 } from '../kernels/fused-forward.ts';
 import { transposePlanes } from '../kernels/layout.ts';
 import { computeRowsInfo } from '../kernels/shapes.ts';
 import { outputSize, type KernelSpec } from '../kernels/spec.ts';
 import { DROPOUT1, DROPOUT2, IMAGE_SIDE, NUM_CLASSES } from '../src/model/cnn.ts';
 import { cnnShapes } from '../src/engine/shapes.ts';
-import { BACKENDS, Device, backendUnavailableReason, type Backend, openDevice } from '../src/engine/device-node.ts';
+import { BACKENDS, Device, PLAN_VECTOR_CELLS, backendUnavailableReason, type Backend, openDevice } from '../src/engine/device-node.ts';
 import { makeRng } from '../src/engine/random.ts';
 import { movementFloor } from './floor.ts';
 import { MATMUL_LAYOUTS, computeMatmulInfo, matmul, matmulAt, matmulReferenceAt, type MatmulLayout } from './matmul.ts';
@@ -181,6 +182,11 @@ interface Case {
    * chains it; its one argument is the activation, the weights were uploaded when the plan was built.
    */
   resident?: boolean;
+  /**
+   * A step the resident case's plan runs after it, timed with it: the reader of a kernel's vector cells in an
+   * InferencePlan, so that the host does not reshape them into one small array per cell, which a plan never does.
+   */
+  then?: KernelSpec;
   /** a contraction (conv / linear), compared with the matmul ceiling */
   contraction: boolean;
   /** independent of B: measured once per M (at the smallest B) and reported with B = null */
@@ -207,7 +213,7 @@ function buildCases(M: number, B: number, inputs: Inputs): Case[] {
   const blocked = (spec: KernelSpec) => u(outputSize(spec));
 
   const cases: Case[] = [];
-  const add = (label: string, spec: KernelSpec, args: Arg[], extra: Partial<Pick<Case, 'contraction' | 'batchFree' | 'resident'>> = {}) =>
+  const add = (label: string, spec: KernelSpec, args: Arg[], extra: Partial<Pick<Case, 'contraction' | 'batchFree' | 'resident' | 'then'>> = {}) =>
     cases.push({ label, spec, args, contraction: false, batchFree: false, ...extra });
 
   // serving: the steps of an InferencePlan (one batch shared by the M models), weights resident
@@ -216,7 +222,12 @@ function buildCases(M: number, B: number, inputs: Inputs): Case[] {
   const fused = { contraction: true, resident: true };
   add('serve.conv1BiasRelu', conv2dBiasReluResident(served.conv1, { weight: resident(w1), bias: resident(b1) }), [u(B * IMAGE_SIDE * IMAGE_SIDE)], fused);
   add('serve.conv2BiasReluPool', conv2dBiasReluPoolResident(served.conv2, served.pool, { weight: resident(w2), bias: resident(b2) }), [u(h1)], fused);
-  add('serve.channelsFirst', transposePlanes({ planes: M * B, rows: served.pool.outH * served.pool.outW, cols: served.pool.C }), [u(pooled)], { resident: true });
+  const channelsFirst = transposePlanes({ planes: M * B, rows: served.pool.outH * served.pool.outW, cols: served.pool.C });
+  add('serve.channelsFirst', channelsFirst, [u(pooled)], { resident: true });
+  // four channels a cell, what webasm and cpu plans run instead (PLAN_VECTOR_CELLS), timed with the transpose that
+  // reads its cells: compare with the two rows above
+  add('serve.conv2Quad+channelsFirst', conv2dBiasReluPoolQuadResident(served.conv2, served.pool, { weight: resident(w2), bias: resident(b2) }), [u(h1)],
+    { ...fused, then: channelsFirst });
   const fc1Partials = linearPartialsResident(served.fc1, resident(wf1));
   add('serve.fc1Partials', fc1Partials, [u(pooled)], fused);
   add('serve.fc1PartialsBiasRelu', linearPartialsBiasRelu(served.fc1, resident(M * fc1.outF)), [blocked(fc1Partials)], { resident: true });
@@ -504,6 +515,10 @@ async function runBackend(backend: Backend, opts: Options): Promise<BackendRepor
         report.rows.push(row);
         const largest = Math.max(outputSize(c.spec), ...c.args.map((a) => (typeof a === 'number' ? 0 : a.n)),
           ...Object.values(c.spec.constants).map((v) => (typeof v === 'number' ? 0 : v.length)));
+        if (c.then && !PLAN_VECTOR_CELLS[backend]) {
+          row.skipped = `a plan step on ${backend} passes one value a cell on (PLAN_VECTOR_CELLS)`;
+          continue;
+        }
         if (largest > device.maxElements) {
           row.skipped = `exceeds ${elementsLabel(device.maxElements)} elements on ${backend}`;
           continue;
@@ -516,7 +531,8 @@ async function runBackend(backend: Backend, opts: Options): Promise<BackendRepor
         }
         progress(`${backend}: B=${B} M=${M} ${c.label}`);
         const args = c.args.map((a) => (typeof a === 'number' ? a : inputs.get(a)));
-        const plan = c.resident ? device.plan([c.spec], ([k], input) => k!(input)) : undefined;
+        const plan = !c.resident ? undefined : c.then ? device.plan([c.spec, c.then], ([k, next], input) => next!(k!(input)))
+          : device.plan([c.spec], ([k], input) => k!(input));
         const call = plan ? () => plan.run(args[0] as Float32Array) : () => runRecycled(device, c.spec, ...args);
         try {
           // untimed: the first call compiles the kernel; the second gives the call time that sizes the run
