@@ -48,7 +48,7 @@ import {
   conv2dGradWeightPooled, conv2dGradWeightPooledLayout, maxPool2dReluBackwardChannelsLast, maxPool2dReluWindows,
 } from '../kernels/conv2d-pool-backward.ts';
 import {
-  conv2dBiasReluPoolQuadResident, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
+  conv2dBiasReluPoolQuadResident, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsQuadResident, linearPartialsResident,
 } from '../kernels/fused-forward.ts';
 import { transposePlanes } from '../kernels/layout.ts';
 import { computeRowsInfo } from '../kernels/shapes.ts';
@@ -231,6 +231,12 @@ function buildCases(M: number, B: number, inputs: Inputs): Case[] {
   const fc1Partials = linearPartialsResident(served.fc1, resident(wf1));
   add('serve.fc1Partials', fc1Partials, [u(pooled)], fused);
   add('serve.fc1PartialsBiasRelu', linearPartialsBiasRelu(served.fc1, resident(M * fc1.outF)), [blocked(fc1Partials)], { resident: true });
+  // four images a cell (B a multiple of 4, vector cells), timed with the bias + ReLU that reads its cells: compare
+  // with the two rows above
+  if (B % 4 === 0) {
+    add('serve.fc1Quad+BiasRelu', linearPartialsQuadResident(served.fc1, resident(wf1)), [u(pooled)],
+      { ...fused, then: linearPartialsBiasRelu(served.fc1, resident(M * fc1.outF), 4) });
+  }
   add('serve.fc2LogSoftmax', linearLogSoftmaxResident(served.fc2, { weight: resident(wf2), bias: resident(M * fc2.outF) }), [u(h3)], fused);
 
   // forward

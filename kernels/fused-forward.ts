@@ -320,17 +320,67 @@ export function linearPartialsResident(info: LinearInfo, weight: Float32Array): 
   };
 }
 
-/** relu(b[m,o] + the four partial sums of `linearPartialsResident`, added in order). Grid [outF, B, M]. */
-export function linearPartialsBiasRelu(info: LinearInfo, bias: Float32Array): KernelSpec {
+/**
+ * `linearPartialsResident` for four images a cell, where B is a multiple of 4 and a plan step may pass vector cells
+ * on (`PLAN_VECTOR_CELLS`): each weight read (one 128-bit load on webasm) serves four images' sums instead of one,
+ * so the 4.7 MB weight of a model is streamed B/4 times instead of B times. Cell (p, o, m·B/4 + q) returns the
+ * partial sums p of images 4q … 4q+3, side by side: [M, B/4, outF, 4 partials, 4 images], which
+ * `linearPartialsBiasRelu` reads with `imagesPerCell` 4. Same sums in the same order as `linearPartialsResident`.
+ * Grid [4, outF, M*B/4], 4 values a cell.
+ */
+export function linearPartialsQuadResident(info: LinearInfo, weight: Float32Array): KernelSpec {
+  if (info.B % 4 !== 0) throw new RangeError(`linearPartialsQuadResident: batch ${info.B}, not a multiple of 4`);
+  return {
+    name: 'fused.linearPartialsQuad',
+    fn: function (this: KernelThis<LinearInfo & { inF4: number; groups: number; weight: Float32Array }>, x: Float32Array): number[] {
+      const m = Math.floor(this.thread.z / this.constants.groups);
+      const q = this.thread.z - m * this.constants.groups;
+      const xo = m * this.constants.xModelStride + 4 * q * this.constants.inF;
+      const wo = (m * this.constants.outF + this.thread.y) * this.constants.inF;
+      let s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+      for (let j = 0; j < this.constants.inF4; j += 4) {
+        const w = this.constants.weight[wo + j + this.thread.x];
+        s0 += x[xo + j + this.thread.x] * w;
+        s1 += x[xo + this.constants.inF + j + this.thread.x] * w;
+        s2 += x[xo + 2 * this.constants.inF + j + this.thread.x] * w;
+        s3 += x[xo + 3 * this.constants.inF + j + this.thread.x] * w;
+      }
+      if (this.thread.x < this.constants.inF - this.constants.inF4) {
+        const w = this.constants.weight[wo + this.constants.inF4 + this.thread.x];
+        s0 += x[xo + this.constants.inF4 + this.thread.x] * w;
+        s1 += x[xo + this.constants.inF + this.constants.inF4 + this.thread.x] * w;
+        s2 += x[xo + 2 * this.constants.inF + this.constants.inF4 + this.thread.x] * w;
+        s3 += x[xo + 3 * this.constants.inF + this.constants.inF4 + this.thread.x] * w;
+      }
+      return [s0, s1, s2, s3];
+    },
+    returnType: 'Array(4)',
+    output: [4, info.outF, (info.M * info.B) / 4],
+    // groups: cells of four images per model
+    constants: { ...info, inF4: fours(info.inF), groups: info.B / 4, weight },
+    flops: 2 * info.M * info.B * info.outF * info.inF,
+  };
+}
+
+/**
+ * relu(b[m,o] + the four partial sums of `linearPartialsResident` (`imagesPerCell` 1) or of
+ * `linearPartialsQuadResident` (4), added in order). Grid [outF, B, M].
+ */
+export function linearPartialsBiasRelu(info: LinearInfo, bias: Float32Array, imagesPerCell: 1 | 4 = 1): KernelSpec {
+  if (info.B % imagesPerCell !== 0) throw new RangeError(`linearPartialsBiasRelu: batch ${info.B}, not a multiple of ${imagesPerCell}`);
   return {
     name: 'fused.linearPartialsBiasRelu',
-    fn: function (this: KernelThis<LinearInfo & { bias: Float32Array }>, partials: Float32Array): number {
-      const at = ((this.thread.z * this.constants.B + this.thread.y) * this.constants.outF + this.thread.x) * 4;
+    fn: function (this: KernelThis<LinearInfo & { bias: Float32Array; images: number; groups: number }>, partials: Float32Array): number {
+      // image b is value i of group q's cells
+      const q = Math.floor(this.thread.y / this.constants.images);
+      const i = this.thread.y - q * this.constants.images;
+      const at = ((this.thread.z * this.constants.groups + q) * this.constants.outF + this.thread.x) * 4 * this.constants.images + i;
       return Math.max(this.constants.bias[this.thread.z * this.constants.outF + this.thread.x]
-        + partials[at] + partials[at + 1] + partials[at + 2] + partials[at + 3], 0);
+        + partials[at] + partials[at + this.constants.images] + partials[at + 2 * this.constants.images]
+        + partials[at + 3 * this.constants.images], 0);
     },
     output: [info.outF, info.B, info.M],
-    constants: { ...info, bias },
+    constants: { ...info, bias, images: imagesPerCell, groups: info.B / imagesPerCell },
     flops: 5 * info.M * info.B * info.outF,
   };
 }

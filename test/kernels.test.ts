@@ -17,7 +17,7 @@ import {
 } from '../kernels/conv2d-pool-backward.ts';
 import { computeDropoutInfo, dropoutApply } from '../kernels/dropout.ts';
 import {
-  conv2dBiasReluPoolQuadResident, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
+  conv2dBiasReluPoolQuadResident, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsQuadResident, linearPartialsResident,
 } from '../kernels/fused-forward.ts';
 import { transposePlanes } from '../kernels/layout.ts';
 import {
@@ -137,6 +137,8 @@ const LINEAR_CASES: LinearCase[] = [
   // the forward split into parts (linearForwardParts): 2 parts of 515 (unrolled to 512, tail of 3), 8 of 257
   { M: 2, B: 5, inF: 1030, outF: 9, sharedInput: false },
   { M: 1, B: 3, inF: 2056, outF: 5, sharedInput: true },
+  // four images a cell (linearPartialsQuadResident) on the worker pool: 4 partials · 130 outputs · 2 · 16/4 cells, a tail of 3
+  { M: 2, B: 16, inF: 35, outF: 130, sharedInput: false },
 ];
 /**
  * > 4096 cells in every per-layer contraction's grid, for the webasm worker pool: forward 128·17·2, input gradient
@@ -785,6 +787,12 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       expectRelative(await runAsPlan(d, quad, x), channelsLast, FORWARD_TOL, `fused conv2d+relu+pool, four channels a cell, channels last ${convName(c)}`);
     });
 
+    it('four images a cell needs a batch that is a multiple of 4', () => {
+      const info = computeLinearInfo({ M: 1, B: 6, inF: 8, outF: 2 });
+      expect(() => linearPartialsQuadResident(info, new Float32Array(16))).toThrow('not a multiple of 4');
+      expect(() => linearPartialsBiasRelu(info, new Float32Array(2), 4)).toThrow('not a multiple of 4');
+    });
+
     it('four channels a cell needs a multiple of 4 output channels', () => {
       const c = CONV_CASES.find((k) => k.outC % 4 !== 0)!;
       const p = convProblem(testRng(), c);
@@ -798,6 +806,11 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       const { info, x, w, b, z } = linearProblem(testRng(), c, 3);
       expectRelative(await runAsPlan(d, [linearPartialsResident(info, w), linearPartialsBiasRelu(info, b)], x),
         concat(z.map((t) => ref.relu(t).data)), FORWARD_TOL, `fused linear+relu ${linearName(c)}`);
+      if (PLAN_VECTOR_CELLS[backend] && c.B % 4 === 0) {
+        // four images a cell, read by the same bias + ReLU with imagesPerCell 4
+        expectRelative(await runAsPlan(d, [linearPartialsQuadResident(info, w), linearPartialsBiasRelu(info, b, 4)], x),
+          concat(z.map((t) => ref.relu(t).data)), FORWARD_TOL, `fused linear+relu, four images a cell ${linearName(c)}`);
+      }
       expectRelative(await runAsPlan(d, linearLogSoftmaxResident(info, { weight: w, bias: b }), x),
         concat(z.map((t) => ref.logSoftmax(t).data)), FORWARD_TOL, `fused linear+log_softmax ${linearName(c)}`);
     });

@@ -14,7 +14,7 @@ import { IMAGE_SIDE, NUM_CLASSES, type ParamSet } from '../model/cnn.ts';
 import { PLAN_VECTOR_CELLS, type Device, type Plan } from './device.ts';
 import { cnnShapes, maxServingBatch } from './shapes.ts';
 import {
-  conv2dBiasReluPoolQuadResident, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsResident,
+  conv2dBiasReluPoolQuadResident, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsQuadResident, linearPartialsResident,
 } from '../../kernels/fused-forward.ts';
 import { transposePlanes } from '../../kernels/layout.ts';
 
@@ -114,15 +114,18 @@ export class InferencePlan {
     const M = this.numModels;
     const p = this.loaded ??= this.loadWeights();
     const { conv1, conv2, pool, fc1, fc2 } = cnnShapes(M, B, true);
+    const vectorCells = PLAN_VECTOR_CELLS[this.device.backend];
+    const fc1Quad = vectorCells && B % 4 === 0;
     plan = this.device.plan([
       conv2dBiasReluResident(conv1, { weight: p['conv1.weight'], bias: p['conv1.bias'] }),
       // four channels per cell where a step may pass vector cells on: the same output, each input read shared more
-      (PLAN_VECTOR_CELLS[this.device.backend] ? conv2dBiasReluPoolQuadResident : conv2dBiasReluPoolResident)(
+      (vectorCells ? conv2dBiasReluPoolQuadResident : conv2dBiasReluPoolResident)(
         conv2, pool, { weight: p['conv2.weight'], bias: p['conv2.bias'] }),
       // [M, B, poolH*poolW, C] → [M, B, C, poolH*poolW], PyTorch's order for fc1
       transposePlanes({ planes: M * B, rows: pool.outH * pool.outW, cols: pool.C }),
-      linearPartialsResident(fc1, p['fc1.weight']),
-      linearPartialsBiasRelu(fc1, p['fc1.bias']),
+      // and four images a cell in fc1 where the batch is a multiple of 4: each weight read serves four images
+      (fc1Quad ? linearPartialsQuadResident : linearPartialsResident)(fc1, p['fc1.weight']),
+      linearPartialsBiasRelu(fc1, p['fc1.bias'], fc1Quad ? 4 : 1),
       linearLogSoftmaxResident(fc2, { weight: p['fc2.weight'], bias: p['fc2.bias'] }),
     ], ([c1, c2, toChannelsFirst, f1, f1Relu, f2], x) => f2(f1Relu(f1(toChannelsFirst(c2(c1(x)))))));
     this.plans.set(B, plan);
