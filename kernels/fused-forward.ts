@@ -1,20 +1,25 @@
 /**
- * The inference forward as five fused kernels and a transpose (`transposePlanes`, kernels/layout.ts), each one
- * value per cell, with the weights resident:
+ * The inference forward as five fused kernels and a transpose (`transposePlanes`, kernels/layout.ts), with the
+ * weights resident:
  *
  *   conv1 + bias + ReLU (channels last) → conv2 + bias + ReLU + 2x2 max-pool (channels last) → channels first
  *   → fc1 (four partial sums per output) → + bias + ReLU → fc2 + bias + log_softmax
  *
  * Weights and biases are `constants`, which a backend uploads once when it builds the kernel (webgpu: storage
- * buffers; webasm: its wasm memory; GL: textures) and never per call. Each cell returns one value because the chain
- * runs as one `gpu.createPipeline` plan, and plans take no vector-returning intermediates. Dropout is the
- * identity at inference, so it has no kernel here; training uses the per-layer kernels of the other files.
+ * buffers; webasm: its wasm memory; GL: textures) and never per call. Dropout is the identity at inference, so it
+ * has no kernel here; training uses the per-layer kernels of the other files.
+ *
+ * The chain runs as one `gpu.createPipeline` plan. Where a plan's step may hand cells of several values to the next
+ * step (`PLAN_VECTOR_CELLS`: webasm, with the patch, and the cpu), conv2 computes four output channels a cell
+ * (`conv2dBiasReluPoolQuadResident`) and, at batches that are a multiple of 4, fc1 four images a cell
+ * (`linearPartialsQuadResident`), so that each read serves more multiply-adds; both give the same values in the
+ * same order as their one-value forms, which the GL backends and webgpu run.
  *
  * Parameter layouts are PyTorch's, stacked over M models, so the constants are the model's own arrays (views, no
  * copy on the host), except the two convolutions' weights: their kernels' lanes run over output channels, so each
- * takes a copy laid out channels last (`outChannelsLast`, 1.2 KB and 74 KB a model). fc1 reads its weight in PyTorch's layout too: its adjacent
- * cells read adjacent weights by splitting each row's sum four ways (`linearPartialsResident`), so no transposed
- * copy of its 4.7 MB is needed.
+ * takes a copy laid out channels last (`outChannelsLast`, 1.2 KB and 74 KB a model). fc1 reads its weight in
+ * PyTorch's layout too: its adjacent cells read adjacent weights by splitting each row's sum four ways
+ * (`linearPartialsResident`), so no transposed copy of its 4.7 MB is needed.
  */
 import { fours, type Conv2DInfo, type LinearInfo, type Pool2DInfo } from './shapes.ts';
 import type { KernelSpec, KernelThis } from './spec.ts';
