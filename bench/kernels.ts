@@ -10,7 +10,7 @@
  * the read-back into a flat Float32Array, as the Net sees a call; the result is then recycled, as the Net does.
  * The serving path's fused kernels (`serve.*`, weights resident as constants) are timed as one-step plans, as an
  * InferencePlan runs them: upload of the activation, the kernel, the read-back; a kernel of vector cells
- * (`serve.conv2Quad+channelsFirst`) with the step that reads them. Each case runs twice untimed
+ * (`serve.conv2Quad+channelsFirst`, `serve.fc1Quad+BiasRelu`) with the step that reads them. Each case runs twice untimed
  * first (the first call compiles, the second sizes the run), so GPU.js compilation never lands in the warm-up or
  * a sample.
  *
@@ -55,7 +55,7 @@ import { computeRowsInfo } from '../kernels/shapes.ts';
 import { outputSize, type KernelSpec } from '../kernels/spec.ts';
 import { DROPOUT1, DROPOUT2, IMAGE_SIDE, NUM_CLASSES } from '../src/model/cnn.ts';
 import { cnnShapes } from '../src/engine/shapes.ts';
-import { BACKENDS, Device, PLAN_VECTOR_CELLS, backendUnavailableReason, type Backend, openDevice } from '../src/engine/device-node.ts';
+import { BACKENDS, Device, backendUnavailableReason, type Backend, openDevice } from '../src/engine/device-node.ts';
 import { makeRng } from '../src/engine/random.ts';
 import { movementFloor } from './floor.ts';
 import { MATMUL_LAYOUTS, computeMatmulInfo, matmul, matmulAt, matmulReferenceAt, type MatmulLayout } from './matmul.ts';
@@ -224,7 +224,7 @@ function buildCases(M: number, B: number, inputs: Inputs): Case[] {
   add('serve.conv2BiasReluPool', conv2dBiasReluPoolResident(served.conv2, served.pool, { weight: resident(w2), bias: resident(b2) }), [u(h1)], fused);
   const channelsFirst = transposePlanes({ planes: M * B, rows: served.pool.outH * served.pool.outW, cols: served.pool.C });
   add('serve.channelsFirst', channelsFirst, [u(pooled)], { resident: true });
-  // four channels a cell, what webasm and cpu plans run instead (PLAN_VECTOR_CELLS), timed with the transpose that
+  // four channels a cell, what webasm and cpu plans run instead (Device.planVectorCells), timed with the transpose that
   // reads its cells: compare with the two rows above
   add('serve.conv2Quad+channelsFirst', conv2dBiasReluPoolQuadResident(served.conv2, served.pool, { weight: resident(w2), bias: resident(b2) }), [u(h1)],
     { ...fused, then: channelsFirst });
@@ -521,8 +521,8 @@ async function runBackend(backend: Backend, opts: Options): Promise<BackendRepor
         report.rows.push(row);
         const largest = Math.max(outputSize(c.spec), ...c.args.map((a) => (typeof a === 'number' ? 0 : a.n)),
           ...Object.values(c.spec.constants).map((v) => (typeof v === 'number' ? 0 : v.length)));
-        if (c.then && !PLAN_VECTOR_CELLS[backend]) {
-          row.skipped = `a plan step on ${backend} passes one value a cell on (PLAN_VECTOR_CELLS)`;
+        if (c.then && !device.planVectorCells) {
+          row.skipped = `a plan step on ${backend} passes one value a cell on (Device.planVectorCells)`;
           continue;
         }
         if (largest > device.maxElements) {

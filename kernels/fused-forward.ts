@@ -10,7 +10,7 @@
  * has no kernel here; training uses the per-layer kernels of the other files.
  *
  * The chain runs as one `gpu.createPipeline` plan. Where a plan's step may hand cells of several values to the next
- * step (`PLAN_VECTOR_CELLS`: webasm, with the patch, and the cpu), conv2 computes four output channels a cell
+ * step (`Device.planVectorCells`: webasm with the gpu.js patch, and the cpu), conv2 computes four output channels a cell
  * (`conv2dBiasReluPoolQuadResident`) and, at batches that are a multiple of 4, fc1 four images a cell
  * (`linearPartialsQuadResident`), so that each read serves more multiply-adds; both give the same values in the
  * same order as their one-value forms, which the GL backends and webgpu run.
@@ -327,7 +327,7 @@ export function linearPartialsResident(info: LinearInfo, weight: Float32Array): 
 
 /**
  * `linearPartialsResident` for four images a cell, where B is a multiple of 4 and a plan step may pass vector cells
- * on (`PLAN_VECTOR_CELLS`): each weight read (one 128-bit load on webasm) serves four images' sums instead of one,
+ * on (`Device.planVectorCells`): each weight read (one 128-bit load on webasm) serves four images' sums instead of one,
  * so the 4.7 MB weight of a model is streamed B/4 times instead of B times. Cell (p, o, m·B/4 + q) returns the
  * partial sums p of images 4q … 4q+3, side by side: [M, B/4, outF, 4 partials, 4 images], which
  * `linearPartialsBiasRelu` reads with `imagesPerCell` 4. Same sums in the same order as `linearPartialsResident`.
@@ -375,17 +375,17 @@ export function linearPartialsBiasRelu(info: LinearInfo, bias: Float32Array, ima
   if (info.B % imagesPerCell !== 0) throw new RangeError(`linearPartialsBiasRelu: batch ${info.B}, not a multiple of ${imagesPerCell}`);
   return {
     name: 'fused.linearPartialsBiasRelu',
-    fn: function (this: KernelThis<LinearInfo & { bias: Float32Array; images: number; groups: number }>, partials: Float32Array): number {
+    fn: function (this: KernelThis<LinearInfo & { bias: Float32Array; imagesPerCell: number; groups: number }>, partials: Float32Array): number {
       // image b is value i of group q's cells
-      const q = Math.floor(this.thread.y / this.constants.images);
-      const i = this.thread.y - q * this.constants.images;
-      const at = ((this.thread.z * this.constants.groups + q) * this.constants.outF + this.thread.x) * 4 * this.constants.images + i;
+      const q = Math.floor(this.thread.y / this.constants.imagesPerCell);
+      const i = this.thread.y - q * this.constants.imagesPerCell;
+      const at = ((this.thread.z * this.constants.groups + q) * this.constants.outF + this.thread.x) * 4 * this.constants.imagesPerCell + i;
       return Math.max(this.constants.bias[this.thread.z * this.constants.outF + this.thread.x]
-        + partials[at] + partials[at + this.constants.images] + partials[at + 2 * this.constants.images]
-        + partials[at + 3 * this.constants.images], 0);
+        + partials[at] + partials[at + this.constants.imagesPerCell] + partials[at + 2 * this.constants.imagesPerCell]
+        + partials[at + 3 * this.constants.imagesPerCell], 0);
     },
     output: [info.outF, info.B, info.M],
-    constants: { ...info, bias, images: imagesPerCell, groups: info.B / imagesPerCell },
+    constants: { ...info, bias, imagesPerCell, groups: info.B / imagesPerCell },
     flops: 5 * info.M * info.B * info.outF,
   };
 }

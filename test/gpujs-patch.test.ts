@@ -37,7 +37,9 @@
  *
  * Vector cells between plan steps. A fused webasm plan's step returning `Array(n)` may feed the next step, which
  * reads the n values of each cell side by side, cell by cell, as one flat array (stock gpu.js refused to fuse such
- * a plan, and ran its generic executor). The serving conv2 computes four channels a cell this way.
+ * a plan, and ran its generic executor). The serving conv2 computes four channels a cell this way, and fc1 four
+ * images a cell. A module compiled for one reader of a buffer is not reused for a reader of the same buffer under
+ * other dims (a buffer written in turn by steps of different values per cell).
  */
 import { createRequire } from 'node:module';
 import gpujs from 'gpu.js';
@@ -759,8 +761,41 @@ describe.skipIf(webasm === null)('webasm plan steps that pass vector cells on (g
       expect(plan.fallbackReason).toBeNull();
       const expected = Array.from(x).flatMap((v) => [2 * v, Math.fround(v + 1), -v]);
       expect(Array.from(out)).toEqual(expected);
+      if (W * H >= N) expect(plan.executorKind).toBe('fused-threaded');
     } finally {
       plan.destroy();
+    }
+  });
+
+  it('one kernel reading, in turn, a buffer of vector cells and the same buffer of one value a cell: each read under its own dims', async () => {
+    // x → pair (two values a cell) → rows → plusOne (one value a cell, into the buffer pair wrote) → rows: the
+    // second rows reads [W, H] where the first read [2W, H], the same kernel at the same offsets
+    const [W, H] = [8, 3];
+    const gpu = new (gpujs as unknown as { GPU: new (s: object) => any }).GPU({ mode: 'webasm' });
+    try {
+      const settings = { output: [W, H], precision: 'single' };
+      const pair = gpu.createKernel(function (this: KernelThis<object>, x: number[][]): number[] {
+        const v = x[this.thread.y][this.thread.x];
+        return [2 * v, -v];
+      }, { ...settings, returnType: 'Array(2)' });
+      const rows = gpu.createKernel(function (this: KernelThis<object>, v: number[][]): number {
+        return v[this.thread.y][this.thread.x];
+      }, settings);
+      const plusOne = gpu.createKernel(function (this: KernelThis<object>, v: number[][]): number {
+        return v[this.thread.y][this.thread.x] + 1;
+      }, settings);
+      const pipeline = gpu.createPipeline(function (x: unknown) {
+        return rows(plusOne(rows(pair(x))));
+      });
+      const x = Array.from({ length: H }, (_, y) => Float32Array.from({ length: W }, (_, i) => y * W + i + 1));
+      const result = (await pipeline(x)) as Float32Array[];
+      expect(pipeline.executorKind).toMatch(/^fused-/);
+      // the first rows reads row y of the packed [2W] values: cell i's pair at 2i, 2i + 1; so its [W] values are
+      // the first W/2 cells' pairs
+      const expected = x.map((row) => Array.from({ length: W }, (_, i) => (i % 2 === 0 ? 2 * row[i / 2]! : -row[(i - 1) / 2]!) + 1));
+      expect(result.map((row) => Array.from(row))).toEqual(expected);
+    } finally {
+      gpu.destroy();
     }
   });
 });

@@ -32,7 +32,7 @@ import {
 } from '../kernels/shapes.ts';
 import type { KernelSpec } from '../kernels/spec.ts';
 import { PARAM_SPECS, type ParamSet } from '../src/model/cnn.ts';
-import { Device, PLAN_EXECUTORS, PLAN_VECTOR_CELLS, openDevice } from '../src/engine/device-node.ts';
+import { Device, PLAN_EXECUTORS, openDevice } from '../src/engine/device-node.ts';
 import { Optimizer, stepLr, type OptimizerConfig } from '../src/engine/optimizer.ts';
 import { ResultPool } from '../src/engine/result-pool.ts';
 import {
@@ -780,7 +780,7 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       const channelsLast = toChannelsLast(expected, c.M * c.B, c.outC, pool.outH * pool.outW);
       expectRelative(await runAsPlan(d, pooled, x), channelsLast, FORWARD_TOL, `fused conv2d+relu+pool, channels last ${convName(c)}`);
       // four channels a cell, where a plan step may pass vector cells on: the same array, read by the same transpose
-      if (!PLAN_VECTOR_CELLS[backend] || c.outC % 4 !== 0) return;
+      if (!d.planVectorCells || c.outC % 4 !== 0) return;
       const quad = conv2dBiasReluPoolQuadResident(p.info, pool, { weight: p.w, bias: p.b });
       expectRelative(await runAsPlan(d, [quad, transposePlanes({ planes: c.M * c.B, rows: pool.outH * pool.outW, cols: c.outC })], x),
         expected, FORWARD_TOL, `fused conv2d+relu+pool, four channels a cell ${convName(c)}`);
@@ -806,7 +806,7 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       const { info, x, w, b, z } = linearProblem(testRng(), c, 3);
       expectRelative(await runAsPlan(d, [linearPartialsResident(info, w), linearPartialsBiasRelu(info, b)], x),
         concat(z.map((t) => ref.relu(t).data)), FORWARD_TOL, `fused linear+relu ${linearName(c)}`);
-      if (PLAN_VECTOR_CELLS[backend] && c.B % 4 === 0) {
+      if (d.planVectorCells && c.B % 4 === 0) {
         // four images a cell, read by the same bias + ReLU with imagesPerCell 4
         expectRelative(await runAsPlan(d, [linearPartialsQuadResident(info, w), linearPartialsBiasRelu(info, b, 4)], x),
           concat(z.map((t) => ref.relu(t).data)), FORWARD_TOL, `fused linear+relu, four images a cell ${linearName(c)}`);

@@ -210,7 +210,8 @@ const trainingM1 = trainingFixture(1);
 const trainingM2 = trainingFixture(2);
 
 const RUNNER_MODELS = 5;
-const RUNNER_B = 3;
+// 4 images: a batch that is a multiple of 4 takes fc1's four-images-a-cell kernel where plans pass vector cells
+const RUNNER_B = 4;
 /** Five models and a batch of 3; B = 1 uses its first image (inference treats samples independently). */
 const runnerFixture = lazy(() => {
   const rng = seeded('runner models and inputs');
@@ -448,7 +449,7 @@ describe.each(plan.run)('net on %s', (backend) => {
   });
 
   describe('sequential vs single dispatch', { timeout: 60_000 }, () => {
-    const CASES = [1, 2, 5].flatMap((M) => [1, 3].map((B) => [M, B] as const));
+    const CASES = [1, 2, 5].flatMap((M) => [1, 3, 4].map((B) => [M, B] as const));
     it.each(CASES)('M = %i, B = %i: same predictions, same log-probabilities, both match the reference', async (M, B) => {
       const f = runnerFixture();
       const stacked = stackParams(f.models.slice(0, M));
@@ -508,6 +509,28 @@ describe.each(plan.run)('net on %s', (backend) => {
       expect(single.planRuns).toBe(backend === 'headlessgl' ? 5 : 1);
     } finally {
       single.destroy();
+    }
+  });
+
+  it.skipIf(!['cpu', 'webasm'].includes(backend))('the plan with four values a cell (conv2, and fc1 at B = 4) equals the one-value plan a device without vector cells runs, bit for bit', { timeout: 60_000 }, async () => {
+    const f = runnerFixture();
+    const M = 2;
+    const B = 4;
+    const stacked = stackParams(f.models.slice(0, M));
+    const x = f.x.subarray(0, B * PIXELS);
+    expect(device().planVectorCells, 'this backend passes vector cells between plan steps').toBe(true);
+    // as webasm runs with gpu.js unpatched
+    const oneValue = Object.create(device()) as Device;
+    Object.defineProperty(oneValue, 'planVectorCells', { value: false });
+    const quad = new InferencePlan(device(), stacked, M);
+    const plain = new InferencePlan(oneValue, stacked, M);
+    try {
+      const a = await quad.predict(x, B);
+      const b = await plain.predict(x, B); // a Plan refuses to run degraded (not fused on webasm)
+      expect(Array.from(a)).toEqual(Array.from(b));
+    } finally {
+      quad.destroy();
+      plain.destroy();
     }
   });
 

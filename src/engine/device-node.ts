@@ -64,6 +64,7 @@ export async function openDevice(choice: BackendChoice = 'auto', opts: { maxKern
     note: webasm ? webasmPatchMissing() : null,
     recycleResults: webasm && webasmReadsBackIntoTargets(),
     webasmExactIndices: webasmIndexesExactly(),
+    webasmVectorCells: webasmPassesVectorCells(),
     collectGarbage: fullCollection,
   });
 }
@@ -91,11 +92,13 @@ export function webasmPatchMissing(): string | null {
   const require = createRequire(import.meta.url);
   const pool = require('gpu.js/src/backend/web-assembly/worker-pool.js') as { sharedWorkerPool?: unknown };
   if (typeof pool.sharedWorkerPool === 'function' && patched('backend/web-assembly/function-node.js', 'WebAssemblyFunctionNode', 'vContiguousBase')
-    && patched('pipeline.js', 'Pipeline', 'releaseBuildInputs') && webasmReadsBackIntoTargets() && webasmIndexesExactly()) {
+    && patched('pipeline.js', 'Pipeline', 'releaseBuildInputs') && webasmReadsBackIntoTargets() && webasmIndexesExactly()
+    && webasmPassesVectorCells()) {
     return null;
   }
   return 'gpu.js is not patched (installed with --ignore-scripts?): run `npx patch-package` for its shared worker '
-    + 'pool, integer indices, contiguous loads, released plan inputs and recycled results; webasm runs without them, '
+    + 'pool, integer indices, contiguous loads, released plan inputs, recycled results and vector cells between plan '
+    + 'steps; webasm runs without them, '
     + 'slower, with more memory and with arrays limited to 2^24 elements';
 }
 
@@ -103,6 +106,11 @@ export function webasmPatchMissing(): string | null {
 function patched(file: string, name: string, method: string): boolean {
   const exported = createRequire(import.meta.url)(`gpu.js/src/${file}`) as Record<string, { prototype?: Record<string, unknown> } | undefined>;
   return typeof exported[name]?.prototype?.[method] === 'function';
+}
+
+/** Whether fused webasm plans pass a step's vector cells to the next step as one flat array (patches/). */
+function webasmPassesVectorCells(): boolean {
+  return patched('backend/web-assembly/pipeline-executor.js', 'WebAssemblyPipelineExecutor', 'stepOutputDims');
 }
 
 /** Whether webasm kernels compute integer indices in i32 and refuse inexact ones (patches/), so arrays may pass 2^24. */

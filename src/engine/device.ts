@@ -104,6 +104,8 @@ export interface DeviceSetup {
   recycleResults?: boolean;
   /** False where webasm still computes indices in f32 (gpu.js without the patch): arrays stay within 2^24. */
   webasmExactIndices?: boolean;
+  /** Whether webasm plans pass vector cells between steps (the gpu.js patch); see `PLAN_VECTOR_CELLS`. */
+  webasmVectorCells?: boolean;
   /** A full garbage collection, where the platform offers one (Node); see `Device.collectGarbage`. */
   collectGarbage?: () => void;
   /** How many compiled kernels to keep (default 256). */
@@ -114,6 +116,11 @@ export class Device {
   readonly backend: Backend;
   /** Largest array a kernel may touch here; the Net splits work to stay under it. */
   readonly maxElements: number;
+  /**
+   * Whether this device's plans may pass cells of several values from one step to the next (`PLAN_VECTOR_CELLS`,
+   * and on webasm only with the gpu.js patch): InferencePlan then runs its four-values-a-cell kernels.
+   */
+  readonly planVectorCells: boolean;
   /** The GPU behind a GPU backend (webgpu's adapter, headlessgl's renderer); undefined on cpu and webasm. */
   readonly adapter: AdapterInfo | undefined;
   /** A line worth showing the user about how this backend runs here (webasm on unpatched gpu.js), or null. */
@@ -144,6 +151,7 @@ export class Device {
     this.adapter = setup.adapter;
     this.maxKernels = setup.maxKernels ?? 256;
     this.maxElements = maxElementsFor(setup.backend, setup.webasmExactIndices ?? false);
+    this.planVectorCells = PLAN_VECTOR_CELLS[setup.backend] && (setup.backend !== 'webasm' || (setup.webasmVectorCells ?? false));
     this.note = setup.note ?? null;
     this.fullCollection = setup.collectGarbage ?? null;
     this.gpu = new GPU({ mode: setup.backend } as any);
@@ -351,7 +359,8 @@ export const PLAN_EXECUTORS: Record<Backend, readonly string[]> = {
 
 /**
  * Whether a plan's step may hand cells of several values (`returnType: 'Array(n)'`) to the next step, which reads
- * them as one flat array (n values per cell, side by side): webasm's fused executor does (patches/), and so does
+ * them as one flat array (n values per cell, side by side): webasm's fused executor does with the gpu.js patch
+ * (`Device.planVectorCells` says whether it is there), and so does
  * the cpu's stepwise plan, which flattens every output. On the GL backends and webgpu the next kernel would read
  * a texture or buffer of vectors, not a flat array, so their plans keep one value per cell.
  */

@@ -11,7 +11,7 @@
  * convolutions' weights, 1.2 KB and 74 KB a model).
  */
 import { IMAGE_SIDE, NUM_CLASSES, type ParamSet } from '../model/cnn.ts';
-import { PLAN_VECTOR_CELLS, type Device, type Plan } from './device.ts';
+import type { Device, Plan } from './device.ts';
 import { cnnShapes, maxServingBatch } from './shapes.ts';
 import {
   conv2dBiasReluPoolQuadResident, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsQuadResident, linearPartialsResident,
@@ -114,7 +114,7 @@ export class InferencePlan {
     const M = this.numModels;
     const p = this.loaded ??= this.loadWeights();
     const { conv1, conv2, pool, fc1, fc2 } = cnnShapes(M, B, true);
-    const vectorCells = PLAN_VECTOR_CELLS[this.device.backend];
+    const vectorCells = this.device.planVectorCells;
     const fc1Quad = vectorCells && B % 4 === 0;
     plan = this.device.plan([
       conv2dBiasReluResident(conv1, { weight: p['conv1.weight'], bias: p['conv1.bias'] }),
