@@ -18,6 +18,9 @@
  * autocannon's p50 at concurrency 1 on each path's server (`--duration` seconds), and the median of the R
  * differences. A shared host drifts by more
  * than a millisecond between one table's in-process column and its cells; within a round it has less time to.
+ * Each round also measures the floor: a bare fastify server (bench/http-floor-server.ts) that holds each request
+ * as long as the in-process p50, its p50 at concurrency 1 minus that hold: what the round trip alone costs here
+ * around a handler that long, before any decoding, queueing or engine.
  *
  *   npm run bench:serve -- --num-models 2,8 --concurrency 1,8,32 --duration 5 [--json] [--soak 10000]
  *     [--server-cpus 1 --client-cpus 0]
@@ -43,7 +46,7 @@ const USAGE = `usage: npm run bench:serve -- [options]
   --server-cpus LIST   taskset CPUs for the server and the in-process bench (with --client-cpus)
   --client-cpus LIST   taskset CPUs for autocannon
   --overhead-rounds R  instead of the table: R rounds of the in-process p50, then the HTTP p50 at concurrency 1
-                       (batching on; not with --concurrency, --batching or --soak)
+                       and a bare server's, held as long (batching on; not with --concurrency, --batching or --soak)
   --json               one JSON document on stdout
 `;
 
@@ -132,8 +135,18 @@ function nodeCommand(cpus: string | undefined, argv: string[]): [string, string[
 }
 
 /** A `serve` child process, started and listening. */
-async function startServe(flags: string[], cpus: string | undefined): Promise<{ url: string; child: ChildProcess }> {
-  const [command, argv] = nodeCommand(cpus, [BIN, 'serve', '--port', '0', '--host', '127.0.0.1', ...flags]);
+function startServe(flags: string[], cpus: string | undefined): Promise<{ url: string; child: ChildProcess }> {
+  return startListening([BIN, 'serve', '--port', '0', '--host', '127.0.0.1', ...flags], cpus);
+}
+
+/** The floor server (bench/http-floor-server.ts), started and listening. */
+function startFloor(cpus: string | undefined): Promise<{ url: string; child: ChildProcess }> {
+  return startListening(['--import', 'tsx', join(ROOT, 'bench/http-floor-server.ts')], cpus);
+}
+
+/** A Node child process that prints the URL it listens on ("on http://…"), once it does. */
+async function startListening(nodeArgs: string[], cpus: string | undefined): Promise<{ url: string; child: ChildProcess }> {
+  const [command, argv] = nodeCommand(cpus, nodeArgs);
   const child = spawn(command, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] });
   let out = '';
   const url = await new Promise<string>((resolve, reject) => {
@@ -142,7 +155,7 @@ async function startServe(flags: string[], cpus: string | undefined): Promise<{ 
       const m = /on (http:\/\/\S+)/.exec(out);
       if (m) resolve(m[1]!);
     });
-    child.on('exit', (code) => reject(new Error(`serve exited with ${code} before listening: ${out}`)));
+    child.on('exit', (code) => reject(new Error(`${nodeArgs.join(' ')} exited with ${code} before listening: ${out}`)));
   });
   child.stdout!.resume();
   return { url, child };
@@ -182,11 +195,13 @@ interface Cell {
   meanBatchImages: number;
 }
 
-async function load(url: string, connections: number, args: Args, body: Buffer, amount?: number) {
+/** `target`: where to PUT the body (the ensemble's predictions, or the floor server's hold with its header). */
+async function load(url: string, connections: number, args: Args, body: Buffer, amount?: number,
+  target: { path: string; headers?: Record<string, string> } = { path: '/predictions/ensemble' }) {
   const times: number[] = [];
   const result = await new Promise<autocannon.Result>((resolve, reject) => {
     const instance = autocannon({
-      url: `${url}/predictions/ensemble`, method: 'PUT', body, headers: { 'content-type': 'image/png' }, connections,
+      url: `${url}${target.path}`, method: 'PUT', body, headers: { 'content-type': 'image/png', ...target.headers }, connections,
       ...(amount ? { amount } : { duration: args.duration, maxOverallRequests: Math.max(args.maxRequests, connections) }),
     }, (err, res) => (err ? reject(err) : resolve(res)));
     instance.on('response', (_client, status, _bytes, ms) => { if (status < 300) times.push(ms); });
@@ -249,6 +264,8 @@ interface OverheadRound {
   httpP50Ms: number; inProcessP50Ms: number; differenceMs: number;
   /** the server's own mean time per request in each phase over the HTTP block, from /metrics */
   serverMeanMs: { decode: number; queue: number; compute: number };
+  /** the floor server's p50 at concurrency 1, holding each request for the in-process p50, minus that hold */
+  floorMs: number;
 }
 
 const PHASES = ['decode', 'queue', 'compute'] as const;
@@ -261,6 +278,7 @@ const PHASE_SERIES = (['sum', 'count'] as const).flatMap((kind) => PHASES.map((p
  */
 async function overhead(N: number, args: Args, body: Buffer) {
   const servers: Array<{ path: 'single' | 'sequential'; url: string; child: ChildProcess; rounds: OverheadRound[] }> = [];
+  const floor = await startFloor(args.serverCpus);
   try {
     for (const path of args.paths) {
       const { url, child } = await startServe(['--num-models', String(N), '--path', path, '--backend', args.backend], args.serverCpus);
@@ -278,16 +296,21 @@ async function overhead(N: number, args: Args, body: Buffer) {
         const httpP50Ms = percentile(times, 50);
         const [decode, queue, compute] = PHASES.map((_, i) =>
           (1000 * (after[i]! - before[i]!)) / (after[i + PHASES.length]! - before[i + PHASES.length]!));
-        rounds.push({ httpP50Ms, inProcessP50Ms, differenceMs: httpP50Ms - inProcessP50Ms, serverMeanMs: { decode: decode!, queue: queue!, compute: compute! } });
-        if (!args.json) process.stderr.write(`bench:serve: N=${N} ${path} round ${r + 1}: HTTP ${f(httpP50Ms)} ms, in-process ${f(inProcessP50Ms)} ms\n`);
+        // the same round trip around a bare handler held as long as the in-process plan run
+        const held = await load(floor.url, 1, args, body, undefined, { path: '/hold', headers: { 'x-hold-ms': String(inProcessP50Ms) } });
+        const floorMs = percentile(held.times, 50) - inProcessP50Ms;
+        rounds.push({ httpP50Ms, inProcessP50Ms, differenceMs: httpP50Ms - inProcessP50Ms, serverMeanMs: { decode: decode!, queue: queue!, compute: compute! }, floorMs });
+        if (!args.json) process.stderr.write(`bench:serve: N=${N} ${path} round ${r + 1}: HTTP ${f(httpP50Ms)} ms, in-process ${f(inProcessP50Ms)} ms, floor +${f(floorMs)} ms\n`);
       }
     }
-    return servers.map(({ path, rounds }) => {
-      const sorted = rounds.map((r) => r.differenceMs).sort((a, b) => a - b);
-      return { numModels: N, path, rounds, medianDifferenceMs: percentile(sorted, 50) };
-    });
+    const median = (values: number[]) => percentile([...values].sort((a, b) => a - b), 50);
+    return servers.map(({ path, rounds }) => ({
+      numModels: N, path, rounds,
+      medianDifferenceMs: median(rounds.map((r) => r.differenceMs)), medianFloorMs: median(rounds.map((r) => r.floorMs)),
+    }));
   } finally {
     for (const { child } of servers) await stopServe(child);
+    await stopServe(floor.child);
   }
 }
 
@@ -302,10 +325,11 @@ async function runOverhead(args: Args, body: Buffer): Promise<void> {
   }
   for (const o of results) {
     const diffs = o.rounds.map((r) => `${r.differenceMs >= 0 ? '+' : ''}${f(r.differenceMs)}`).join(', ');
-    process.stdout.write(`N=${o.numModels} ${o.path}: HTTP − in-process p50 per round ${diffs} ms; median ${o.medianDifferenceMs >= 0 ? '+' : ''}${f(o.medianDifferenceMs)} ms\n`);
+    process.stdout.write(`N=${o.numModels} ${o.path}: HTTP − in-process p50 per round ${diffs} ms; median ${o.medianDifferenceMs >= 0 ? '+' : ''}${f(o.medianDifferenceMs)} ms; `
+      + `a bare server holding each request as long: median +${f(o.medianFloorMs)} ms\n`);
     for (const [i, r] of o.rounds.entries()) {
       process.stdout.write(`  round ${i + 1}: HTTP p50 ${f(r.httpP50Ms)}, in-process p50 ${f(r.inProcessP50Ms)}; the server's mean decode ${f(r.serverMeanMs.decode)}, `
-        + `queue ${f(r.serverMeanMs.queue)}, compute ${f(r.serverMeanMs.compute)} ms\n`);
+        + `queue ${f(r.serverMeanMs.queue)}, compute ${f(r.serverMeanMs.compute)} ms; floor +${f(r.floorMs)} ms\n`);
     }
   }
 }
