@@ -9,8 +9,12 @@ import Fastify from 'fastify';
 
 const app = Fastify({ logger: false });
 app.addContentTypeParser('image/png', { parseAs: 'buffer' }, (_req, body, done) => done(null, body));
+/** Longest hold: a plan run of the bench takes milliseconds; a wild header must not wedge the server. */
+const MAX_HOLD_MS = 10_000;
+
 app.put('/hold', async (req) => {
-  const holdMs = Number(req.headers['x-hold-ms'] ?? 0);
+  const asked = Number(req.headers['x-hold-ms'] ?? 0);
+  const holdMs = Number.isFinite(asked) ? Math.min(Math.max(asked, 0), MAX_HOLD_MS) : 0;
   const start = performance.now();
   // busy, as the server's main thread is not while a plan runs on the workers: the client's wait is the same
   while (performance.now() - start < holdMs);

@@ -152,9 +152,11 @@ async function startListening(nodeArgs: string[], cpus: string | undefined): Pro
   const url = await new Promise<string>((resolve, reject) => {
     child.stdout!.on('data', (b: Buffer) => {
       out += b;
-      const m = /on (http:\/\/\S+)/.exec(out);
+      // up to the end of its line, so that a URL cut between two chunks is not taken
+      const m = /on (http:\/\/\S+)\s/.exec(out);
       if (m) resolve(m[1]!);
     });
+    child.on('error', (err) => reject(new Error(`${nodeArgs.join(' ')} could not start: ${err.message}`)));
     child.on('exit', (code) => reject(new Error(`${nodeArgs.join(' ')} exited with ${code} before listening: ${out}`)));
   });
   child.stdout!.resume();
@@ -162,6 +164,7 @@ async function startListening(nodeArgs: string[], cpus: string | undefined): Pro
 }
 
 async function stopServe(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return; // gone already: no exit event is coming
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGTERM');
   await exited;
@@ -279,7 +282,9 @@ const PHASE_SERIES = (['sum', 'count'] as const).flatMap((kind) => PHASES.map((p
 async function overhead(N: number, args: Args, body: Buffer) {
   const servers: Array<{ path: 'single' | 'sequential'; url: string; child: ChildProcess; rounds: OverheadRound[] }> = [];
   const floor = await startFloor(args.serverCpus);
+  const hold = (ms: number) => ({ path: '/hold', headers: { 'x-hold-ms': String(ms) } });
   try {
+    await load(floor.url, 1, { ...args, duration: 1 }, body, undefined, hold(1)); // warm it as the servers below
     for (const path of args.paths) {
       const { url, child } = await startServe(['--num-models', String(N), '--path', path, '--backend', args.backend], args.serverCpus);
       servers.push({ path, url, child, rounds: [] });
@@ -297,7 +302,8 @@ async function overhead(N: number, args: Args, body: Buffer) {
         const [decode, queue, compute] = PHASES.map((_, i) =>
           (1000 * (after[i]! - before[i]!)) / (after[i + PHASES.length]! - before[i + PHASES.length]!));
         // the same round trip around a bare handler held as long as the in-process plan run
-        const held = await load(floor.url, 1, args, body, undefined, { path: '/hold', headers: { 'x-hold-ms': String(inProcessP50Ms) } });
+        const held = await load(floor.url, 1, args, body, undefined, hold(inProcessP50Ms));
+        if (held.result.errors + held.result.timeouts + held.result.non2xx > 0) throw new Error(`bench:serve: N=${N} ${path}: errors on the floor server`);
         const floorMs = percentile(held.times, 50) - inProcessP50Ms;
         rounds.push({ httpP50Ms, inProcessP50Ms, differenceMs: httpP50Ms - inProcessP50Ms, serverMeanMs: { decode: decode!, queue: queue!, compute: compute! }, floorMs });
         if (!args.json) process.stderr.write(`bench:serve: N=${N} ${path} round ${r + 1}: HTTP ${f(httpP50Ms)} ms, in-process ${f(inProcessP50Ms)} ms, floor +${f(floorMs)} ms\n`);
@@ -320,7 +326,10 @@ async function runOverhead(args: Args, body: Buffer): Promise<void> {
     results.push(...await overhead(N, args, body));
   }
   if (args.json) {
-    process.stdout.write(JSON.stringify({ backend: args.backend, duration: args.duration, benchIters: args.benchIters, overhead: results }, null, 2) + '\n');
+    process.stdout.write(JSON.stringify({
+      backend: args.backend, duration: args.duration, benchIters: args.benchIters,
+      serverCpus: args.serverCpus ?? null, clientCpus: args.clientCpus ?? null, overhead: results,
+    }, null, 2) + '\n');
     return;
   }
   for (const o of results) {

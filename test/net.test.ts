@@ -212,7 +212,7 @@ const trainingM2 = trainingFixture(2);
 const RUNNER_MODELS = 5;
 // 4 images: a batch that is a multiple of 4 takes fc1's four-images-a-cell kernel where plans pass vector cells
 const RUNNER_B = 4;
-/** Five models and a batch of 3; B = 1 uses its first image (inference treats samples independently). */
+/** Five models and a batch of 4; a smaller B uses its first images (inference treats samples independently). */
 const runnerFixture = lazy(() => {
   const rng = seeded('runner models and inputs');
   const models = Array.from({ length: RUNNER_MODELS }, () => randomModel(rng));
@@ -519,14 +519,27 @@ describe.each(plan.run)('net on %s', (backend) => {
     const stacked = stackParams(f.models.slice(0, M));
     const x = f.x.subarray(0, B * PIXELS);
     expect(device().planVectorCells, 'this backend passes vector cells between plan steps').toBe(true);
-    // as webasm runs with gpu.js unpatched
-    const oneValue = Object.create(device()) as Device;
-    Object.defineProperty(oneValue, 'planVectorCells', { value: false });
-    const quad = new InferencePlan(device(), stacked, M);
-    const plain = new InferencePlan(oneValue, stacked, M);
+    /** The device, with `planVectorCells` as given, recording the kernels of the plans built on it. */
+    const recording = (planVectorCells: boolean) => {
+      const d = Object.create(device()) as Device;
+      const kernels: string[] = [];
+      Object.defineProperty(d, 'planVectorCells', { value: planVectorCells });
+      d.plan = (steps, chain) => {
+        kernels.push(...steps.map((s) => s.name));
+        return device().plan(steps, chain);
+      };
+      return { d, kernels };
+    };
+    const withCells = recording(true);
+    const oneValue = recording(false); // as webasm runs with gpu.js unpatched
+    const quad = new InferencePlan(withCells.d, stacked, M);
+    const plain = new InferencePlan(oneValue.d, stacked, M);
     try {
       const a = await quad.predict(x, B);
       const b = await plain.predict(x, B); // a Plan refuses to run degraded (not fused on webasm)
+      expect(withCells.kernels).toEqual(expect.arrayContaining(['fused.conv2dBiasReluPoolQuad', 'fused.linearPartialsQuad']));
+      expect(oneValue.kernels).toEqual(expect.arrayContaining(['fused.conv2dBiasReluPool', 'fused.linearPartials']));
+      expect(oneValue.kernels.filter((k) => k.endsWith('Quad'))).toEqual([]);
       expect(Array.from(a)).toEqual(Array.from(b));
     } finally {
       quad.destroy();
