@@ -77,20 +77,16 @@ function parseArgs(argv: string[]): Args {
     duration: 5, maxRequests: 20_000, benchIters: 200, backend: 'auto', soak: undefined, json: false, serverCpus: undefined, clientCpus: undefined,
     overheadRounds: 0,
   };
-  const list = (v: string) => v.split(',').map((s) => {
-    const n = Number(s);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`bench:serve: "${v}" is not a list of positive integers`);
+  const single = (flag: string, v: string) => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1) throw new Error(`bench:serve: ${flag} takes positive integers, got "${v}"`);
     return n;
-  });
+  };
+  const list = (flag: string, v: string) => v.split(',').map((item) => single(flag, item));
   const oneOf = <T extends string>(flag: string, v: string, allowed: readonly T[]): T[] => v.split(',').map((item) => {
     if (!(allowed as readonly string[]).includes(item)) throw new Error(`bench:serve: ${flag} takes a list of ${allowed.join(', ')}, got "${item}"`);
     return item as T;
   });
-  const single = (flag: string, v: string) => {
-    const n = Number(v);
-    if (!Number.isInteger(n) || n < 1) throw new Error(`bench:serve: ${flag} takes one positive integer, got "${v}"`);
-    return n;
-  };
   for (let i = 0; i < argv.length; i++) {
     const flag = argv[i]!;
     const value = () => {
@@ -98,8 +94,8 @@ function parseArgs(argv: string[]): Args {
       if (v === undefined) throw new Error(`bench:serve: ${flag} needs a value`);
       return v;
     };
-    if (flag === '--num-models') args.numModels = list(value());
-    else if (flag === '--concurrency') args.concurrency = list(value());
+    if (flag === '--num-models') args.numModels = list(flag, value());
+    else if (flag === '--concurrency') args.concurrency = list(flag, value());
     else if (flag === '--paths') args.paths = oneOf(flag, value(), ['single', 'sequential'] as const);
     else if (flag === '--batching') args.batching = oneOf(flag, value(), ['on', 'off'] as const).map((v) => v === 'on');
     else if (flag === '--duration') args.duration = single(flag, value());
@@ -163,7 +159,8 @@ async function startListening(nodeArgs: string[], cpus: string | undefined): Pro
   return { url, child };
 }
 
-async function stopServe(child: ChildProcess): Promise<void> {
+/** Stops a child this script started (a server), and waits for it to exit. */
+async function stopChild(child: ChildProcess): Promise<void> {
   if (child.exitCode !== null || child.signalCode !== null) return; // gone already: no exit event is coming
   const exited = new Promise((resolve) => child.once('exit', resolve));
   child.kill('SIGTERM');
@@ -257,7 +254,7 @@ async function soak(N: number, total: number, args: Args, body: Buffer) {
     const [afterAll] = await metrics(url, ['process_resident_memory_bytes']);
     return { numModels: N, requests: total, rssAfter1000MiB: after1k / 2 ** 20, rssAfterAllMiB: afterAll / 2 ** 20, ratio: afterAll / after1k };
   } finally {
-    await stopServe(child);
+    await stopChild(child);
   }
 }
 
@@ -315,8 +312,8 @@ async function overhead(N: number, args: Args, body: Buffer) {
       medianDifferenceMs: median(rounds.map((r) => r.differenceMs)), medianFloorMs: median(rounds.map((r) => r.floorMs)),
     }));
   } finally {
-    for (const { child } of servers) await stopServe(child);
-    await stopServe(floor.child);
+    for (const { child } of servers) await stopChild(child);
+    await stopChild(floor.child);
   }
 }
 
@@ -370,7 +367,7 @@ async function run(): Promise<void> {
             if (!args.json) process.stderr.write(`bench:serve: N=${N} ${path} batching ${batching ? 'on' : 'off'} c=${c}: ${f(cell.requestsPerSecond, 1)} req/s, p50 ${f(cell.p50Ms)} ms\n`);
           }
         } finally {
-          await stopServe(child);
+          await stopChild(child);
         }
       }
     }

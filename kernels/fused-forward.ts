@@ -71,17 +71,24 @@ export function conv2dBiasReluResident(info: Conv2DInfo, p: ResidentParams): Ker
   };
 }
 
-/** w [M, outC, inC, K, K] (PyTorch's) → [M, inC, K*K, outC]: one tap's weights for consecutive output channels side by side. */
-export function outChannelsLast(w: Float32Array, info: Conv2DInfo): Float32Array {
+/**
+ * w [M, outC, inC, K, K] (PyTorch's) → [M, inC, K*K, outC]: one tap's weights for the output channels side by side,
+ * in the order a kernel's SIMD lanes (x) read them. One channel a cell (`perCell` 1): channel co at co. Four
+ * channels a cell (4), cell x computing channels 4x … 4x+3: channel 4x+k at k·outC/4 + x, so that lanes x … x+3
+ * still read four consecutive weights.
+ */
+export function outChannelsLast(w: Float32Array, info: Conv2DInfo, perCell: 1 | 4 = 1): Float32Array {
   const taps = info.K * info.K;
   const expected = info.M * info.outC * info.inC * taps;
   if (w.length !== expected) throw new Error(`conv2d weight: ${w.length} values, expected ${expected} (M·outC·inC·K·K)`);
+  const cells = info.outC / perCell;
   const out = new Float32Array(w.length);
   for (let m = 0; m < info.M; m++) {
     for (let co = 0; co < info.outC; co++) {
+      const slot = (co % perCell) * cells + Math.floor(co / perCell);
       for (let ci = 0; ci < info.inC; ci++) {
         for (let t = 0; t < taps; t++) {
-          out[((m * info.inC + ci) * taps + t) * info.outC + co] = w[((m * info.outC + co) * info.inC + ci) * taps + t];
+          out[((m * info.inC + ci) * taps + t) * info.outC + slot] = w[((m * info.outC + co) * info.inC + ci) * taps + t];
         }
       }
     }
@@ -165,8 +172,8 @@ export function conv2dBiasReluPoolResident(info: Conv2DInfo, pool: Pool2DInfo, p
  * The same pooled convolution as `conv2dBiasReluPoolResident`, four output channels per cell: cell x computes
  * channels 4x … 4x+3 (`Array(4)`), so each of its 16 input reads serves 144 multiply-adds instead of 36. Its
  * four values lie side by side in the result, which is therefore the same [M, B, poolH*poolW, outC] array, read by
- * the same transpose. The weight copy (`outChannelsLastQuarters`) puts channel 4x+k of a tap at k·outC/4 + x, so
- * the lanes (x) still read four consecutive weights: one 128-bit load each on webasm.
+ * the same transpose. Its weight copy (`outChannelsLast`, four channels a cell) puts channel 4x+k of a tap at
+ * k·outC/4 + x, so the lanes (x) still read four consecutive weights: one 128-bit load each on webasm.
  * Only where a plan step may pass vector cells to the next (`Device.planVectorCells`: webasm with the patch, the
  * cpu's stepwise plan); the GL backends keep one value per cell. Needs outC a multiple of 4.
  * Grid [outC/4, poolH*poolW, M*B], 4 values a cell.
@@ -274,22 +281,9 @@ export function conv2dBiasReluPoolQuadResident(info: Conv2DInfo, pool: Pool2DInf
     },
     returnType: 'Array(4)',
     output: [info.outC / 4, pool.outH * pool.outW, info.M * info.B],
-    constants: { ...info, poolW: pool.outW, quarter: info.outC / 4, weight: outChannelsLastQuarters(p.weight, info), bias: p.bias },
+    constants: { ...info, poolW: pool.outW, quarter: info.outC / 4, weight: outChannelsLast(p.weight, info, 4), bias: p.bias },
     flops: 2 * info.M * info.B * info.outC * 4 * pool.outH * pool.outW * info.inC * 9,
   };
-}
-
-/** `outChannelsLast`'s copy with each tap's outC channels reordered: channel 4x+k at k·outC/4 + x. */
-export function outChannelsLastQuarters(w: Float32Array, info: Conv2DInfo): Float32Array {
-  const byChannel = outChannelsLast(w, info);
-  const out = new Float32Array(byChannel.length);
-  const quarter = info.outC / 4;
-  for (let at = 0; at < out.length; at += info.outC) {
-    for (let x = 0; x < quarter; x++) {
-      for (let k = 0; k < 4; k++) out[at + k * quarter + x] = byChannel[at + 4 * x + k]!;
-    }
-  }
-  return out;
 }
 
 /**

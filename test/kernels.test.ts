@@ -774,7 +774,8 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       // PyTorch's order
       const pooled = conv2dBiasReluPoolResident(p.info, pool, { weight: p.w, bias: p.b });
       const x = toChannelsLast(p.x, (c.sharedInput ? 1 : c.M) * c.B, c.inC, c.inH * c.inW);
-      const y = await runAsPlan(d, [pooled, transposePlanes({ planes: c.M * c.B, rows: pool.outH * pool.outW, cols: c.outC })], x);
+      const toChannelsFirst = transposePlanes({ planes: c.M * c.B, rows: pool.outH * pool.outW, cols: c.outC });
+      const y = await runAsPlan(d, [pooled, toChannelsFirst], x);
       expectRelative(y, expected, FORWARD_TOL, `fused conv2d+relu+pool ${convName(c)}`);
       // and the pool's own output is that, channels last: [M, B, poolH*poolW, C]
       const channelsLast = toChannelsLast(expected, c.M * c.B, c.outC, pool.outH * pool.outW);
@@ -782,8 +783,7 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       // four channels a cell, where a plan step may pass vector cells on: the same array, read by the same transpose
       if (!d.planVectorCells || c.outC % 4 !== 0) return;
       const quad = conv2dBiasReluPoolQuadResident(p.info, pool, { weight: p.w, bias: p.b });
-      expectRelative(await runAsPlan(d, [quad, transposePlanes({ planes: c.M * c.B, rows: pool.outH * pool.outW, cols: c.outC })], x),
-        expected, FORWARD_TOL, `fused conv2d+relu+pool, four channels a cell ${convName(c)}`);
+      expectRelative(await runAsPlan(d, [quad, toChannelsFirst], x), expected, FORWARD_TOL, `fused conv2d+relu+pool, four channels a cell ${convName(c)}`);
       expectRelative(await runAsPlan(d, quad, x), channelsLast, FORWARD_TOL, `fused conv2d+relu+pool, four channels a cell, channels last ${convName(c)}`);
     });
 
@@ -804,12 +804,13 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       const d = device();
       // larger weights than the linear test's, so the log-softmax sees logits of several units
       const { info, x, w, b, z } = linearProblem(testRng(), c, 3);
+      const relu = concat(z.map((t) => ref.relu(t).data));
       expectRelative(await runAsPlan(d, [linearPartialsResident(info, w), linearPartialsBiasRelu(info, b)], x),
-        concat(z.map((t) => ref.relu(t).data)), FORWARD_TOL, `fused linear+relu ${linearName(c)}`);
+        relu, FORWARD_TOL, `fused linear+relu ${linearName(c)}`);
       if (d.planVectorCells && c.B % 4 === 0) {
         // four images a cell, read by the same bias + ReLU with imagesPerCell 4
         expectRelative(await runAsPlan(d, [linearPartialsQuadResident(info, w), linearPartialsBiasRelu(info, b, 4)], x),
-          concat(z.map((t) => ref.relu(t).data)), FORWARD_TOL, `fused linear+relu, four images a cell ${linearName(c)}`);
+          relu, FORWARD_TOL, `fused linear+relu, four images a cell ${linearName(c)}`);
       }
       expectRelative(await runAsPlan(d, linearLogSoftmaxResident(info, { weight: w, bias: b }), x),
         concat(z.map((t) => ref.logSoftmax(t).data)), FORWARD_TOL, `fused linear+log_softmax ${linearName(c)}`);

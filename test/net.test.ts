@@ -15,7 +15,7 @@ import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { DROPOUT1, DROPOUT2, FC1, IMAGE_SIDE, NUM_CLASSES, PARAM_SPECS, type ParamSet } from '../src/model/cnn.ts';
 import { replicatedModels, stackParams, stackedModels } from '../src/model/stack.ts';
-import { Plan, type Device } from '../src/engine/device-node.ts';
+import { PLAN_VECTOR_CELLS, Plan, type Device } from '../src/engine/device-node.ts';
 import { initParams } from '../src/engine/init.ts';
 import { Net } from '../src/engine/net.ts';
 import { trainStep } from '../src/engine/trainer.ts';
@@ -512,7 +512,7 @@ describe.each(plan.run)('net on %s', (backend) => {
     }
   });
 
-  it.skipIf(!['cpu', 'webasm'].includes(backend))('the plan with four values a cell (conv2, and fc1 at B = 4) equals the one-value plan a device without vector cells runs, bit for bit', { timeout: 60_000 }, async () => {
+  it.skipIf(!PLAN_VECTOR_CELLS[backend])('the plan with four values a cell (conv2, and fc1 at B = 4) equals the one-value plan a device without vector cells runs, bit for bit', { timeout: 60_000 }, async () => {
     const f = runnerFixture();
     const M = 2;
     const B = 4;
