@@ -20,7 +20,9 @@
  * than a millisecond between one table's in-process column and its cells; within a round it has less time to.
  * Each round also measures the floor: a bare fastify server (bench/http-floor-server.ts) that holds each request
  * as long as the in-process p50, its p50 at concurrency 1 minus that hold: what the round trip alone costs here
- * around a handler that long, before any decoding, queueing or engine.
+ * around a handler that long, before any decoding, queueing or engine. And each round sets the HTTP p50 against the
+ * p50 of the very plan runs that answered those requests (each request's `computeMs` in the server's `--json-log`,
+ * whose writing the HTTP times include): no drift of the host between two measurements can enter that difference.
  *
  *   npm run bench:serve -- --num-models 2,8 --concurrency 1,8,32 --duration 5 [--json] [--soak 10000]
  *     [--server-cpus 1 --client-cpus 0]
@@ -46,7 +48,8 @@ const USAGE = `usage: npm run bench:serve -- [options]
   --server-cpus LIST   taskset CPUs for the server and the in-process bench (with --client-cpus)
   --client-cpus LIST   taskset CPUs for autocannon
   --overhead-rounds R  instead of the table: R rounds of the in-process p50, then the HTTP p50 at concurrency 1
-                       and a bare server's, held as long (batching on; not with --concurrency, --batching or --soak)
+                       (also set against the server's own plan-run times for the same requests) and a bare
+                       server's, held as long (batching on; not with --concurrency, --batching or --soak)
   --json               one JSON document on stdout
 `;
 
@@ -130,9 +133,9 @@ function nodeCommand(cpus: string | undefined, argv: string[]): [string, string[
   return cpus === undefined ? [process.execPath, argv] : ['taskset', ['-c', cpus, process.execPath, ...argv]];
 }
 
-/** A `serve` child process, started and listening. */
-function startServe(flags: string[], cpus: string | undefined): Promise<{ url: string; child: ChildProcess }> {
-  return startListening([BIN, 'serve', '--port', '0', '--host', '127.0.0.1', ...flags], cpus);
+/** A `serve` child process, started and listening; `onLine` gets each later line of its stdout (its `--json-log`). */
+function startServe(flags: string[], cpus: string | undefined, onLine?: (line: string) => void): Promise<{ url: string; child: ChildProcess }> {
+  return startListening([BIN, 'serve', '--port', '0', '--host', '127.0.0.1', ...flags], cpus, onLine);
 }
 
 /** The floor server (bench/http-floor-server.ts), started and listening. */
@@ -140,22 +143,34 @@ function startFloor(cpus: string | undefined): Promise<{ url: string; child: Chi
   return startListening(['--import', 'tsx', join(ROOT, 'bench/http-floor-server.ts')], cpus);
 }
 
-/** A Node child process that prints the URL it listens on ("on http://…"), once it does. */
-async function startListening(nodeArgs: string[], cpus: string | undefined): Promise<{ url: string; child: ChildProcess }> {
+/**
+ * A Node child process that prints the URL it listens on ("on http://…", or `"url":"http://…"` with --json-log),
+ * once it does. `onLine` then gets every whole line of its stdout that follows.
+ */
+async function startListening(nodeArgs: string[], cpus: string | undefined, onLine?: (line: string) => void): Promise<{ url: string; child: ChildProcess }> {
   const [command, argv] = nodeCommand(cpus, nodeArgs);
   const child = spawn(command, argv, { cwd: ROOT, stdio: ['ignore', 'pipe', 'ignore'] });
   let out = '';
+  let listening = false;
   const url = await new Promise<string>((resolve, reject) => {
     child.stdout!.on('data', (b: Buffer) => {
       out += b;
-      // up to the end of its line, so that a URL cut between two chunks is not taken
-      const m = /on (http:\/\/\S+)\s/.exec(out);
-      if (m) resolve(m[1]!);
+      if (!listening) {
+        // up to the end of its line, so that a URL cut between two chunks is not taken
+        const m = /(?:on |"url":")(http:\/\/[^\s"]+)["\s]/.exec(out);
+        if (!m) return;
+        listening = true;
+        out = out.slice(out.indexOf('\n', m.index) + 1);
+        resolve(m[1]!);
+      }
+      const end = out.lastIndexOf('\n');
+      if (end < 0) return;
+      if (onLine) for (const line of out.slice(0, end).split('\n')) onLine(line);
+      out = out.slice(end + 1);
     });
     child.on('error', (err) => reject(new Error(`${nodeArgs.join(' ')} could not start: ${err.message}`)));
     child.on('exit', (code) => reject(new Error(`${nodeArgs.join(' ')} exited with ${code} before listening: ${out}`)));
   });
-  child.stdout!.resume();
   return { url, child };
 }
 
@@ -259,6 +274,7 @@ async function soak(N: number, total: number, args: Args, body: Buffer) {
 }
 
 const f = (v: number, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : '–');
+const signed = (v: number) => `${v >= 0 ? '+' : ''}${f(v)}`;
 
 interface OverheadRound {
   httpP50Ms: number; inProcessP50Ms: number; differenceMs: number;
@@ -266,6 +282,10 @@ interface OverheadRound {
   serverMeanMs: { decode: number; queue: number; compute: number };
   /** the floor server's p50 at concurrency 1, holding each request for the in-process p50, minus that hold */
   floorMs: number;
+  /** the p50 of the plan runs that answered this block's requests (their `computeMs` in the server's log) */
+  serverComputeP50Ms: number;
+  /** HTTP p50 − serverComputeP50Ms: what HTTP and the server's handling add to the very plan runs they waited for */
+  sameRequestsDifferenceMs: number;
 }
 
 const PHASES = ['decode', 'queue', 'compute'] as const;
@@ -277,23 +297,31 @@ const PHASE_SERIES = (['sum', 'count'] as const).flatMap((kind) => PHASES.map((p
  * each round one in-process bench (it times both paths), then each path's HTTP block right after it.
  */
 async function overhead(N: number, args: Args, body: Buffer) {
-  const servers: Array<{ path: 'single' | 'sequential'; url: string; child: ChildProcess; rounds: OverheadRound[] }> = [];
+  const servers: Array<{ path: 'single' | 'sequential'; url: string; child: ChildProcess; rounds: OverheadRound[]; computeMs: number[] }> = [];
   const floor = await startFloor(args.serverCpus);
   const hold = (ms: number) => ({ path: '/hold', headers: { 'x-hold-ms': String(ms) } });
   try {
     await load(floor.url, 1, { ...args, duration: 1 }, body, undefined, hold(1)); // warm it as the servers below
     for (const path of args.paths) {
-      const { url, child } = await startServe(['--num-models', String(N), '--path', path, '--backend', args.backend], args.serverCpus);
-      servers.push({ path, url, child, rounds: [] });
+      const computeMs: number[] = [];
+      // --json-log: each answered prediction's plan-run time, to set against the HTTP times of the same requests
+      const { url, child } = await startServe(['--num-models', String(N), '--path', path, '--backend', args.backend, '--json-log'], args.serverCpus,
+        (line) => {
+          const entry = JSON.parse(line) as { computeMs?: number };
+          if (typeof entry.computeMs === 'number') computeMs.push(entry.computeMs);
+        });
+      servers.push({ path, url, child, rounds: [], computeMs });
       await load(url, 1, { ...args, duration: 1 }, body); // warm the connection and the JIT
     }
     for (let r = 0; r < args.overheadRounds; r++) {
       const inProcess = await inProcessP50(N, args);
-      for (const { path, url, rounds } of servers) {
+      for (const { path, url, rounds, computeMs } of servers) {
         const inProcessP50Ms = inProcess[path];
         const before = await metrics(url, PHASE_SERIES);
+        computeMs.length = 0; // from here on, this block's lines (a late line of the last block cannot move a p50 of hundreds)
         const { times, result } = await load(url, 1, args, body);
         const after = await metrics(url, PHASE_SERIES);
+        const serverComputeP50Ms = percentile([...computeMs].sort((a, b) => a - b), 50);
         if (result.errors + result.timeouts + result.non2xx > 0) throw new Error(`bench:serve: N=${N} ${path}: errors under load`);
         const httpP50Ms = percentile(times, 50);
         const [decode, queue, compute] = PHASES.map((_, i) =>
@@ -302,7 +330,10 @@ async function overhead(N: number, args: Args, body: Buffer) {
         const held = await load(floor.url, 1, args, body, undefined, hold(inProcessP50Ms));
         if (held.result.errors + held.result.timeouts + held.result.non2xx > 0) throw new Error(`bench:serve: N=${N} ${path}: errors on the floor server`);
         const floorMs = percentile(held.times, 50) - inProcessP50Ms;
-        rounds.push({ httpP50Ms, inProcessP50Ms, differenceMs: httpP50Ms - inProcessP50Ms, serverMeanMs: { decode: decode!, queue: queue!, compute: compute! }, floorMs });
+        rounds.push({
+          httpP50Ms, inProcessP50Ms, differenceMs: httpP50Ms - inProcessP50Ms, serverMeanMs: { decode: decode!, queue: queue!, compute: compute! }, floorMs,
+          serverComputeP50Ms, sameRequestsDifferenceMs: httpP50Ms - serverComputeP50Ms,
+        });
         if (!args.json) process.stderr.write(`bench:serve: N=${N} ${path} round ${r + 1}: HTTP ${f(httpP50Ms)} ms, in-process ${f(inProcessP50Ms)} ms, floor +${f(floorMs)} ms\n`);
       }
     }
@@ -310,6 +341,7 @@ async function overhead(N: number, args: Args, body: Buffer) {
     return servers.map(({ path, rounds }) => ({
       numModels: N, path, rounds,
       medianDifferenceMs: median(rounds.map((r) => r.differenceMs)), medianFloorMs: median(rounds.map((r) => r.floorMs)),
+      medianSameRequestsDifferenceMs: median(rounds.map((r) => r.sameRequestsDifferenceMs)),
     }));
   } finally {
     for (const { child } of servers) await stopChild(child);
@@ -330,12 +362,13 @@ async function runOverhead(args: Args, body: Buffer): Promise<void> {
     return;
   }
   for (const o of results) {
-    const diffs = o.rounds.map((r) => `${r.differenceMs >= 0 ? '+' : ''}${f(r.differenceMs)}`).join(', ');
-    process.stdout.write(`N=${o.numModels} ${o.path}: HTTP − in-process p50 per round ${diffs} ms; median ${o.medianDifferenceMs >= 0 ? '+' : ''}${f(o.medianDifferenceMs)} ms; `
+    const diffs = o.rounds.map((r) => signed(r.differenceMs)).join(', ');
+    process.stdout.write(`N=${o.numModels} ${o.path}: HTTP − in-process p50 per round ${diffs} ms; median ${signed(o.medianDifferenceMs)} ms; `
+      + `HTTP − the same requests' plan runs p50: median ${signed(o.medianSameRequestsDifferenceMs)} ms; `
       + `a bare server holding each request as long: median +${f(o.medianFloorMs)} ms\n`);
     for (const [i, r] of o.rounds.entries()) {
-      process.stdout.write(`  round ${i + 1}: HTTP p50 ${f(r.httpP50Ms)}, in-process p50 ${f(r.inProcessP50Ms)}; the server's mean decode ${f(r.serverMeanMs.decode)}, `
-        + `queue ${f(r.serverMeanMs.queue)}, compute ${f(r.serverMeanMs.compute)} ms; floor +${f(r.floorMs)} ms\n`);
+      process.stdout.write(`  round ${i + 1}: HTTP p50 ${f(r.httpP50Ms)}, in-process p50 ${f(r.inProcessP50Ms)}, the same requests' plan runs p50 ${f(r.serverComputeP50Ms)}; `
+        + `the server's mean decode ${f(r.serverMeanMs.decode)}, queue ${f(r.serverMeanMs.queue)}, compute ${f(r.serverMeanMs.compute)} ms; floor +${f(r.floorMs)} ms\n`);
     }
   }
 }
