@@ -288,6 +288,15 @@ interface OverheadRound {
   sameRequestsDifferenceMs: number;
 }
 
+/** One line of a server's `--json-log`; undefined for a line that is not JSON (nothing else should print there). */
+function parseLogLine(line: string): { computeMs?: unknown } | undefined {
+  try {
+    return JSON.parse(line) as { computeMs?: unknown };
+  } catch {
+    return undefined;
+  }
+}
+
 const PHASES = ['decode', 'queue', 'compute'] as const;
 /** The server's summed seconds, then counts, of each request phase. */
 const PHASE_SERIES = (['sum', 'count'] as const).flatMap((kind) => PHASES.map((p) => `mnist_gpujs_request_duration_seconds_${kind}{phase="${p}"}`));
@@ -307,8 +316,8 @@ async function overhead(N: number, args: Args, body: Buffer) {
       // --json-log: each answered prediction's plan-run time, to set against the HTTP times of the same requests
       const { url, child } = await startServe(['--num-models', String(N), '--path', path, '--backend', args.backend, '--json-log'], args.serverCpus,
         (line) => {
-          const entry = JSON.parse(line) as { computeMs?: number };
-          if (typeof entry.computeMs === 'number') computeMs.push(entry.computeMs);
+          const entry = parseLogLine(line);
+          if (typeof entry?.computeMs === 'number') computeMs.push(entry.computeMs);
         });
       servers.push({ path, url, child, rounds: [], computeMs });
       await load(url, 1, { ...args, duration: 1 }, body); // warm the connection and the JIT
