@@ -21,8 +21,9 @@
  * Each round also measures the floor: a bare fastify server (bench/http-floor-server.ts) that holds each request
  * as long as the in-process p50, its p50 at concurrency 1 minus that hold: what the round trip alone costs here
  * around a handler that long, before any decoding, queueing or engine. And each round sets the HTTP p50 against the
- * p50 of the very plan runs that answered those requests (each request's `computeMs` in the server's `--json-log`,
- * whose writing the HTTP times include): no drift of the host between two measurements can enter that difference.
+ * p50 of the very plan runs that answered those requests (each request's `computeMs` in the server's `--json-log`;
+ * the server writes a line after its answer has gone, so the write can only delay the next request a little): no
+ * drift of the host between two measurements can enter that difference of two p50s.
  *
  *   npm run bench:serve -- --num-models 2,8 --concurrency 1,8,32 --duration 5 [--json] [--soak 10000]
  *     [--server-cpus 1 --client-cpus 0]
@@ -153,15 +154,17 @@ async function startListening(nodeArgs: string[], cpus: string | undefined, onLi
   let out = '';
   let listening = false;
   const url = await new Promise<string>((resolve, reject) => {
-    child.stdout!.on('data', (b: Buffer) => {
-      out += b;
+    child.stdout!.setEncoding('utf8'); // a character cut between two chunks stays whole
+    child.stdout!.on('data', (chunk: string) => {
+      out += chunk;
       if (!listening) {
         // up to the end of its line, so that a URL cut between two chunks is not taken
         const m = /(?:on |"url":")(http:\/\/[^\s"]+)["\s]/.exec(out);
-        if (!m) return;
+        const lineEnd = m ? out.indexOf('\n', m.index) : -1;
+        if (lineEnd < 0) return; // not yet, or not yet its whole line
         listening = true;
-        out = out.slice(out.indexOf('\n', m.index) + 1);
-        resolve(m[1]!);
+        out = out.slice(lineEnd + 1);
+        resolve(m![1]!);
       }
       const end = out.lastIndexOf('\n');
       if (end < 0) return;
@@ -283,8 +286,8 @@ interface OverheadRound {
   /** the floor server's p50 at concurrency 1, holding each request for the in-process p50, minus that hold */
   floorMs: number;
   /** the p50 of the plan runs that answered this block's requests (their `computeMs` in the server's log) */
-  serverComputeP50Ms: number;
-  /** HTTP p50 − serverComputeP50Ms: what HTTP and the server's handling add to the very plan runs they waited for */
+  planRunP50Ms: number;
+  /** HTTP p50 − planRunP50Ms: what HTTP and the server's handling add to the very plan runs they waited for */
   sameRequestsDifferenceMs: number;
 }
 
@@ -327,12 +330,16 @@ async function overhead(N: number, args: Args, body: Buffer) {
       for (const { path, url, rounds, computeMs } of servers) {
         const inProcessP50Ms = inProcess[path];
         const before = await metrics(url, PHASE_SERIES);
-        computeMs.length = 0; // from here on, this block's lines (a late line of the last block cannot move a p50 of hundreds)
+        computeMs.length = 0; // from here on, this block's lines (a late line of this server's previous block cannot move a p50 of hundreds)
         const { times, result } = await load(url, 1, args, body);
         const after = await metrics(url, PHASE_SERIES);
-        const serverComputeP50Ms = percentile([...computeMs].sort((a, b) => a - b), 50);
         if (result.errors + result.timeouts + result.non2xx > 0) throw new Error(`bench:serve: N=${N} ${path}: errors under load`);
         const httpP50Ms = percentile(times, 50);
+        // one log line per answered request; far fewer would mean the lines went astray and the p50 says nothing
+        if (computeMs.length < times.length / 2) {
+          throw new Error(`bench:serve: N=${N} ${path}: ${computeMs.length} plan-run times in the server's log for ${times.length} answers`);
+        }
+        const planRunP50Ms = percentile([...computeMs].sort((a, b) => a - b), 50);
         const [decode, queue, compute] = PHASES.map((_, i) =>
           (1000 * (after[i]! - before[i]!)) / (after[i + PHASES.length]! - before[i + PHASES.length]!));
         // the same round trip around a bare handler held as long as the in-process plan run
@@ -341,9 +348,10 @@ async function overhead(N: number, args: Args, body: Buffer) {
         const floorMs = percentile(held.times, 50) - inProcessP50Ms;
         rounds.push({
           httpP50Ms, inProcessP50Ms, differenceMs: httpP50Ms - inProcessP50Ms, serverMeanMs: { decode: decode!, queue: queue!, compute: compute! }, floorMs,
-          serverComputeP50Ms, sameRequestsDifferenceMs: httpP50Ms - serverComputeP50Ms,
+          planRunP50Ms, sameRequestsDifferenceMs: httpP50Ms - planRunP50Ms,
         });
-        if (!args.json) process.stderr.write(`bench:serve: N=${N} ${path} round ${r + 1}: HTTP ${f(httpP50Ms)} ms, in-process ${f(inProcessP50Ms)} ms, floor +${f(floorMs)} ms\n`);
+        if (!args.json) process.stderr.write(`bench:serve: N=${N} ${path} round ${r + 1}: HTTP ${f(httpP50Ms)} ms, in-process ${f(inProcessP50Ms)} ms, `
+          + `the same requests' plan runs ${f(planRunP50Ms)} ms, floor +${f(floorMs)} ms\n`);
       }
     }
     const median = (values: number[]) => percentile([...values].sort((a, b) => a - b), 50);
@@ -376,7 +384,7 @@ async function runOverhead(args: Args, body: Buffer): Promise<void> {
       + `HTTP − the same requests' plan runs p50: median ${signed(o.medianSameRequestsDifferenceMs)} ms; `
       + `a bare server holding each request as long: median +${f(o.medianFloorMs)} ms\n`);
     for (const [i, r] of o.rounds.entries()) {
-      process.stdout.write(`  round ${i + 1}: HTTP p50 ${f(r.httpP50Ms)}, in-process p50 ${f(r.inProcessP50Ms)}, the same requests' plan runs p50 ${f(r.serverComputeP50Ms)}; `
+      process.stdout.write(`  round ${i + 1}: HTTP p50 ${f(r.httpP50Ms)}, in-process p50 ${f(r.inProcessP50Ms)}, the same requests' plan runs p50 ${f(r.planRunP50Ms)}; `
         + `the server's mean decode ${f(r.serverMeanMs.decode)}, queue ${f(r.serverMeanMs.queue)}, compute ${f(r.serverMeanMs.compute)} ms; floor +${f(r.floorMs)} ms\n`);
     }
   }
