@@ -50,7 +50,7 @@ import {
 import {
   conv2dBiasReluPoolQuadResident, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsQuadResident, linearPartialsResident,
 } from '../kernels/fused-forward.ts';
-import { transposePlanes } from '../kernels/layout.ts';
+import { convInputToChannelsLast, pooledToChannelsFirst, transposePlanes } from '../kernels/layout.ts';
 import { computeRowsInfo } from '../kernels/shapes.ts';
 import { outputSize, type KernelSpec } from '../kernels/spec.ts';
 import { DROPOUT1, DROPOUT2, IMAGE_SIDE, NUM_CLASSES } from '../src/model/cnn.ts';
@@ -222,7 +222,7 @@ function buildCases(M: number, B: number, inputs: Inputs): Case[] {
   const fused = { contraction: true, resident: true };
   add('serve.conv1BiasRelu', conv2dBiasReluResident(served.conv1, { weight: resident(w1), bias: resident(b1) }), [u(B * IMAGE_SIDE * IMAGE_SIDE)], fused);
   add('serve.conv2BiasReluPool', conv2dBiasReluPoolResident(served.conv2, served.pool, { weight: resident(w2), bias: resident(b2) }), [u(h1)], fused);
-  const channelsFirst = transposePlanes({ planes: M * B, rows: served.pool.outH * served.pool.outW, cols: served.pool.C });
+  const channelsFirst = transposePlanes(pooledToChannelsFirst(served.pool));
   add('serve.channelsFirst', channelsFirst, [u(pooled)], { resident: true });
   // four channels a cell, what webasm and cpu plans run instead (Device.planVectorCells), timed with the transpose that
   // reads its cells: compare with the two rows above
@@ -280,7 +280,7 @@ function buildCases(M: number, B: number, inputs: Inputs): Case[] {
   add('fc1.gradInputRowsDropout', linearRowsDropout(linearRowQuads(fc1, 'gradInput'), computeDropoutInfo(pooled, DROPOUT1)),
     [blocked(fc1GradIn), { n: pooled, fill: { keep: 1 - DROPOUT1 } }]);
   // conv2 → ReLU → pool backward, channels last: weight and bias gradients from the pooled windows, the input gradient dense
-  add('conv2.channelsLast', transposePlanes({ planes: M * B, rows: conv2.inC, cols: conv2.inH * conv2.inW }), [u(h1)]);
+  add('conv2.channelsLast', transposePlanes(convInputToChannelsLast(conv2)), [u(h1)]);
   const windowsSpec = maxPool2dReluWindows(conv2, pool);
   const windows: ArrayArg = { n: outputSize(windowsSpec), fill: { inW: conv2.inW, inC: conv2.inC } };
   add('pool.reluWindows', windowsSpec, [{ n: pooled, fill: 'argmax' }, u(pooled), u(pooled)]);

@@ -1,6 +1,7 @@
 /**
  * Pure data movement between layouts: no arithmetic, exact on every backend.
  */
+import type { Conv2DInfo, Pool2DInfo } from './shapes.ts';
 import type { KernelSpec, KernelThis } from './spec.ts';
 
 /** A stack of `planes` matrices, each `rows` × `cols` (row-major). */
@@ -21,4 +22,14 @@ export function transposePlanes(info: PlanesInfo): KernelSpec {
     constants: { ...info },
     flops: 0,
   };
+}
+
+/** A pooled layer's output, channels last [M*B, poolH*poolW, C], as planes to turn channels first (PyTorch's order). */
+export function pooledToChannelsFirst(pool: Pool2DInfo): PlanesInfo {
+  return { planes: pool.M * pool.B, rows: pool.outH * pool.outW, cols: pool.C };
+}
+
+/** A convolution's input, channels first [planes, inC, inH*inW], as planes to turn channels last (one set per model, or one shared). */
+export function convInputToChannelsLast(info: Conv2DInfo): PlanesInfo {
+  return { planes: (info.xModelStride === 0 ? 1 : info.M) * info.B, rows: info.inC, cols: info.inH * info.inW };
 }

@@ -19,7 +19,7 @@ import { computeDropoutInfo, dropoutApply } from '../kernels/dropout.ts';
 import {
   conv2dBiasReluPoolQuadResident, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsQuadResident, linearPartialsResident,
 } from '../kernels/fused-forward.ts';
-import { transposePlanes } from '../kernels/layout.ts';
+import { convInputToChannelsLast, pooledToChannelsFirst, transposePlanes } from '../kernels/layout.ts';
 import {
   linearForward, linearGradBias, linearGradInput, linearGradWeight, linearRowQuads, linearRows, linearRowsDropout, linearRowsRelu,
 } from '../kernels/linear.ts';
@@ -597,7 +597,7 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       const d = device();
       const q = pooledProblem(testRng(), c);
       const planes = (c.sharedInput ? 1 : c.M) * c.B;
-      const xLast = await runPoisoned(d, transposePlanes({ planes, rows: c.inC, cols: c.inH * c.inW }), q.x);
+      const xLast = await runPoisoned(d, transposePlanes(convInputToChannelsLast(q.info)), q.x);
       expectExact(xLast, toChannelsLast(q.x, planes, c.inC, c.inH * c.inW), 'channels last');
 
       const windows = await runPoisoned(d, maxPool2dReluWindows(q.info, q.pool), q.argmax, q.dPooled, q.pooled);
@@ -774,7 +774,7 @@ describe.each(plan.run)('kernels on %s', (backend) => {
       // PyTorch's order
       const pooled = conv2dBiasReluPoolResident(p.info, pool, { weight: p.w, bias: p.b });
       const x = toChannelsLast(p.x, (c.sharedInput ? 1 : c.M) * c.B, c.inC, c.inH * c.inW);
-      const toChannelsFirst = transposePlanes({ planes: c.M * c.B, rows: pool.outH * pool.outW, cols: c.outC });
+      const toChannelsFirst = transposePlanes(pooledToChannelsFirst(pool));
       const y = await runAsPlan(d, [pooled, toChannelsFirst], x);
       expectRelative(y, expected, FORWARD_TOL, `fused conv2d+relu+pool ${convName(c)}`);
       // and the pool's own output is that, channels last: [M, B, poolH*poolW, C]

@@ -16,7 +16,7 @@ import { cnnShapes, maxServingBatch } from './shapes.ts';
 import {
   conv2dBiasReluPoolQuadResident, conv2dBiasReluPoolResident, conv2dBiasReluResident, linearLogSoftmaxResident, linearPartialsBiasRelu, linearPartialsQuadResident, linearPartialsResident,
 } from '../../kernels/fused-forward.ts';
-import { transposePlanes } from '../../kernels/layout.ts';
+import { pooledToChannelsFirst, transposePlanes } from '../../kernels/layout.ts';
 
 /** Let go of at least this many bytes of host weights, a plan asks for a full garbage collection. */
 const COLLECT_AFTER_BYTES = 64 * 2 ** 20;
@@ -122,7 +122,7 @@ export class InferencePlan {
       (vectorCells ? conv2dBiasReluPoolQuadResident : conv2dBiasReluPoolResident)(
         conv2, pool, { weight: p['conv2.weight'], bias: p['conv2.bias'] }),
       // [M, B, poolH*poolW, C] → [M, B, C, poolH*poolW], PyTorch's order for fc1
-      transposePlanes({ planes: M * B, rows: pool.outH * pool.outW, cols: pool.C }),
+      transposePlanes(pooledToChannelsFirst(pool)),
       // and four images a cell in fc1 where the batch is a multiple of 4: each weight read serves four images
       (fc1Quad ? linearPartialsQuadResident : linearPartialsResident)(fc1, p['fc1.weight']),
       linearPartialsBiasRelu(fc1, p['fc1.bias'], fc1Quad ? 4 : 1),

@@ -22,7 +22,7 @@ import {
   conv2dFlipWeightsChannelsLast, conv2dGradBiasPooled, conv2dGradInputChannelsLast, conv2dGradInputReluLayout,
   conv2dGradWeightPooled, conv2dGradWeightPooledLayout, maxPool2dReluBackwardChannelsLast, maxPool2dReluWindows,
 } from '../../kernels/conv2d-pool-backward.ts';
-import { transposePlanes } from '../../kernels/layout.ts';
+import { convInputToChannelsLast, transposePlanes } from '../../kernels/layout.ts';
 import { reluBackward } from '../../kernels/relu.ts';
 import { maxPool2dRelu, maxPool2dReluArgmax } from '../../kernels/pool.ts';
 import { computeDropoutInfo, dropoutApply } from '../../kernels/dropout.ts';
@@ -83,7 +83,7 @@ function buildLayers(M: number, B: number, sharedInput: boolean) {
     fc1GradIn: linearGradInput(fc1), fc1GradInRowsDropout: linearRowsDropout(linearRowQuads(fc1, 'gradInput'), dropout1),
     // conv2 → ReLU → pool backward, channels last: kernels/conv2d-pool-backward.ts
     // conv1's output [M, B, C, H*W] → [M, B, H*W, C]
-    h1Last: transposePlanes({ planes: M * B, rows: conv2.inC, cols: conv2.inH * conv2.inW }), poolWindows: maxPool2dReluWindows(conv2, pool),
+    h1Last: transposePlanes(convInputToChannelsLast(conv2)), poolWindows: maxPool2dReluWindows(conv2, pool),
     conv2GradW: conv2dGradWeightPooled(conv2, pool), conv2GradWLayout: conv2dGradWeightPooledLayout(conv2),
     conv2GradB: conv2dGradBiasPooled(conv2, pool),
     poolReluBack: maxPool2dReluBackwardChannelsLast(conv2, pool), conv2FlipW: conv2dFlipWeightsChannelsLast(conv2),
