@@ -516,7 +516,6 @@ it('the commands note an unpatched gpu.js on webasm, and only then', () => {
   expect(missingWithout(kernelModule.WebAssemblyKernel.prototype, '_readBack')).toMatch(/gpu\.js is not patched/);
   // ... or without vector cells between plan steps (the plans then run one value a cell)
   expect(missingWithout(pipelineExecutorModule.WebAssemblyPipelineExecutor.prototype, 'stepOutputDims')).toMatch(/vector cells/);
-  expect(webasm?.planVectorCells ?? true).toBe(true);
   // ... or without integer indices
   expect(missingWithout(functionNodeModule.WebAssemblyFunctionNode.prototype, 'requireExactIndex')).toMatch(/2\^24/);
   expect(webasmPatchMissing()).toBeNull();
@@ -755,6 +754,24 @@ describe.skipIf(webasm === null)('webasm plan steps that pass vector cells on (g
       return v[this.thread.y * this.constants.W + this.thread.x];
     },
     output: [3 * W, H], constants: { W: 3 * W }, flops: 0,
+  });
+
+  it('a webasm device runs its plans with vector cells only where gpu.js has this change', async () => {
+    expect(webasm!.planVectorCells).toBe(true);
+    const proto = pipelineExecutorModule.WebAssemblyPipelineExecutor.prototype as Record<string, unknown>;
+    const saved = proto.stepOutputDims;
+    delete proto.stepOutputDims;
+    let unpatched: Awaited<ReturnType<typeof openDevice>> | undefined;
+    try {
+      unpatched = await openDevice('webasm');
+    } finally {
+      proto.stepOutputDims = saved;
+    }
+    try {
+      expect(unpatched.planVectorCells).toBe(false);
+    } finally {
+      unpatched.destroy();
+    }
   });
 
   // stock gpu.js refuses to fuse such a plan (its step would feed another step), and Plan refuses the fallback
