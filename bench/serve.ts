@@ -278,6 +278,8 @@ async function soak(N: number, total: number, args: Args, body: Buffer) {
 
 const f = (v: number, d = 2) => (Number.isFinite(v) ? v.toFixed(d) : '–');
 const signed = (v: number) => `${v >= 0 ? '+' : ''}${f(v)}`;
+/** The p50 of samples in any order. */
+const p50 = (values: readonly number[]) => percentile([...values].sort((a, b) => a - b), 50);
 
 interface OverheadRound {
   httpP50Ms: number; inProcessP50Ms: number; differenceMs: number;
@@ -339,7 +341,7 @@ async function overhead(N: number, args: Args, body: Buffer) {
         if (computeMs.length < times.length / 2) {
           throw new Error(`bench:serve: N=${N} ${path}: ${computeMs.length} plan-run times in the server's log for ${times.length} answers`);
         }
-        const planRunP50Ms = percentile([...computeMs].sort((a, b) => a - b), 50);
+        const planRunP50Ms = p50(computeMs);
         const [decode, queue, compute] = PHASES.map((_, i) =>
           (1000 * (after[i]! - before[i]!)) / (after[i + PHASES.length]! - before[i + PHASES.length]!));
         // the same round trip around a bare handler held as long as the in-process plan run
@@ -354,11 +356,10 @@ async function overhead(N: number, args: Args, body: Buffer) {
           + `the same requests' plan runs ${f(planRunP50Ms)} ms, floor +${f(floorMs)} ms\n`);
       }
     }
-    const median = (values: number[]) => percentile([...values].sort((a, b) => a - b), 50);
     return servers.map(({ path, rounds }) => ({
       numModels: N, path, rounds,
-      medianDifferenceMs: median(rounds.map((r) => r.differenceMs)), medianFloorMs: median(rounds.map((r) => r.floorMs)),
-      medianSameRequestsDifferenceMs: median(rounds.map((r) => r.sameRequestsDifferenceMs)),
+      medianDifferenceMs: p50(rounds.map((r) => r.differenceMs)), medianFloorMs: p50(rounds.map((r) => r.floorMs)),
+      medianSameRequestsDifferenceMs: p50(rounds.map((r) => r.sameRequestsDifferenceMs)),
     }));
   } finally {
     for (const { child } of servers) await stopChild(child);
